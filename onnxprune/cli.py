@@ -1,0 +1,67 @@
+"""Command line: parse into options, call the public API, map errors to exit codes."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+from collections.abc import Sequence
+
+from onnxprune.errors import OnnxPruneError
+
+# Each command module exposes ``register(subparsers)``, which adds its parser and sets ``run``.
+COMMANDS = ("inspect", "prune", "apply", "analyze", "bench")
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"onnxprune: error: {message}; see 'onnxprune --help'\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Build the ``onnxprune`` parser from the command modules."""
+    parser = _Parser(prog="onnxprune", description=__doc__)
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug log and tracebacks")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    for name in COMMANDS:
+        try:
+            module = importlib.import_module(f"onnxprune.commands.{name}")
+        except ModuleNotFoundError as e:
+            if e.name != f"onnxprune.commands.{name}":
+                raise
+            continue
+        module.register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI and return its exit code (2 bad input, 3 cannot prune, 1 internal)."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.WARNING,
+        format="onnxprune: %(levelname)s: %(message)s",
+    )
+    try:
+        return int(args.run(args) or 0)
+    except OnnxPruneError as e:
+        if args.verbose:
+            logging.exception("details")
+        sys.stderr.write(f"onnxprune: error: {e}\n")
+        return e.exit_code
+    except KeyboardInterrupt:
+        sys.stderr.write("onnxprune: interrupted; no output was written\n")
+        return 130
+    except Exception as e:  # noqa: BLE001 - last line of defence: one line, not a traceback
+        if args.verbose:
+            logging.exception("internal error")
+        sys.stderr.write(
+            f"onnxprune: internal error: {type(e).__name__}: {e}; rerun with --verbose and "
+            "report it with the traceback\n"
+        )
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

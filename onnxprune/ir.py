@@ -1,0 +1,385 @@
+"""The protobuf boundary: loading, shape handling and atomic saving of ONNX models.
+
+Everything above this module speaks in onnx-graphsurgeon graph/node/tensor terms or in plain
+numpy; only this module (and ``verify``) touch ``onnx`` protobuf APIs.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import os
+import tempfile
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnx_graphsurgeon as gs
+from google.protobuf.message import DecodeError
+
+from onnxprune.errors import InputError
+
+log = logging.getLogger(__name__)
+
+_TWO_GB = 2**31 - 1
+MIN_OPSET = 7
+MAX_OPSET = 23
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    """Name, numpy dtype and shape of a graph input or output (dims may be str or -1)."""
+
+    name: str
+    dtype: np.dtype
+    shape: tuple[int | str, ...]
+
+
+def load_model(path: str | os.PathLike[str]) -> onnx.ModelProto:
+    """Load an ONNX model with its external data, refusing anything suspicious.
+
+    Args:
+        path: the ``.onnx`` file.
+
+    Returns:
+        The model, external data loaded into memory.
+
+    Raises:
+        InputError: the path is missing, a directory, empty, not ONNX, or its external data is
+            missing or points outside the model's folder.
+    """
+    p = Path(path)
+    if not p.exists():
+        raise InputError(f"{p}: no such file; pass the path of an .onnx model")
+    if p.is_dir():
+        raise InputError(f"{p}: is a directory; pass the path of an .onnx model file")
+    if p.stat().st_size == 0:
+        raise InputError(f"{p}: file is empty; re-export or re-download the model")
+    try:
+        model = onnx.load(str(p), load_external_data=False)
+    except (DecodeError, RuntimeError, ValueError, OSError) as e:
+        raise InputError(
+            f"{p}: not a readable ONNX model ({type(e).__name__}); the file may be truncated "
+            "or not ONNX - re-export or re-download it"
+        ) from e
+    if not model.graph.node and not model.graph.output:
+        raise InputError(f"{p}: not an ONNX model (no graph found); pass an exported .onnx file")
+    _load_external(model, p.parent.resolve(), p)
+    _check_opset(model, p)
+    return model
+
+
+def _load_external(model: onnx.ModelProto, base: Path, p: Path) -> None:
+    from onnx.external_data_helper import (
+        load_external_data_for_model,
+        uses_external_data,
+    )
+
+    for t in _all_tensors(model):
+        if not uses_external_data(t):
+            continue
+        loc = next((e.value for e in t.external_data if e.key == "location"), "")
+        target = (base / loc).resolve()
+        if base not in target.parents:
+            raise InputError(
+                f"{p}: external data of tensor '{t.name}' points outside the model's folder "
+                f"('{loc}'); refusing to read it - move the data file next to the model"
+            )
+        if not target.is_file():
+            raise InputError(
+                f"{p}: external data file '{loc}' of tensor '{t.name}' is missing; copy it "
+                "next to the model"
+            )
+    try:
+        load_external_data_for_model(model, str(base))
+    except (OSError, ValueError) as e:
+        raise InputError(f"{p}: cannot read external data ({e}); check the data files") from e
+
+
+def _all_tensors(model: onnx.ModelProto) -> list[onnx.TensorProto]:
+    out = list(model.graph.initializer)
+    for node in model.graph.node:
+        out += [a.t for a in node.attribute if a.HasField("t")]
+    return out
+
+
+def _check_opset(model: onnx.ModelProto, p: Path) -> None:
+    version = opset_version(model)
+    if version < MIN_OPSET or version > MAX_OPSET:
+        raise InputError(
+            f"{p}: default-domain opset {version} is outside the supported range "
+            f"{MIN_OPSET}..{MAX_OPSET}; convert it with onnx.version_converter"
+        )
+
+
+def opset_version(model: onnx.ModelProto) -> int:
+    """Return the model's default-domain (ai.onnx) opset version."""
+    for imp in model.opset_import:
+        if imp.domain in ("", "ai.onnx"):
+            return int(imp.version)
+    return 1
+
+
+def io_specs(model: onnx.ModelProto, *, outputs: bool = False) -> list[TensorSpec]:
+    """Return the graph inputs (not initializers) or outputs as ``TensorSpec``s."""
+    inits = {t.name for t in model.graph.initializer}
+    values = model.graph.output if outputs else model.graph.input
+    specs = []
+    for v in values:
+        if v.name in inits:
+            continue
+        tt = v.type.tensor_type
+        dims: list[int | str] = []
+        for d in tt.shape.dim:
+            dims.append(d.dim_value if d.HasField("dim_value") else (d.dim_param or -1))
+        dtype = onnx.helper.tensor_dtype_to_np_dtype(tt.elem_type) if tt.elem_type else np.float32
+        specs.append(TensorSpec(v.name, np.dtype(dtype), tuple(dims)))
+    return specs
+
+
+def parse_input_shapes(text: Sequence[str] | None) -> dict[str, tuple[int, ...]]:
+    """Parse ``name:1,3,224,224`` items (one per input) into a mapping.
+
+    Raises:
+        InputError: an item is not of that form.
+    """
+    shapes: dict[str, tuple[int, ...]] = {}
+    for item in text or []:
+        name, sep, dims = item.rpartition(":")
+        try:
+            shape = tuple(int(d) for d in dims.split(","))
+        except ValueError:
+            shape = ()
+        if not sep or not name or not shape or min(shape) < 1:
+            raise InputError(
+                f"--input-shapes '{item}': expected NAME:D1,D2,... with positive integers, "
+                "e.g. images:1,3,224,224"
+            )
+        shapes[name] = shape
+    return shapes
+
+
+def resolve_input_shapes(
+    model: onnx.ModelProto, given: Mapping[str, Sequence[int]] | None = None
+) -> dict[str, tuple[int, ...]]:
+    """Decide a concrete shape for every graph input.
+
+    A dynamic leading (batch) dim defaults to 1; any other dynamic dim must be given.
+
+    Raises:
+        InputError: an unknown input name was given, a shape has the wrong rank, or a
+            non-batch dim is dynamic and not given.
+    """
+    given = dict(given or {})
+    specs = io_specs(model)
+    names = [s.name for s in specs]
+    for name in given:
+        if name not in names:
+            raise InputError(
+                f"--input-shapes names '{name}', which is not a model input; inputs are: "
+                + ", ".join(names)
+            )
+    out: dict[str, tuple[int, ...]] = {}
+    for s in specs:
+        if s.name in given:
+            shape = tuple(int(d) for d in given[s.name])
+            if len(shape) != len(s.shape):
+                raise InputError(
+                    f"--input-shapes gives {len(shape)} dims for input '{s.name}', which has "
+                    f"rank {len(s.shape)} {list(s.shape)}"
+                )
+            fixed = [d for d, m in zip(shape, s.shape) if isinstance(m, int) and m > 0 and d != m]
+            if fixed:
+                raise InputError(
+                    f"--input-shapes {s.name}:{','.join(map(str, shape))} contradicts the "
+                    f"model's fixed shape {list(s.shape)}"
+                )
+            out[s.name] = shape
+            continue
+        dims = []
+        for i, d in enumerate(s.shape):
+            if isinstance(d, int) and d > 0:
+                dims.append(d)
+            elif i == 0:
+                dims.append(1)
+            else:
+                example = ",".join(str(x) if isinstance(x, int) and x > 0 else "?" for x in s.shape)
+                raise InputError(
+                    f"input '{s.name}' has dynamic dims {list(s.shape)}; pass "
+                    f"--input-shapes {s.name}:{example} with numbers for every '?'"
+                )
+        out[s.name] = tuple(dims)
+    return out
+
+
+def with_input_shapes(
+    model: onnx.ModelProto, shapes: Mapping[str, Sequence[int]]
+) -> onnx.ModelProto:
+    """Return a copy of ``model`` whose graph inputs have the given static shapes."""
+    m = copy.deepcopy(model)
+    for v in m.graph.input:
+        if v.name not in shapes:
+            continue
+        dims = v.type.tensor_type.shape.dim
+        for d, n in zip(dims, shapes[v.name]):
+            d.Clear()
+            d.dim_value = int(n)
+    return m
+
+
+def infer_shapes(model: onnx.ModelProto, *, strict: bool = False) -> onnx.ModelProto:
+    """Run ONNX shape inference (with data propagation) and return the inferred copy."""
+    m = copy.deepcopy(model)
+    del m.graph.value_info[:]
+    if m.ByteSize() > _TWO_GB:
+        return _infer_large(m, strict=strict)
+    return onnx.shape_inference.infer_shapes(m, check_type=True, strict_mode=strict, data_prop=True)
+
+
+def _infer_large(model: onnx.ModelProto, *, strict: bool) -> onnx.ModelProto:
+    # Shape inference needs no weights: infer on a weightless copy, then graft value_info back.
+    light = copy.deepcopy(model)
+    for t in light.graph.initializer:
+        t.ClearField("raw_data")
+        t.ClearField("float_data")
+    inferred = onnx.shape_inference.infer_shapes(light, strict_mode=strict, data_prop=False)
+    model.graph.value_info.extend(inferred.graph.value_info)
+    return model
+
+
+def static_shapes(model: onnx.ModelProto) -> dict[str, tuple[int, ...]]:
+    """Return the fully static shapes known for every tensor of an inferred model."""
+    out: dict[str, tuple[int, ...]] = {}
+    values = [*model.graph.input, *model.graph.output, *model.graph.value_info]
+    for v in values:
+        tt = v.type.tensor_type
+        if not tt.HasField("shape"):
+            continue
+        dims = [d.dim_value if d.HasField("dim_value") else -1 for d in tt.shape.dim]
+        if all(d >= 0 for d in dims):
+            out[v.name] = tuple(dims)
+    for t in model.graph.initializer:
+        out[t.name] = tuple(t.dims)
+    return out
+
+
+def to_graph(model: onnx.ModelProto) -> gs.Graph:
+    """Import a model into onnx-graphsurgeon, folding ``Constant`` nodes into constants.
+
+    Paddle exports keep weights in ``Constant`` nodes; folding them lets every rule treat
+    weights one way.
+    """
+    graph = gs.import_onnx(model)
+    outputs = {t.name for t in graph.outputs}
+    for node in [n for n in graph.nodes if n.op == "Constant" and len(n.outputs) == 1]:
+        value = _constant_value(node)
+        out = node.outputs[0]
+        if value is None or out.name in outputs:
+            continue
+        const = gs.Constant(out.name, value)
+        for consumer in list(out.outputs):
+            consumer.inputs[:] = [const if t is out else t for t in consumer.inputs]
+        node.outputs.clear()
+    graph.cleanup()
+    return graph
+
+
+def _constant_value(node: gs.Node) -> np.ndarray | None:
+    attrs = node.attrs
+    if "value" in attrs:
+        return np.asarray(attrs["value"].values)
+    for key, dtype in (("value_float", np.float32), ("value_int", np.int64)):
+        if key in attrs:
+            return np.asarray(attrs[key], dtype=dtype)
+    for key, dtype in (("value_floats", np.float32), ("value_ints", np.int64)):
+        if key in attrs:
+            return np.asarray(list(attrs[key]), dtype=dtype)
+    return None
+
+
+def from_graph(graph: gs.Graph, like: onnx.ModelProto) -> onnx.ModelProto:
+    """Export a graph back to a model keeping ``like``'s opsets, IR version and metadata."""
+    model = gs.export_onnx(graph, do_type_check=False)
+    model.ir_version = like.ir_version
+    del model.opset_import[:]
+    model.opset_import.extend(like.opset_import)
+    model.producer_name = like.producer_name
+    model.producer_version = like.producer_version
+    del model.metadata_props[:]
+    model.metadata_props.extend(like.metadata_props)
+    del model.graph.value_info[:]
+    return model
+
+
+def model_bytes(model: onnx.ModelProto) -> int:
+    """Return the size the model takes when serialised (weights included)."""
+    return int(model.ByteSize())
+
+
+def save_model(
+    model: onnx.ModelProto,
+    path: str | os.PathLike[str],
+    *,
+    protect: Sequence[str | os.PathLike[str]] = (),
+) -> Path:
+    """Write ``model`` atomically: a temp file in the target folder, then a rename.
+
+    Models over 2 GB are written with their weights in ``<name>.data`` beside the file.
+
+    Args:
+        model: the model to write.
+        path: destination ``.onnx`` path.
+        protect: paths that must never be overwritten (the input model).
+
+    Returns:
+        The written path.
+
+    Raises:
+        InputError: the destination is protected, a directory, or its folder is missing.
+    """
+    dest = Path(path)
+    for p in protect:
+        if Path(p).exists() and dest.exists() and dest.resolve() == Path(p).resolve():
+            raise InputError(
+                f"{dest}: refusing to overwrite the input model; choose another -o path "
+                "or pass --in-place"
+            )
+    if dest.is_dir():
+        raise InputError(f"{dest}: is a directory; pass a file path for the output model")
+    if not dest.parent.exists():
+        raise InputError(f"{dest.parent}: output folder does not exist; create it first")
+    if model.ByteSize() > _TWO_GB:
+        return _save_external(model, dest)
+    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(model.SerializeToString())
+        os.replace(tmp, dest)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return dest
+
+
+def _save_external(model: onnx.ModelProto, dest: Path) -> Path:
+    data_name = dest.name + ".data"
+    tmpdir = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", dir=dest.parent))
+    try:
+        m = copy.deepcopy(model)
+        onnx.save_model(
+            m,
+            str(tmpdir / dest.name),
+            save_as_external_data=True,
+            all_tensors_to_one_file=True,
+            location=data_name,
+            size_threshold=1024,
+        )
+        os.replace(tmpdir / data_name, dest.parent / data_name)
+        os.replace(tmpdir / dest.name, dest)
+    finally:
+        for f in tmpdir.glob("*"):
+            f.unlink()
+        tmpdir.rmdir()
+    return dest

@@ -1,0 +1,73 @@
+"""Model cost from shapes: MACs of the weight-bearing ops, parameter count, file size."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import onnx
+
+from onnxprune import ir
+
+
+@dataclass(frozen=True)
+class Cost:
+    """MACs (multiply-accumulates) of Conv/ConvTranspose/Gemm/MatMul, parameters and bytes."""
+
+    macs: int
+    params: int
+    size_bytes: int
+    node_macs: Mapping[str, int]
+
+
+def _prod(xs: Sequence[int]) -> int:
+    return int(np.prod(xs, dtype=np.int64)) if len(xs) else 1
+
+
+def node_macs(
+    op: str, attrs: Mapping[str, object], in_shapes: Sequence[tuple[int, ...] | None],
+    out_shape: tuple[int, ...] | None,
+) -> int:
+    """MACs of one node from its input/output shapes (0 for ops without weights or shapes)."""
+    if out_shape is None or not in_shapes or in_shapes[0] is None:
+        return 0
+    x = in_shapes[0]
+    w = in_shapes[1] if len(in_shapes) > 1 else None
+    if op == "Conv" and w is not None:
+        return _prod(out_shape) * _prod(w[1:])
+    if op == "ConvTranspose" and w is not None:
+        return _prod(x) * _prod(w[1:])
+    if op == "Gemm" and w is not None:
+        k = x[0] if attrs.get("transA", 0) else x[-1]
+        return _prod(out_shape) * int(k)
+    if op in ("MatMul", "MatMulInteger") and w is not None:
+        return _prod(out_shape) * int(x[-1])
+    return 0
+
+
+def cost(model: onnx.ModelProto, shapes: Mapping[str, tuple[int, ...]] | None = None) -> Cost:
+    """Count MACs, parameters and serialised size of ``model``.
+
+    Args:
+        model: the model; dynamic input dims must be resolved (``ir.with_input_shapes``) or
+            given as ``shapes``.
+        shapes: static tensor shapes; inferred from ``model`` when omitted.
+    """
+    if shapes is None:
+        shapes = ir.static_shapes(ir.infer_shapes(model))
+    consts = {t.name: tuple(t.dims) for t in model.graph.initializer}
+    per_node: dict[str, int] = {}
+    for i, node in enumerate(model.graph.node):
+        if node.op_type not in ("Conv", "ConvTranspose", "Gemm", "MatMul"):
+            continue
+        attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
+        ins = [shapes.get(n) or consts.get(n) for n in node.input]
+        per_node[node.name or f"{node.op_type}_{i}"] = node_macs(
+            node.op_type, attrs, ins, shapes.get(node.output[0])
+        )
+    params = sum(_prod(t.dims) for t in model.graph.initializer)
+    for node in model.graph.node:
+        if node.op_type == "Constant":
+            params += sum(_prod(a.t.dims) for a in node.attribute if a.HasField("t"))
+    return Cost(sum(per_node.values()), params, ir.model_bytes(model), per_node)
