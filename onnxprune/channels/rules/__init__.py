@@ -1,0 +1,57 @@
+"""Channel rules: one small class per op family, registered explicitly by op type.
+
+The channel graph is derived from these rules alone. ``RULE_MODULES`` lists the rule files;
+importing them fills the registry, and registering an op type twice fails at import.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+
+from onnxprune.channels.rules.base import Rule
+
+_REGISTRY: dict[str, Rule] = {}
+
+RULE_MODULES = (
+    "conv",
+    "linear",
+    "norm",
+    "elementwise",
+    "pool",
+    "concat_split",
+    "reshape",
+    "layout",
+    "reduce",
+    "shape_ops",
+    "barriers",
+)
+
+
+def register(*op_types: str) -> Callable[[type[Rule]], type[Rule]]:
+    """Class decorator registering a rule instance for each ONNX op type (default domain)."""
+
+    def wrap(cls: type[Rule]) -> type[Rule]:
+        for op in op_types:
+            if op in _REGISTRY:
+                raise RuntimeError(f"channel rule for {op} registered twice")
+            _REGISTRY[op] = cls()
+        cls.op_types = tuple(op_types)
+        return cls
+
+    return wrap
+
+
+def rule_for(op_type: str, domain: str = "") -> Rule | None:
+    """Return the rule of an op, or None when it has none (the group becomes a barrier)."""
+    if domain not in ("", "ai.onnx"):
+        return None
+    return registry().get(op_type)
+
+
+def registry() -> dict[str, Rule]:
+    """Return the op type -> rule mapping, importing every rule module once."""
+    if not _REGISTRY:
+        for name in RULE_MODULES:
+            importlib.import_module(f"onnxprune.channels.rules.{name}")
+    return _REGISTRY

@@ -1,0 +1,48 @@
+"""Ops that block pruning on purpose, each with the reason reported to the user."""
+
+from __future__ import annotations
+
+import onnx_graphsurgeon as gs
+
+from onnxprune.channels.context import Context
+from onnxprune.channels.rules import register
+from onnxprune.channels.rules.base import Rule
+from onnxprune.channels.types import Coupling, Space, barrier
+
+REASONS = {
+    "LSTM": "recurrent ops are not pruned",
+    "GRU": "recurrent ops are not pruned",
+    "RNN": "recurrent ops are not pruned",
+    "Loop": "control flow is not pruned",
+    "If": "control flow is not pruned",
+    "Scan": "control flow is not pruned",
+    "LRN": "normalises across neighbouring channels",
+    "GroupNormalization": "normalises across groups of channels",
+    "MeanVarianceNormalization": "may normalise across channels",
+    "QuantizeLinear": "quantised (QDQ) models are not pruned",
+    "DequantizeLinear": "quantised (QDQ) models are not pruned",
+    "QLinearConv": "quantised models are not pruned",
+    "QLinearMatMul": "quantised models are not pruned",
+    "ConvInteger": "quantised models are not pruned",
+    "MatMulInteger": "quantised models are not pruned",
+    "DepthToSpace": "moves channels into spatial positions",
+    "SpaceToDepth": "moves spatial positions into channels",
+    "Size": "uses the element count, which pruning changes",
+    "Einsum": "contracts axes in ways the tool does not model",
+    "NonMaxSuppression": "selects boxes by value",
+    "TopK": "selects elements by value",
+    "ScatterND": "writes to computed positions",
+    "ScatterElements": "writes to computed positions",
+    "GatherND": "reads computed positions",
+    "GatherElements": "reads computed positions",
+    "CumSum": "accumulates along an axis",
+}
+
+
+@register(*REASONS)
+class BarrierRule(Rule):
+    """Blocks every channel space that reaches the op, naming why."""
+
+    def couple(self, ctx: Context, node: gs.Node, space: Space) -> Coupling:
+        """Always a barrier."""
+        return barrier(f"{ctx.describe(node)}: {REASONS[node.op]}")

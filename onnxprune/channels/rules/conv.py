@@ -1,0 +1,88 @@
+"""Conv and ConvTranspose: roots that drop filters, consumers that drop input channels."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+import onnx_graphsurgeon as gs
+
+from onnxprune.channels.context import Context
+from onnxprune.channels.index_map import Grouped
+from onnxprune.channels.rules import register
+from onnxprune.channels.rules.base import Rule
+from onnxprune.channels.types import Coupling, Link, Space, WeightUse, barrier
+
+
+@register("Conv", "ConvTranspose")
+class ConvRule(Rule):
+    """Output channels are filters (root); input channels index the weights (consumer).
+
+    Grouped and depthwise convs tie each conv group's input and output channels together, so
+    whole groups are removed and the ``group`` attribute shrinks with them.
+    """
+
+    @staticmethod
+    def _axes(node: gs.Node) -> tuple[int, int]:
+        # (weight axis of output channels, weight axis of input channels)
+        return (1, 0) if node.op == "ConvTranspose" else (0, 1)
+
+    def _weight(self, ctx: Context, node: gs.Node) -> np.ndarray | None:
+        return ctx.input_const(node, 1)
+
+    def roots(self, ctx: Context, node: gs.Node) -> list[tuple[Space, Coupling]]:
+        """The output channel space, when the weights are constant."""
+        if self._weight(ctx, node) is None:
+            return []
+        space = Space(node.outputs[0].name, 1)
+        return [(space, self.couple(ctx, node, space))]
+
+    def couple(self, ctx: Context, node: gs.Node, space: Space) -> Coupling:
+        """Root on output axis 1, consumer on input axis 1, grouped link when group > 1."""
+        w = self._weight(ctx, node)
+        x, y = node.inputs[0].name, node.outputs[0].name
+        if w is None:
+            return barrier(f"{ctx.describe(node)} has weights computed at run time")
+        if ctx.positions(node, space.tensor) not in ([0], []) or space.axis != 1:
+            return barrier(f"channels reach axis {space.axis} of {ctx.describe(node)}")
+        out_ax, in_ax = self._axes(node)
+        group = int(ctx.attr(node, "group", 1))
+        if group == 1:
+            if space.tensor == y:
+                return Coupling(absorbs=True, weight=WeightUse(node.inputs[1].name, out_ax, "root"))
+            return Coupling(absorbs=True, weight=WeightUse(node.inputs[1].name, in_ax, "consumer"))
+        n_in, n_out = ctx.dim(Space(x, 1)), ctx.dim(Space(y, 1))
+        if n_in is None or n_out is None:
+            return barrier(f"{ctx.describe(node)} has unknown channel counts")
+        link = Link(Space(x, 1), Space(y, 1), Grouped(n_in // group, n_out // group))
+        weight = WeightUse(node.inputs[1].name, out_ax, "root") if space.tensor == y else None
+        return Coupling(links=(link,), absorbs=True, weight=weight)
+
+    def shrink(self, ctx: Context, node: gs.Node, keep: Mapping[Space, np.ndarray]) -> None:
+        """Slice weights and bias; for grouped convs also the ``group`` attribute."""
+        x, y = node.inputs[0].name, node.outputs[0].name
+        out_ax, in_ax = self._axes(node)
+        group = int(ctx.attr(node, "group", 1))
+        w = self._weight(ctx, node)
+        if w is None:
+            raise RuntimeError(f"{ctx.describe(node)}: weights vanished during surgery")
+        keep_out, keep_in = keep.get(Space(y, 1)), keep.get(Space(x, 1))
+        if group > 1:
+            n_in, n_out = ctx.dim(Space(x, 1)), ctx.dim(Space(y, 1))
+            if keep_in is not None and n_in:
+                node.attrs["group"] = len(keep_in) * group // n_in
+            elif keep_out is not None and n_out:
+                node.attrs["group"] = len(keep_out) * group // n_out
+            # Conv keeps each group's filters on axis 0, ConvTranspose its inputs on axis 0.
+            if node.op == "Conv" and keep_out is not None:
+                w = np.take(w, keep_out, axis=0)
+            if node.op == "ConvTranspose" and keep_in is not None:
+                w = np.take(w, keep_in, axis=0)
+        else:
+            if keep_out is not None:
+                w = np.take(w, keep_out, axis=out_ax)
+            if keep_in is not None:
+                w = np.take(w, keep_in, axis=in_ax)
+        ctx.set_input_const(node, 1, w)
+        if keep_out is not None and ctx.input_name(node, 2) is not None:
+            ctx.take_input(node, 2, 0, keep_out)

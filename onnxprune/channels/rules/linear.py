@@ -1,0 +1,108 @@
+"""Gemm and MatMul with a constant weight: roots on output features, consumers on inputs."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+import onnx_graphsurgeon as gs
+
+from onnxprune.channels.context import Context
+from onnxprune.channels.index_map import Identity
+from onnxprune.channels.rules import register
+from onnxprune.channels.rules.base import Rule
+from onnxprune.channels.types import Coupling, Link, Space, WeightUse, barrier
+
+
+@register("Gemm")
+class GemmRule(Rule):
+    """``Y = A·B (+C)``: Y's features are B's output units (root), A's features are consumed."""
+
+    def roots(self, ctx: Context, node: gs.Node) -> list[tuple[Space, Coupling]]:
+        """The output feature space, when B is constant."""
+        if ctx.input_const(node, 1) is None:
+            return []
+        space = Space(node.outputs[0].name, 1)
+        return [(space, self.couple(ctx, node, space))]
+
+    def couple(self, ctx: Context, node: gs.Node, space: Space) -> Coupling:
+        """Root on output axis 1, consumer on A's feature axis, rows of A tie to rows of Y."""
+        a, y = node.inputs[0].name, node.outputs[0].name
+        b = node.inputs[1].name
+        trans_a, trans_b = int(ctx.attr(node, "transA", 0)), int(ctx.attr(node, "transB", 0))
+        if ctx.const(b) is None or ctx.positions(node, space.tensor) not in ([0], []):
+            return barrier(f"{ctx.describe(node)} multiplies two run-time tensors")
+        feat_axis, row_axis = (0, 1) if trans_a else (1, 0)
+        if space.tensor == y and space.axis == 1:
+            return Coupling(absorbs=True, weight=WeightUse(b, 0 if trans_b else 1, "root"))
+        if space.tensor == a and space.axis == feat_axis:
+            return Coupling(absorbs=True, weight=WeightUse(b, 1 if trans_b else 0, "consumer"))
+        c = ctx.input_const(node, 2)
+        if c is not None and c.ndim == 2 and c.shape[0] > 1:
+            return barrier(f"{ctx.describe(node)} adds a bias that varies along rows")
+        link = Link(Space(a, row_axis), Space(y, 0), Identity())
+        return Coupling(links=(link,))
+
+    def shrink(self, ctx: Context, node: gs.Node, keep: Mapping[Space, np.ndarray]) -> None:
+        """Slice B (and C) by the kept output features and input features."""
+        a, y = node.inputs[0].name, node.outputs[0].name
+        trans_a, trans_b = int(ctx.attr(node, "transA", 0)), int(ctx.attr(node, "transB", 0))
+        w = ctx.input_const(node, 1)
+        if w is None:
+            raise RuntimeError(f"{ctx.describe(node)}: weights vanished during surgery")
+        keep_out, keep_in = keep.get(Space(y, 1)), keep.get(Space(a, 0 if trans_a else 1))
+        if keep_out is not None:
+            w = np.take(w, keep_out, axis=0 if trans_b else 1)
+        if keep_in is not None:
+            w = np.take(w, keep_in, axis=1 if trans_b else 0)
+        ctx.set_input_const(node, 1, w)
+        c = ctx.input_const(node, 2)
+        if keep_out is not None and c is not None and c.ndim >= 1 and c.shape[-1] > 1:
+            ctx.take_input(node, 2, c.ndim - 1, keep_out)
+
+
+@register("MatMul")
+class MatMulRule(Rule):
+    """``Y = X·W`` with constant 2-D W: Y's last axis is a root, X's last axis is consumed."""
+
+    def roots(self, ctx: Context, node: gs.Node) -> list[tuple[Space, Coupling]]:
+        """The output's last axis, when W is a constant matrix."""
+        w = ctx.input_const(node, 1)
+        shape = ctx.shape(node.outputs[0].name)
+        if w is None or w.ndim != 2 or not shape:
+            return []
+        space = Space(node.outputs[0].name, len(shape) - 1)
+        return [(space, self.couple(ctx, node, space))]
+
+    def couple(self, ctx: Context, node: gs.Node, space: Space) -> Coupling:
+        """Root/consumer on the last axes; leading axes of X tie to Y's."""
+        x, y = node.inputs[0].name, node.outputs[0].name
+        w = ctx.input_const(node, 1)
+        xs, ys = ctx.shape(x), ctx.shape(y)
+        if w is None or w.ndim != 2 or ctx.positions(node, space.tensor) not in ([0], []):
+            return barrier(f"{ctx.describe(node)} multiplies two run-time tensors")
+        if xs is None or ys is None or len(xs) < 2:
+            return barrier(f"{ctx.describe(node)} has inputs of unknown or vector shape")
+        if space.tensor == y and space.axis == len(ys) - 1:
+            return Coupling(absorbs=True, weight=WeightUse(node.inputs[1].name, 1, "root"))
+        if space.tensor == x and space.axis == len(xs) - 1:
+            return Coupling(absorbs=True, weight=WeightUse(node.inputs[1].name, 0, "consumer"))
+        other = space.axis + (len(ys) - len(xs)) * (1 if space.tensor == x else -1)
+        if other < 0:
+            return barrier(f"{ctx.describe(node)} broadcasts a channel axis")
+        pair = (space, Space(y, other)) if space.tensor == x else (Space(x, other), space)
+        return Coupling(links=(Link(pair[0], pair[1], Identity()),))
+
+    def shrink(self, ctx: Context, node: gs.Node, keep: Mapping[Space, np.ndarray]) -> None:
+        """Slice W's columns (kept outputs) and rows (kept inputs)."""
+        x, y = node.inputs[0].name, node.outputs[0].name
+        w = ctx.input_const(node, 1)
+        xs, ys = ctx.shape(x), ctx.shape(y)
+        if w is None or xs is None or ys is None:
+            raise RuntimeError(f"{ctx.describe(node)}: weights vanished during surgery")
+        keep_out, keep_in = keep.get(Space(y, len(ys) - 1)), keep.get(Space(x, len(xs) - 1))
+        if keep_out is not None:
+            w = np.take(w, keep_out, axis=1)
+        if keep_in is not None:
+            w = np.take(w, keep_in, axis=0)
+        ctx.set_input_const(node, 1, w)

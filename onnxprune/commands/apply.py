@@ -1,0 +1,28 @@
+"""``onnxprune apply MODEL PLAN -o OUT``: replay a saved plan."""
+
+from __future__ import annotations
+
+import argparse
+
+from onnxprune.commands.common import add_model_args, add_output_args, load_model, output_path, write
+from onnxprune.plan import load_plan
+from onnxprune.pruning import apply
+
+
+def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    """Add the apply command."""
+    p = sub.add_parser("apply", help="apply a saved plan (from prune --save-plan)")
+    add_model_args(p)
+    p.add_argument("plan", help="plan JSON written by 'onnxprune prune --save-plan'")
+    add_output_args(p)
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Apply, verify, write, print the before/after table."""
+    output_path(args)
+    model = load_model(args)
+    result = apply(model, load_plan(args.plan, model.groups))
+    write(result.model, args)
+    print(result.table())
+    return 0

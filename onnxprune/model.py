@@ -1,0 +1,70 @@
+"""A loaded model: the untouched original, its concrete input shapes and static tensor shapes."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+
+import onnx
+
+from onnxprune import ir, metrics
+from onnxprune.channels.context import Context
+from onnxprune.channels.graph import ChannelGraph
+
+
+@dataclass
+class Model:
+    """An ONNX model ready for analysis and surgery.
+
+    ``proto`` is never modified: every channel graph works on a fresh import of it.
+    """
+
+    proto: onnx.ModelProto
+    input_shapes: dict[str, tuple[int, ...]]
+    path: Path | None = None
+    shapes: dict[str, tuple[int, ...]] = field(default_factory=dict)
+
+    @cached_property
+    def cost(self) -> metrics.Cost:
+        """MACs, parameters and size of the original model at the concrete input shapes."""
+        return metrics.cost(self.proto, self.shapes)
+
+    def channel_graph(self) -> ChannelGraph:
+        """Build a fresh channel graph over a new import of the model (safe to edit)."""
+        graph = ir.to_graph(self.proto)
+        return ChannelGraph(Context(graph, self.shapes, ir.opset_version(self.proto)))
+
+    @cached_property
+    def groups(self) -> ChannelGraph:
+        """A channel graph kept for read-only questions (do not edit its graph)."""
+        return self.channel_graph()
+
+
+def load(
+    path: str | os.PathLike[str] | onnx.ModelProto,
+    *,
+    input_shapes: Mapping[str, Sequence[int]] | None = None,
+) -> Model:
+    """Load a model and resolve static shapes for every tensor.
+
+    Args:
+        path: an ``.onnx`` file or an in-memory model.
+        input_shapes: concrete shapes for inputs with dynamic dims (``{"images": (1, 3, 640,
+            640)}``); a dynamic batch dim alone defaults to 1.
+
+    Returns:
+        The loaded model.
+
+    Raises:
+        InputError: the file is not a usable ONNX model or the shapes do not fit it.
+    """
+    if isinstance(path, onnx.ModelProto):
+        proto, where = path, None
+    else:
+        proto, where = ir.load_model(path), Path(path)
+    shapes = ir.resolve_input_shapes(proto, input_shapes)
+    fixed = ir.infer_shapes(ir.with_input_shapes(proto, shapes))
+    return Model(proto=proto, input_shapes=shapes, path=where, shapes=ir.static_shapes(fixed))

@@ -1,0 +1,93 @@
+"""Surgery: apply a plan (group -> kept channels) to the graph, then verify the result."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import onnx
+import onnx_graphsurgeon as gs
+
+from onnxprune import ir
+from onnxprune.channels.graph import ChannelGraph
+from onnxprune.channels.rules import rule_for
+from onnxprune.channels.types import Space
+from onnxprune.errors import InputError, VerificationError
+from onnxprune.model import Model
+from onnxprune.verify import verify
+
+log = logging.getLogger(__name__)
+
+
+def check_plan(cg: ChannelGraph, plan: Mapping[int, Sequence[int]]) -> None:
+    """Refuse a plan that names unknown or blocked groups or invalid channel indices.
+
+    Raises:
+        InputError: the plan does not fit the model's groups.
+    """
+    ids = {g.id for g in cg.groups}
+    for gid, kept in plan.items():
+        if gid not in ids:
+            raise InputError(f"plan names group {gid}, which the model does not have")
+        group = cg.group(gid)
+        k = np.asarray(kept, dtype=np.int64)
+        if not group.prunable and len(np.unique(k)) != group.size:
+            raise InputError(f"plan prunes group {gid}, which is blocked: {group.barriers[0]}")
+        if k.size == 0 or len(np.unique(k)) != k.size or k.min() < 0 or k.max() >= group.size:
+            raise InputError(
+                f"plan for group {gid} must keep 1..{group.size} distinct channels in "
+                f"0..{group.size - 1}"
+            )
+
+
+def apply_plan(model: Model, plan: Mapping[int, Sequence[int]]) -> onnx.ModelProto:
+    """Remove every channel a plan does not keep, propagate it, and verify the result.
+
+    Args:
+        model: the loaded model (not modified).
+        plan: group id -> kept channel indices (sorted or not).
+
+    Returns:
+        The verified pruned model.
+
+    Raises:
+        InputError: the plan does not fit the model.
+        VerificationError: the pruned model failed a check; nothing should be written.
+    """
+    cg = model.channel_graph()
+    check_plan(cg, plan)
+    keep = cg.keep({g: sorted(int(i) for i in k) for g, k in plan.items()})
+    ctx = cg.ctx
+    for node in _touched_nodes(cg, keep):
+        mine = {
+            s: k for s, k in keep.items()
+            if any(t.name == s.tensor for t in [*node.inputs, *node.outputs])
+        }
+        rule = rule_for(node.op, node.domain or "")
+        try:
+            if rule is not None:
+                rule.shrink(ctx, node, mine)
+        except Exception as e:
+            raise VerificationError(
+                f"surgery failed at {ctx.describe(node)}: {e}; this is a bug - please report it"
+            ) from e
+    return verify(_export(ctx.graph, model.proto), model.proto, model.input_shapes)
+
+
+def _touched_nodes(cg: ChannelGraph, keep: Mapping[Space, np.ndarray]) -> list[gs.Node]:
+    nodes: dict[int, gs.Node] = {}
+    for space in keep:
+        producer = cg.ctx.producer(space.tensor)
+        for node in ([producer] if producer is not None else []) + cg.ctx.consumers(space.tensor):
+            nodes.setdefault(id(node), node)
+    return list(nodes.values())
+
+
+def _export(graph: gs.Graph, like: onnx.ModelProto) -> onnx.ModelProto:
+    io = {t.name for t in [*graph.inputs, *graph.outputs]}
+    for tensor in graph.tensors().values():
+        if isinstance(tensor, gs.Variable) and tensor.name not in io:
+            tensor.shape = None
+    graph.cleanup(remove_unused_graph_inputs=False).toposort()
+    return ir.from_graph(graph, like)
