@@ -280,8 +280,14 @@ def to_graph(model: onnx.ModelProto) -> gs.Graph:
             continue
         const = gs.Constant(out.name, value)
         for consumer in list(out.outputs):
-            consumer.inputs[:] = [const if t is out else t for t in consumer.inputs]
+            for i, t in enumerate(list(consumer.inputs)):
+                if t is out:
+                    consumer.inputs[i] = const
         node.outputs.clear()
+    graph.cleanup()
+    # Constant subgraphs (a Paddle bias Reshape'd to [1,C,1,1]) become plain constants, so
+    # rules see per-channel constants; run-time shapes are left alone.
+    graph.fold_constants(fold_shapes=False, partitioning=None, error_ok=True)
     graph.cleanup()
     return graph
 

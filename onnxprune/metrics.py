@@ -66,8 +66,14 @@ def cost(model: onnx.ModelProto, shapes: Mapping[str, tuple[int, ...]] | None = 
         per_node[node.name or f"{node.op_type}_{i}"] = node_macs(
             node.op_type, attrs, ins, shapes.get(node.output[0])
         )
-    params = sum(_prod(t.dims) for t in model.graph.initializer)
+    # Parameters are float weights; int64 shape/axes constants are not counted.
+    floats = {onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16, onnx.TensorProto.DOUBLE,
+              onnx.TensorProto.BFLOAT16}
+    params = sum(_prod(t.dims) for t in model.graph.initializer if t.data_type in floats)
     for node in model.graph.node:
         if node.op_type == "Constant":
-            params += sum(_prod(a.t.dims) for a in node.attribute if a.HasField("t"))
+            params += sum(
+                _prod(a.t.dims) for a in node.attribute
+                if a.HasField("t") and a.t.data_type in floats
+            )
     return Cost(sum(per_node.values()), params, ir.model_bytes(model), per_node)

@@ -13,8 +13,9 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
     """MODEL and --input-shapes."""
     p.add_argument("model", help="the .onnx model")
     p.add_argument(
-        "--input-shapes", nargs="+", metavar="NAME:D1,D2,..", default=None,
-        help="concrete shapes for inputs with dynamic dims, e.g. images:1,3,640,640",
+        "--input-shapes", action="append", metavar="NAME:D1,D2,..", default=None,
+        help="concrete shape of an input with dynamic dims, e.g. images:1,3,640,640 "
+        "(repeat the option for several inputs)",
     )
 
 

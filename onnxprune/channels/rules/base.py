@@ -70,6 +70,6 @@ class AxisRule(Rule):
         inverse = {b: a for a, b in amap.items()}
         if space.tensor == y and ctx.positions(node, y, outputs=True) == [0]:
             if space.axis not in inverse:
-                return barrier(f"{ctx.describe(node)} creates output axis {space.axis}")
+                return barrier(self.blocked(ctx, node, space.axis))
             return Coupling(links=(Link(Space(x, inverse[space.axis]), space, Identity()),))
         return barrier(f"channels reach a secondary input or output of {ctx.describe(node)}")

@@ -109,6 +109,10 @@ class GatherRule(AxisRule):
         idx_rank = _rank(ctx, node.inputs[1].name)
         return {a: (a if a < axis else a + idx_rank - 1) for a in range(rank) if a != axis}
 
+    def blocked(self, ctx: Context, node: gs.Node, axis: int) -> str:
+        """Gathering along the channel axis picks channels by index."""
+        return f"{ctx.describe(node)} gathers along the channel axis {axis}"
+
 
 @register("Resize", "Upsample")
 class ResizeRule(AxisRule):
