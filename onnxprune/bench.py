@@ -6,12 +6,15 @@ other processes) hits both alike and cancels in the ratios.
 
 from __future__ import annotations
 
-import functools
 import json
 import logging
+import os
 import re
+import subprocess
+import sys
+import tempfile
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -35,10 +38,11 @@ OPTIMIZATION = {
 PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider"}
 RANDOM_SAMPLES = 32
 MEMORY_METHOD = (
-    "host RSS high-water (Linux VmHWM, reset via /proc/self/clear_refs) minus RSS before session "
-    "creation + one run per batch size, in-process after a warm-up session; lazy kernel set-up "
-    "may add a few hundred KB to the first model"
+    "host RSS high-water (Linux VmHWM, reset via /proc/self/clear_refs) minus RSS before "
+    "session creation + one run per batch size, in a fresh process per model after a warm-up "
+    "session; about +-10% run to run"
 )
+_PACKAGE_ROOT = str(Path(__file__).resolve().parents[1])
 _WARMUP_MODEL = """
 <ir_version: 8, opset_import: ["" : 13]>
 warmup (float[1] x) => (float[1] y) { y = Identity(x) }
@@ -181,6 +185,7 @@ def bench(
     optimization: str = "all",
     provider: str = "cpu",
     seed: int = 0,
+    measure_memory: bool = True,
 ) -> BenchReport:
     """Measure one model, or compare a pruned model with its original, in onnxruntime.
 
@@ -198,6 +203,7 @@ def bench(
         optimization: graph optimisation level, one of ``OPTIMIZATION``.
         provider: ``cpu`` or ``cuda``.
         seed: seed of the random inputs.
+        measure_memory: measure each session's peak memory (a subprocess per model, ~1 s).
 
     Returns:
         The report.
@@ -211,36 +217,35 @@ def bench(
     protos = [ir.load_model(p) for p in paths]
     if len(protos) == 2:
         check_compatible(protos[0], protos[1])
+    _check_batches(protos[0], batches)
     shapes, dataset = _prepare(protos[0], input_shapes, data, labels, max(batches), seed)
-    feeds = {b: _feeds(protos[0], dataset, b) for b in batches}
-    measured = [
-        _measure(
-            functools.partial(
-                make_session, p, threads=threads, optimization=optimization, provider=provider
-            ),
-            feeds.values(),
-        )
+    feeds = {b: _feeds(dataset, b) for b in batches}
+    session_options = {"threads": threads, "optimization": optimization, "provider": provider}
+    sessions = [
+        make_session(p, threads=threads, optimization=optimization, provider=provider)
         for p in paths
     ]
-    sessions = [s for s, _ in measured]
+    memory = [
+        _peak_memory(p, list(feeds.values()), session_options) if measure_memory else None
+        for p in paths
+    ]
     fid = _fidelity(sessions[0], sessions[1], dataset) if len(sessions) == 2 else None
     accuracy = _accuracies(sessions, dataset, fid)
     stats = tuple(
-        _stats(proto, path, shapes, mem, acc)
-        for proto, path, (_, mem), acc in zip(protos, paths, measured, accuracy, strict=True)
+        _stats(*args, shapes) for args in zip(protos, paths, memory, accuracy, strict=True)
     )
     latency = tuple(_latency(sessions, b, feeds[b], warmup, iterations) for b in batches)
-    memory = MEMORY_METHOD if measured[0][1] is not None else "unavailable on this platform"
+    method = MEMORY_METHOD if memory[0] is not None else "not measured"
     settings = BenchSettings(
-        threads,
-        optimization,
-        provider,
-        warmup,
-        iterations,
-        dataset.source,
-        len(dataset),
-        shapes,
-        memory,
+        threads=threads,
+        optimization=optimization,
+        provider=provider,
+        warmup=warmup,
+        iterations=iterations,
+        data=dataset.source,
+        samples=len(dataset),
+        input_shapes=shapes,
+        memory_method=method,
     )
     return BenchReport(stats, latency, fid, settings)
 
@@ -281,12 +286,7 @@ def make_session(
         InputError: the provider is not available or onnxruntime cannot load the model.
 
     """
-    available = ort.get_available_providers()
-    if PROVIDERS[provider] not in available:
-        raise InputError(
-            f"provider '{provider}' is not available in this onnxruntime (has {available}); "
-            "install onnxruntime-gpu or use --provider cpu"
-        )
+    _check_session_options(threads, optimization, provider)
     so = ort.SessionOptions()
     so.intra_op_num_threads = threads
     so.inter_op_num_threads = 1
@@ -299,6 +299,10 @@ def make_session(
     except _ORT_ERRORS as e:
         name = "model" if isinstance(model, onnx.ModelProto) else str(model)
         raise InputError(f"{name}: onnxruntime cannot load it ({_first_line(e)})") from e
+
+
+def _has_provider(provider: str) -> bool:
+    return provider not in PROVIDERS or PROVIDERS[provider] in ort.get_available_providers()
 
 
 def check_compatible(original: onnx.ModelProto, pruned: onnx.ModelProto) -> None:
@@ -337,12 +341,23 @@ def check_compatible(original: onnx.ModelProto, pruned: onnx.ModelProto) -> None
 def _check_options(
     threads: int, batches: Sequence[int], warmup: int, iterations: int, opt: str, provider: str
 ) -> None:
+    _check_session_options(threads, opt, provider)
+    if not batches or min(batches) < 1:
+        raise InputError(f"batch sizes {list(batches)}: use positive ints, e.g. --batch 1,8")
+    if warmup < 0 or iterations < 1:
+        raise InputError(f"warmup {warmup}, iterations {iterations}: use >= 0 and >= 1")
+
+
+def _check_session_options(threads: int, opt: str, provider: str) -> None:
     checks = (
         (threads >= 1, f"threads {threads}: use 1 or more"),
-        (bool(batches) and min(batches) >= 1, f"batch sizes {list(batches)}: use positive ints"),
-        (warmup >= 0 and iterations >= 1, "use warmup >= 0 and iterations >= 1"),
         (opt in OPTIMIZATION, f"optimization '{opt}': use one of {list(OPTIMIZATION)}"),
         (provider in PROVIDERS, f"provider '{provider}': use one of {list(PROVIDERS)}"),
+        (
+            _has_provider(provider),
+            f"provider '{provider}' is not available in this onnxruntime (has "
+            f"{ort.get_available_providers()}); install onnxruntime-gpu or use --provider cpu",
+        ),
     )
     for ok, message in checks:
         if not ok:
@@ -358,13 +373,13 @@ def _prepare(
     seed: int,
 ) -> tuple[dict[str, tuple[int, ...]], Dataset]:
     specs = ir.io_specs(model)
-    fixed = {k: tuple(int(d) for d in v) for k, v in (given or {}).items()}
+    given_shapes = {k: tuple(int(d) for d in v) for k, v in (given or {}).items()}
     try:
-        shapes = ir.resolve_input_shapes(model, fixed)
+        shapes = ir.resolve_input_shapes(model, given_shapes)
     except InputError:
         if data is None:
             raise
-        shapes = fixed  # dynamic dims come from the data below
+        shapes = given_shapes  # dynamic dims come from the data below
     if data is None:
         if labels is not None:
             raise InputError("labels were given without data; pass --data with the labels")
@@ -386,9 +401,9 @@ def _prepare(
             *dataset.inputs[s.name].shape[1:],
         )
         for s in specs
-        if s.name in dataset.inputs
+        if s.shape and s.name in dataset.inputs
     }
-    return ir.resolve_input_shapes(model, {**from_data, **fixed}), dataset
+    return ir.resolve_input_shapes(model, {**from_data, **given_shapes}), dataset
 
 
 def _fixed_batch(sess: ort.InferenceSession) -> int | None:
@@ -396,14 +411,18 @@ def _fixed_batch(sess: ort.InferenceSession) -> int | None:
     return dim if isinstance(dim, int) and dim > 0 else None
 
 
-def _feeds(model: onnx.ModelProto, dataset: Dataset, batch: int) -> dict[str, np.ndarray]:
+def _check_batches(model: onnx.ModelProto, batches: Sequence[int]) -> None:
     for s in ir.io_specs(model):
-        if isinstance(s.shape[0], int) and s.shape[0] > 0 and s.shape[0] != batch:
+        fixed = s.shape[0] if s.shape and isinstance(s.shape[0], int) and s.shape[0] > 0 else None
+        wrong = [b for b in batches if fixed and b != fixed]
+        if wrong:
             raise InputError(
-                f"input '{s.name}' has a fixed batch of {s.shape[0]}; batch size {batch} needs "
-                "a model exported with a dynamic batch dim (or use --batch "
-                f"{s.shape[0]})"
+                f"input '{s.name}' has a fixed batch of {fixed}; batch size {wrong[0]} needs a "
+                f"model exported with a dynamic batch dim (or use --batch {fixed})"
             )
+
+
+def _feeds(dataset: Dataset, batch: int) -> dict[str, np.ndarray]:
     index = np.arange(batch) % len(dataset)  # repeat samples when the data is smaller
     return {k: np.ascontiguousarray(v[index]) for k, v in dataset.inputs.items()}
 
@@ -440,27 +459,46 @@ def _reset_peak() -> bool:
     return True
 
 
-def _measure(
-    create: Callable[[], ort.InferenceSession], feeds: Iterable[Mapping[str, np.ndarray]]
-) -> tuple[ort.InferenceSession, int | None]:
-    _warm_runtime()
-    resettable = _reset_peak()
-    before = _proc_kb("VmRSS")
-    sess = create()
+def _peak_memory(
+    path: Path, feeds: Sequence[Mapping[str, np.ndarray]], options: Mapping[str, object]
+) -> int | None:
+    # A fresh process per model: in one process the first session pays onnxruntime's one-time
+    # set-up and later ones reuse freed pages, which made identical models differ by 40%.
+    if _proc_kb("VmHWM") is None:
+        return None
+    names = list(feeds[0])
+    with tempfile.TemporaryDirectory() as tmp:
+        npz = Path(tmp) / "feeds.npz"
+        np.savez(npz, *[f[n] for f in feeds for n in names])
+        cmd = [sys.executable, "-c", "from onnxprune.bench import _probe; _probe()"]
+        cmd += [str(path), str(npz), json.dumps({"names": names, **options})]
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join([_PACKAGE_ROOT, *sys.path])}
+        try:
+            done = subprocess.run(cmd, capture_output=True, text=True, env=env, check=True)
+            return int(done.stdout.split()[-1])
+        except (subprocess.SubprocessError, OSError, ValueError, IndexError) as e:
+            log.warning("peak memory not measured for %s: %s", path, _first_line(e))
+            return None
+
+
+def _probe() -> None:
+    """Child-process side of ``_peak_memory``: print the session's peak RSS growth in bytes."""
+    path, npz, options = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
+    names = options.pop("names")
+    with np.load(npz) as z:
+        arrays = [z[f"arr_{i}"] for i in range(len(z.files))]
+    feeds = [
+        dict(zip(names, arrays[i : i + len(names)], strict=True))
+        for i in range(0, len(arrays), len(names))
+    ]
+    warm = make_session(onnx.parser.parse_model(_WARMUP_MODEL))  # onnxruntime's globals
+    warm.run(None, {"x": np.ones(1, np.float32)})
+    _reset_peak()
+    before = _proc_kb("VmRSS") or 0
+    sess = make_session(path, **options)
     for f in feeds:
-        _run(sess, f)
-    peak = _proc_kb("VmHWM")
-    if not resettable or before is None or peak is None:
-        return sess, None
-    return sess, max(0, peak - before) * 1024
-
-
-@functools.cache
-def _warm_runtime() -> None:
-    # The first session in a process sets up onnxruntime's environment and thread pools
-    # (~9 MB); without this the first model measured would be charged for it.
-    sess = make_session(onnx.parser.parse_model(_WARMUP_MODEL))
-    sess.run(None, {"x": np.ones(1, np.float32)})
+        sess.run(None, f)
+    sys.stdout.write(f"{max(0, (_proc_kb('VmHWM') or 0) - before) * 1024}\n")
 
 
 def _latency(
@@ -490,7 +528,14 @@ def _outputs(
         n = len(next(iter(inputs.values())))
         if fixed and n < fixed:  # pad the last batch of a fixed-batch model, trim after
             inputs = {k: v[np.arange(fixed) % n] for k, v in inputs.items()}
-        yield [[y[:n] for y in _run(s, inputs)] for s in sessions], labels
+        fed = len(next(iter(inputs.values())))
+        yield [[_rows_of(y, fed, n) for y in _run(s, inputs)] for s in sessions], labels
+
+
+def _rows_of(y: np.ndarray, fed: int, n: int) -> np.ndarray:
+    # Outputs batched like the input keep one row per sample (padding trimmed); any other
+    # output (a scalar, a fixed-size tensor) counts as one row per run.
+    return y[:n] if y.ndim and y.shape[0] == fed else y.reshape(1, -1)
 
 
 def _class_index(outputs: Sequence[np.ndarray]) -> int | None:
@@ -525,8 +570,8 @@ def _fidelity(
     names = [o.name for o in a.get_outputs()]
     cos: dict[str, list[np.ndarray]] = {n: [] for n in names}
     max_abs = dict.fromkeys(names, 0.0)
-    agree = dict.fromkeys(names, 0)
-    correct, scores = [0, 0], set()
+    agree: dict[str, list[int]] = {}  # output -> [agreeing rows, rows]; class scores only
+    correct = [0, 0]
     for (ya, yb), labels in _outputs([a, b], dataset, batch_size):
         for name, x, y in zip(names, ya, yb, strict=True):
             if x.shape != y.shape:
@@ -535,10 +580,12 @@ def _fidelity(
                     f"{list(x.shape)} in the original on this data; outputs must keep shapes"
                 )
             cos[name].append(_cosines(x, y))
-            max_abs[name] = max(max_abs[name], float(np.abs(x.astype(np.float64) - y).max()))
+            diff = float(np.abs(x.astype(np.float64) - y).max(initial=0.0))
+            max_abs[name] = max(max_abs[name], diff)
             if _class_index([x]) == 0:
-                scores.add(name)
-                agree[name] += int((x.argmax(axis=1) == y.argmax(axis=1)).sum())
+                same = int((x.argmax(axis=1) == y.argmax(axis=1)).sum())
+                count = agree.setdefault(name, [0, 0])
+                count[0], count[1] = count[0] + same, count[1] + len(x)
         if labels is not None:
             correct = [c + _correct(y, labels) for c, y in zip(correct, (ya, yb), strict=True)]
     n = len(dataset)
@@ -548,7 +595,7 @@ def _fidelity(
             float(np.concatenate(cos[name]).mean()),
             float(np.concatenate(cos[name]).min()),
             max_abs[name],
-            agree[name] / n if name in scores else None,
+            agree[name][0] / agree[name][1] if name in agree else None,
         )
         for name in names
     )
@@ -572,15 +619,15 @@ def _accuracies(
 def _stats(
     model: onnx.ModelProto,
     path: Path,
-    shapes: Mapping[str, tuple[int, ...]],
     memory: int | None,
     accuracy: float | None,
+    shapes: Mapping[str, tuple[int, ...]],
 ) -> ModelStats:
     cost = metrics.cost(ir.with_input_shapes(model, shapes))
     batch = next(iter(shapes.values()))[0] if shapes else 1  # MACs are reported per sample
-    return ModelStats(
-        str(path), cost.params, cost.macs // max(1, batch), cost.size_bytes, memory, accuracy
-    )
+    # size of the model as given (weights included), not of the shape-resolved copy
+    size = ir.model_bytes(model)
+    return ModelStats(str(path), cost.params, cost.macs // max(1, batch), size, memory, accuracy)
 
 
 def _si(x: float, unit: str = "") -> str:
@@ -595,10 +642,14 @@ def _rows(report: BenchReport) -> tuple[list[str], list[list[str]], str]:
     two = len(report.models) == 2
     header = ["metric", "original", "pruned", "ratio"] if two else ["metric", "model"]
 
-    def row(label: str, values: Sequence[float | None], fmt: Callable[[float], str]) -> list[str]:
+    def row(
+        label: str, values: Sequence[float | None], fmt: Callable[[float], str], ratio: bool = True
+    ) -> list[str]:
         cells = [label] + ["n/a" if v is None else fmt(v) for v in values]
-        a, b = (list(values) + [None])[:2] if two else (None, None)
-        return cells + ([f"{b / a:.3f}" if a and b is not None else ""] if two else [])
+        if not two:
+            return cells
+        a, b = values
+        return cells + [f"{b / a:.3f}" if ratio and a and b is not None else ""]
 
     models = report.models
     rows = [
@@ -615,7 +666,7 @@ def _rows(report: BenchReport) -> tuple[list[str], list[list[str]], str]:
                 row(f"throughput b={lat.batch}", list(lat.throughput), lambda v: f"{v:,.1f}/s")
             )
     if any(m.accuracy is not None for m in models):
-        rows.append(row("accuracy", [m.accuracy for m in models], lambda v: f"{v:.4f}")[:-1] + [""])
+        rows.append(row("accuracy", [m.accuracy for m in models], lambda v: f"{v:.4f}", False))
     for o in report.fidelity.outputs if report.fidelity else ():
         rows.append([f"cosine {o.name} (mean/min)", "", f"{o.cosine:.6f}/{o.cosine_min:.6f}", ""])
         rows.append([f"max abs error {o.name}", "", f"{o.max_abs:.3g}", ""])

@@ -1,0 +1,79 @@
+"""``onnxprune bench``: latency, cost and fidelity of a model, or a pruned model vs its original."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from onnxprune import bench as bench_api
+from onnxprune import ir
+from onnxprune.commands import common
+
+
+def _batch_sizes(text: str) -> tuple[int, ...]:
+    try:
+        sizes = tuple(int(b) for b in text.split(","))
+    except ValueError:
+        sizes = ()
+    if not sizes or min(sizes) < 1:
+        raise argparse.ArgumentTypeError(f"'{text}': expected positive integers like 1,8")
+    return sizes
+
+
+def register(subparsers: Any) -> None:
+    """Add the ``bench`` command to the ``onnxprune`` parser."""
+    p = subparsers.add_parser(
+        "bench",
+        help="benchmark a model, or compare a pruned model with its original",
+        description=__doc__,
+    )
+    common.add_model_args(p)  # MODEL (the original) and --input-shapes
+    p.add_argument("pruned", nargs="?", help="a pruned .onnx model to compare with MODEL")
+    p.add_argument("--data", help=".npz/.npy file or image folder; random inputs when omitted")
+    p.add_argument("--labels", help=".npy/.npz integer class ids for accuracy")
+    p.add_argument("--threads", type=int, default=1, help="onnxruntime intra-op threads (1)")
+    p.add_argument(
+        "--batch", type=_batch_sizes, default=(1,), metavar="B,B,..", help="batch sizes (1)"
+    )
+    p.add_argument("--warmup", type=int, default=10, help="untimed runs per model and batch (10)")
+    p.add_argument("--iterations", type=int, default=50, help="timed runs per model and batch")
+    p.add_argument(
+        "--optimization",
+        choices=list(bench_api.OPTIMIZATION),
+        default="all",
+        help="onnxruntime graph optimisation level (all)",
+    )
+    p.add_argument("--provider", choices=list(bench_api.PROVIDERS), default="cpu")
+    p.add_argument("--seed", type=int, default=0, help="seed of the random inputs (0)")
+    p.add_argument(
+        "--no-memory",
+        action="store_true",
+        help="skip the peak-memory measurement (one subprocess per model)",
+    )
+    out = p.add_mutually_exclusive_group()
+    out.add_argument("--json", action="store_true", help="print the report as JSON")
+    out.add_argument("--markdown", action="store_true", help="print a Markdown table")
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run ``bench`` with parsed arguments and print the report; return the exit code."""
+    report = bench_api.bench(
+        args.model,
+        args.pruned,
+        data=args.data,
+        labels=args.labels,
+        input_shapes=ir.parse_input_shapes(args.input_shapes),
+        threads=args.threads,
+        batches=args.batch,
+        warmup=args.warmup,
+        iterations=args.iterations,
+        optimization=args.optimization,
+        provider=args.provider,
+        seed=args.seed,
+        measure_memory=not args.no_memory,
+    )
+    text = report.to_json() if args.json else report.markdown() if args.markdown else report.table()
+    sys.stdout.write(text + "\n")
+    return 0

@@ -1,0 +1,393 @@
+"""Calibration and evaluation data: ``.npy``/``.npz`` arrays, image folders or seeded noise.
+
+Every problem with the data is an ``InputError`` with a one-line message that names the problem
+and the fix; arrays come out cast to the model's input dtypes with the batch along axis 0.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from onnxprune import ir
+from onnxprune.errors import InputError
+
+if TYPE_CHECKING:
+    from PIL import Image
+
+log = logging.getLogger(__name__)
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
+LABEL_KEYS = ("labels", "y")
+RESIZE_MODES = ("stretch", "shorter-side+center-crop", "letterbox")
+LETTERBOX_FILL = 114  # the grey YOLO-style exporters pad with
+
+
+@dataclass(frozen=True)
+class ImageOptions:
+    """How image files become an input tensor: ``((pixel * scale) - mean) / std``.
+
+    ``size`` is (H, W), ``None`` for the model's own; ``mean``/``std`` have 1 or C entries.
+    """
+
+    size: tuple[int, int] | None = None
+    resize: str = "stretch"
+    scale: float = 1.0 / 255.0
+    mean: tuple[float, ...] = (0.0,)
+    std: tuple[float, ...] = (1.0,)
+    channel_order: str = "rgb"
+    layout: str = "nchw"
+    dtype: str = "float32"
+
+    def __post_init__(self) -> None:
+        checks = (
+            (self.resize in RESIZE_MODES, f"resize '{self.resize}': use one of {RESIZE_MODES}"),
+            (self.channel_order in ("rgb", "bgr"), "channel order must be 'rgb' or 'bgr'"),
+            (self.layout in ("nchw", "nhwc"), "layout must be 'nchw' or 'nhwc'"),
+            (bool(self.std) and 0 not in self.std, "std must be non-empty and non-zero"),
+            (self.size is None or min(self.size) > 0, "size must be two positive ints (H, W)"),
+        )
+        for ok, message in checks:
+            if not ok:
+                raise InputError(f"image options: {message}")
+
+
+@dataclass(frozen=True, eq=False)
+class Dataset:
+    """Model inputs (samples along axis 0), optional integer labels and where they came from."""
+
+    inputs: dict[str, np.ndarray]
+    labels: np.ndarray | None = None
+    source: str = ""
+
+    def __post_init__(self) -> None:
+        counts = {name: len(a) for name, a in self.inputs.items()}
+        if self.labels is not None:
+            counts["labels"] = len(self.labels)
+        if not self.inputs or len(set(counts.values())) != 1:
+            raise InputError(
+                f"{self.source}: inputs and labels need the same number of samples, got {counts}"
+            )
+
+    def __len__(self) -> int:
+        return len(next(iter(self.inputs.values())))
+
+    def batches(self, batch_size: int) -> Iterator[tuple[dict[str, np.ndarray], np.ndarray | None]]:
+        """Yield ``(inputs, labels)`` slices of at most ``batch_size`` samples, in order."""
+        step = max(1, batch_size)
+        for i in range(0, len(self), step):
+            part = slice(i, i + step)
+            labels = None if self.labels is None else self.labels[part]
+            yield {k: v[part] for k, v in self.inputs.items()}, labels
+
+    def take(self, n: int) -> Dataset:
+        """Return the first ``n`` samples."""
+        labels = None if self.labels is None else self.labels[:n]
+        return Dataset({k: v[:n] for k, v in self.inputs.items()}, labels, self.source)
+
+
+def load_data(
+    path: str | Path | None,
+    specs: Sequence[ir.TensorSpec],
+    shapes: Mapping[str, tuple[int, ...]],
+    *,
+    labels: str | Path | np.ndarray | None = None,
+    image_options: ImageOptions | None = None,
+    limit: int | None = None,
+    min_samples: int = 1,
+    random_samples: int | None = None,
+    seed: int = 0,
+) -> Dataset:
+    """Load and validate data for a model's graph inputs.
+
+    Args:
+        path: a ``.npy`` (single-input models), ``.npz`` (keys = input names, optional
+            ``labels``/``y``) or a folder of images; ``None`` with ``random_samples``.
+        specs: the model's graph inputs (``ir.io_specs``).
+        shapes: resolved input shapes (``ir.resolve_input_shapes``), batch first; an input
+            missing here is checked against the static dims of its spec only.
+        labels: integer class ids (array or ``.npy``/``.npz`` file), one per sample.
+        image_options: how to turn images into tensors (folder data only).
+        limit: keep at most this many samples.
+        min_samples: fewer samples than this is an error.
+        random_samples: draw this many seeded normal samples instead of reading ``path``.
+        seed: seed of the random samples.
+
+    Returns:
+        The dataset, cast to the model's input dtypes.
+
+    Raises:
+        InputError: the data is missing, unreadable or does not fit the model.
+
+    """
+    if not specs:
+        raise InputError("the model has no graph inputs; there is nothing to feed data to")
+    if (path is None) == (random_samples is None):
+        raise InputError(
+            "give exactly one of a data path or random_samples; pass --data FILE.npz|FILE.npy|DIR"
+        )
+    if path is None:
+        source, found = "random", None
+        arrays = _random(specs, shapes, int(random_samples or 0), seed)
+    else:
+        source = str(path)
+        arrays, found = _read(Path(path), specs, shapes, image_options)
+    arrays = {s.name: _validate(arrays[s.name], s, shapes, source) for s in specs}
+    if labels is not None:
+        found = _read_labels(labels)
+    n = len(next(iter(arrays.values())))
+    if found is not None:
+        found = _check_labels(found, n, source)
+    data = Dataset(arrays, found, source)
+    data = data.take(limit) if limit is not None else data
+    if len(data) < min_samples:
+        raise InputError(
+            f"{source}: {len(data)} samples, at least {min_samples} needed; provide more data"
+        )
+    return data
+
+
+def _random(
+    specs: Sequence[ir.TensorSpec], shapes: Mapping[str, tuple[int, ...]], n: int, seed: int
+) -> dict[str, np.ndarray]:
+    log.warning(
+        "using %d random samples: analysis on random data is about the weights, not the task; "
+        "pass --data for task-aware results",
+        n,
+    )
+    rng = np.random.default_rng(seed)
+    out = {}
+    for s in specs:
+        if s.name not in shapes:
+            raise InputError(f"input '{s.name}' has no resolved shape; pass --input-shapes")
+        shape = (n, *shapes[s.name][1:])
+        if s.dtype.kind == "f":
+            out[s.name] = rng.standard_normal(shape).astype(s.dtype)
+        else:  # ids, masks, flags: small non-negative values are valid for all of them
+            out[s.name] = rng.integers(0, 2, shape).astype(s.dtype)
+    return out
+
+
+def _read(
+    path: Path,
+    specs: Sequence[ir.TensorSpec],
+    shapes: Mapping[str, tuple[int, ...]],
+    image_options: ImageOptions | None,
+) -> tuple[dict[str, np.ndarray], np.ndarray | None]:
+    if not path.exists():
+        raise InputError(f"{path}: no such file or folder; pass an .npz, .npy or image folder")
+    if path.is_dir():
+        return _load_folder(path, specs, shapes, image_options), None
+    names = [s.name for s in specs]
+    suffix = path.suffix.lower()
+    if suffix == ".npy":
+        if len(names) != 1:
+            raise InputError(
+                f"{path}: an .npy holds one array but the model has inputs {names}; "
+                "pass an .npz with one array per input name"
+            )
+        return {names[0]: _load_npy(path)}, None
+    if suffix == ".npz":
+        return _read_npz(path, names)
+    raise InputError(f"{path}: unknown data format '{suffix}'; use .npz, .npy or an image folder")
+
+
+def _load_npy(path: Path) -> np.ndarray:
+    try:
+        return np.asarray(np.load(path, allow_pickle=False))
+    except (OSError, ValueError, EOFError) as e:
+        raise InputError(f"{path}: not a readable .npy array ({e}); re-save it with np.save") from e
+
+
+def _load_npz(path: Path) -> dict[str, np.ndarray]:
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            return {k: np.asarray(z[k]) for k in z.files}
+    except (OSError, ValueError, EOFError) as e:
+        raise InputError(f"{path}: not a readable .npz ({e}); re-save it with np.savez") from e
+
+
+def _read_npz(path: Path, names: list[str]) -> tuple[dict[str, np.ndarray], np.ndarray | None]:
+    found = _load_npz(path)
+    labels = next((found.pop(k) for k in LABEL_KEYS if k in found), None)
+    if len(names) == 1 and names[0] not in found and len(found) == 1:
+        return {names[0]: next(iter(found.values()))}, labels
+    missing = [n for n in names if n not in found]
+    if missing:
+        raise InputError(
+            f"{path}: no array for input(s) {missing}; found keys {sorted(found)}, expected "
+            f"{names} - re-save with np.savez(file, **{{input_name: array}})"
+        )
+    return {n: found[n] for n in names}, labels
+
+
+def _validate(
+    a: np.ndarray, spec: ir.TensorSpec, shapes: Mapping[str, tuple[int, ...]], source: str
+) -> np.ndarray:
+    want = _expected(spec, shapes)
+    shown = "[N," + ",".join("?" if d is None else str(d) for d in want[1:]) + "]"
+    if a.ndim != len(want):
+        raise InputError(
+            f"{source}: input '{spec.name}' has rank {a.ndim} {list(a.shape)}, the model expects "
+            f"rank {len(want)} {shown}; reshape the data (samples along axis 0)"
+        )
+    if any(w is not None and w != g for w, g in zip(want[1:], a.shape[1:], strict=True)):
+        raise InputError(
+            f"{source}: input '{spec.name}' has shape {list(a.shape)}, expected {shown}; "
+            "fix the data or pass --input-shapes"
+        )
+    a = _cast(a, spec, source)
+    if a.dtype.kind in "fc" and not np.isfinite(a).all():
+        bad = int(np.argmax(~np.isfinite(a.reshape(len(a), -1)).all(axis=1)))
+        raise InputError(
+            f"{source}: input '{spec.name}' contains NaN/inf (first in sample {bad}); "
+            "clean the data"
+        )
+    return a
+
+
+def _expected(spec: ir.TensorSpec, shapes: Mapping[str, tuple[int, ...]]) -> list[int | None]:
+    if spec.name in shapes:
+        return [None, *shapes[spec.name][1:]]
+    return [None] + [d if isinstance(d, int) and d > 0 else None for d in spec.shape[1:]]
+
+
+def _cast(a: np.ndarray, spec: ir.TensorSpec, source: str) -> np.ndarray:
+    want = spec.dtype
+    if want.kind == "b":
+        ok = a.dtype.kind == "b"
+    elif a.dtype.kind in "iu" and want.kind in "iu":  # any int width, if the values fit
+        info = np.iinfo(want)
+        ok = not a.size or (info.min <= int(a.min()) and int(a.max()) <= info.max)
+    else:  # bool/int -> float and float64 -> float32 are fine; float -> int is not
+        ok = np.can_cast(a.dtype, want, casting="same_kind")
+    if not ok:
+        raise InputError(
+            f"{source}: input '{spec.name}' is {a.dtype} but the model wants {want}, which "
+            f"cannot hold it without loss; save the data as {want}"
+        )
+    return np.ascontiguousarray(a, dtype=want)
+
+
+def _read_labels(labels: str | Path | np.ndarray) -> np.ndarray:
+    if isinstance(labels, np.ndarray):
+        return labels
+    p = Path(labels)
+    if not p.is_file():
+        raise InputError(f"{p}: no such labels file; pass an .npy or .npz of class ids")
+    if p.suffix.lower() == ".npy":
+        return _load_npy(p)
+    if p.suffix.lower() != ".npz":
+        raise InputError(f"{p}: labels must be an .npy or .npz file of integer class ids")
+    found = _load_npz(p)
+    key = next((k for k in LABEL_KEYS if k in found), None)
+    if key is None and len(found) != 1:
+        raise InputError(f"{p}: found keys {sorted(found)}; store the labels under 'labels' or 'y'")
+    return found[key] if key else next(iter(found.values()))
+
+
+def _check_labels(labels: np.ndarray, n: int, source: str) -> np.ndarray:
+    labels = np.asarray(labels)
+    if labels.ndim == 2 and labels.shape[1] == 1:
+        labels = labels[:, 0]
+    if labels.ndim != 1 or labels.dtype.kind not in "iu":
+        raise InputError(
+            f"labels must be a 1-D array of integer class ids, got {labels.dtype} with shape "
+            f"{list(labels.shape)}; save them as int64 (one-hot: use argmax(axis=1))"
+        )
+    if len(labels) != n:
+        raise InputError(
+            f"{len(labels)} labels for {n} samples in {source}; give one label per sample"
+        )
+    return labels.astype(np.int64)
+
+
+def _load_folder(
+    path: Path,
+    specs: Sequence[ir.TensorSpec],
+    shapes: Mapping[str, tuple[int, ...]],
+    options: ImageOptions | None,
+) -> dict[str, np.ndarray]:
+    if len(specs) != 1:
+        raise InputError(
+            f"{path}: an image folder feeds one input, the model has {[s.name for s in specs]}; "
+            "pass an .npz with one array per input"
+        )
+    files = sorted(f for f in path.iterdir() if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES)
+    if not files:
+        raise InputError(
+            f"{path}: no images ({', '.join(IMAGE_SUFFIXES)}); add images or pass an .npz"
+        )
+    spec = specs[0]
+    dims = list(shapes.get(spec.name, spec.shape))
+    if len(dims) != 4:
+        raise InputError(
+            f"{path}: input '{spec.name}' {dims} is not a rank-4 image tensor; pass an .npz"
+        )
+    opts = options or _default_options(dims)
+    hw, c = (dims[2:4], dims[1]) if opts.layout == "nchw" else (dims[1:3], dims[3])
+    size = opts.size or tuple(hw)
+    channels = c if c in (1, 3) else 3
+    if not _positive_ints(size):
+        raise InputError(
+            f"{path}: input '{spec.name}' {dims} has no fixed H,W; pass --input-shapes"
+        )
+    mean, std = (np.asarray(v, np.float32) for v in (opts.mean, opts.std))
+    if {mean.size, std.size} - {1, channels}:
+        raise InputError(
+            f"image options: mean/std need 1 or {channels} values, got {opts.mean}/{opts.std}"
+        )
+    images = np.stack([_load_image(f, (int(size[0]), int(size[1])), channels, opts) for f in files])
+    images = (images * opts.scale - mean) / std
+    if opts.layout == "nchw":
+        images = images.transpose(0, 3, 1, 2)
+    return {spec.name: np.ascontiguousarray(images.astype(opts.dtype))}
+
+
+def _positive_ints(dims: Sequence[int | str]) -> bool:
+    return all(isinstance(d, int) and d > 0 for d in dims)
+
+
+def _default_options(dims: list[int | str]) -> ImageOptions:
+    layout = "nhwc" if dims[1] not in (1, 3) and dims[3] in (1, 3) else "nchw"
+    log.warning(
+        "no image options: stretching images to the model's H,W, scale 1/255, no mean/std, "
+        "RGB, %s; pass image options that match the model's preprocessing",
+        layout,
+    )
+    return ImageOptions(layout=layout)
+
+
+def _load_image(f: Path, size: tuple[int, int], channels: int, opts: ImageOptions) -> np.ndarray:
+    from PIL import Image
+
+    try:
+        with Image.open(f) as raw:
+            im = _resize(raw.convert("L" if channels == 1 else "RGB"), size, opts.resize)
+    except (OSError, ValueError) as e:  # UnidentifiedImageError is an OSError
+        raise InputError(f"{f}: not a readable image ({e}); remove or re-save it") from e
+    a = np.asarray(im, dtype=np.float32).reshape(size[0], size[1], channels)
+    return a[..., ::-1] if opts.channel_order == "bgr" else a
+
+
+def _resize(im: Image.Image, size: tuple[int, int], mode: str) -> Image.Image:
+    from PIL import Image
+
+    h, w = size
+    if mode == "stretch":
+        return im.resize((w, h), Image.Resampling.BILINEAR)
+    r = (min if mode == "letterbox" else max)(h / im.height, w / im.width)
+    nw, nh = max(1, round(im.width * r)), max(1, round(im.height * r))
+    im = im.resize((nw, nh), Image.Resampling.BILINEAR)
+    if mode == "letterbox":
+        fill = LETTERBOX_FILL if im.mode == "L" else (LETTERBOX_FILL,) * 3
+        canvas = Image.new(im.mode, (w, h), fill)
+        canvas.paste(im, ((w - nw) // 2, (h - nh) // 2))
+        return canvas
+    left, top = (nw - w) // 2, (nh - h) // 2
+    return im.crop((left, top, left + w, top + h))
