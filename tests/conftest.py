@@ -1,0 +1,43 @@
+"""Shared pytest fixtures: a session-wide cache of exported test architectures."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from onnxprune.testing import exported_path
+
+
+@pytest.fixture(scope="session")
+def onnx_cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Directory holding every architecture export of this test session."""
+    return tmp_path_factory.mktemp("onnx_archs")
+
+
+@pytest.fixture(scope="session")
+def arch_model(onnx_cache_dir: Path) -> Callable[[str, str], Path]:
+    """Return ``arch_model(name, exporter) -> Path``, exporting each pair once per session."""
+
+    def get(name: str, exporter: str) -> Path:
+        return exported_path(name, exporter, onnx_cache_dir)
+
+    return get
+
+
+@pytest.fixture(scope="session")
+def real_records() -> dict[str, dict[str, object]]:
+    """Records of the real models (tools/fetch_models.py --json), fetched once per session."""
+    import json
+    import subprocess
+    import sys
+
+    repo = Path(__file__).resolve().parents[1]
+    proc = subprocess.run(
+        [sys.executable, "tools/fetch_models.py", "--json"],
+        cwd=repo, capture_output=True, text=True, timeout=900, check=False,
+    )
+    if proc.returncode != 0:
+        pytest.fail(f"fetch_models.py exited {proc.returncode}:\n{proc.stderr}", pytrace=False)
+    return {r["name"]: r for r in json.loads(proc.stdout)}
