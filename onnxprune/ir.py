@@ -380,9 +380,10 @@ def _save_external(model: onnx.ModelProto, dest: Path) -> Path:
             save_as_external_data=True,
             all_tensors_to_one_file=True,
             location=data_name,
-            size_threshold=1024,
+            size_threshold=0,
         )
-        os.replace(tmpdir / data_name, dest.parent / data_name)
+        if (tmpdir / data_name).exists():
+            os.replace(tmpdir / data_name, dest.parent / data_name)
         os.replace(tmpdir / dest.name, dest)
     finally:
         for f in tmpdir.glob("*"):
