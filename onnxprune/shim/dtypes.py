@@ -1,0 +1,70 @@
+"""ONNX element types <-> torch dtypes, and numpy -> torch conversion."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from onnxprune.errors import UnsupportedOpError
+
+__all__ = ["FLOAT_DTYPES", "numpy_dtype", "to_torch", "torch_dtype"]
+
+# TensorProto.DataType values (kept numeric so this module needs no protobuf import).
+_ONNX_TO_TORCH: dict[int, torch.dtype] = {
+    1: torch.float32,
+    2: torch.uint8,
+    3: torch.int8,
+    4: torch.uint16,
+    5: torch.int16,
+    6: torch.int32,
+    7: torch.int64,
+    9: torch.bool,
+    10: torch.float16,
+    11: torch.float64,
+    12: torch.uint32,
+    13: torch.uint64,
+    16: torch.bfloat16,
+}
+
+FLOAT_DTYPES = frozenset({torch.float16, torch.bfloat16, torch.float32, torch.float64})
+
+
+def torch_dtype(onnx_type: int) -> torch.dtype:
+    """Return the torch dtype of an ONNX element type.
+
+    Raises:
+        UnsupportedOpError: the type has no torch counterpart (string, complex, float8...).
+
+    """
+    try:
+        return _ONNX_TO_TORCH[int(onnx_type)]
+    except KeyError:
+        raise UnsupportedOpError(
+            f"ONNX element type {onnx_type} has no torch counterpart in the shim"
+        ) from None
+
+
+def numpy_dtype(dtype: torch.dtype) -> np.dtype:
+    """Return the numpy dtype matching a torch dtype (bfloat16 maps to float32)."""
+    if dtype is torch.bfloat16:
+        return np.dtype(np.float32)
+    return np.dtype(torch.empty((), dtype=dtype).numpy().dtype)
+
+
+def to_torch(value: object, *, device: torch.device | str | None = None) -> torch.Tensor:
+    """Convert a numpy array (or number, or tensor) to a torch tensor on ``device``.
+
+    Raises:
+        UnsupportedOpError: the array holds strings or objects.
+
+    """
+    if isinstance(value, torch.Tensor):
+        return value.to(device) if device is not None else value
+    arr = np.asarray(value)
+    if arr.dtype.kind in "OSU":
+        raise UnsupportedOpError(f"the shim cannot hold {arr.dtype} tensors (strings/objects)")
+    if arr.dtype.kind == "V" or str(arr.dtype) == "bfloat16":
+        t = torch.from_numpy(arr.astype(np.float32)).to(torch.bfloat16)
+    else:
+        t = torch.from_numpy(np.array(arr, copy=True, order="C"))
+    return t.to(device) if device is not None else t

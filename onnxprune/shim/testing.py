@@ -1,0 +1,149 @@
+"""Helpers that compare the shim with onnxruntime (used by the tests and by ``verify``)."""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+import numpy as np
+import onnx
+import onnx.parser
+import torch
+
+from onnxprune.shim.module import Shim
+
+__all__ = [
+    "OpCase",
+    "assert_matches_ort",
+    "assert_op_case",
+    "model_from_text",
+    "run_ort",
+    "run_shim",
+]
+
+
+def model_from_text(opset: int, inputs: str, outputs: str, body: str) -> onnx.ModelProto:
+    """Build a one-graph model from ONNX text syntax (output shapes left to inference).
+
+    Args:
+        opset: default-domain opset.
+        inputs: the graph's input list, e.g. ``"float[1,3,8,8] X"``.
+        outputs: the graph's output list, e.g. ``"float Y"``.
+        body: the node lines.
+
+    Returns:
+        The parsed model.
+
+    """
+    ir = 8 if opset <= 18 else (9 if opset <= 20 else 10)
+    text = (
+        f'<ir_version: {ir}, opset_import: ["" : {opset}]>\n'
+        f"g ({inputs}) => ({outputs}) {{\n{body}\n}}"
+    )
+    model = onnx.parser.parse_model(text)
+    for out in model.graph.output:
+        out.type.tensor_type.ClearField("shape")
+    return model
+
+
+def run_ort(
+    model: onnx.ModelProto, feeds: Mapping[str, np.ndarray], *, optimize: bool = False
+) -> list[np.ndarray]:
+    """Run ``model`` in onnxruntime (CPU, one thread) and return its outputs."""
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = 1
+    opts.inter_op_num_threads = 1
+    opts.log_severity_level = 3
+    if not optimize:
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    sess = ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
+    return list(sess.run(None, dict(feeds)))
+
+
+def run_shim(model: onnx.ModelProto, feeds: Mapping[str, np.ndarray]) -> list[np.ndarray]:
+    """Run ``model`` through a fresh ``Shim`` without gradients and return numpy outputs."""
+    shim = Shim(model)
+    with torch.no_grad():
+        outs = shim(feeds)
+    return [o.detach().cpu().numpy() for o in outs]
+
+
+def assert_matches_ort(
+    model: onnx.ModelProto,
+    feeds: Mapping[str, np.ndarray],
+    *,
+    rtol: float = 1e-5,
+    atol: float = 1e-5,
+    relative_to_max: bool = False,
+    optimize: bool = False,
+) -> float:
+    """Assert the shim reproduces onnxruntime on ``feeds``; return the largest abs error.
+
+    Args:
+        model: the model.
+        feeds: inputs.
+        rtol: relative tolerance per element.
+        atol: absolute tolerance per element (times ``max|ref|`` if ``relative_to_max``).
+        relative_to_max: scale ``atol`` by each output's largest magnitude.
+        optimize: let onnxruntime optimize the graph (as a deployment would).
+
+    Returns:
+        The largest absolute difference over all outputs.
+
+    Raises:
+        AssertionError: an output differs in dtype, shape or value.
+
+    """
+    ref = run_ort(model, feeds, optimize=optimize)
+    got = run_shim(model, feeds)
+    assert len(ref) == len(got), f"{len(got)} outputs, onnxruntime gives {len(ref)}"
+    worst = 0.0
+    for i, (r, g) in enumerate(zip(ref, got, strict=True)):
+        assert g.shape == r.shape, f"output {i}: shape {g.shape} != onnxruntime {r.shape}"
+        assert g.dtype == r.dtype, f"output {i}: dtype {g.dtype} != onnxruntime {r.dtype}"
+        scale = float(np.abs(r).max()) if relative_to_max and r.size else 1.0
+        np.testing.assert_allclose(
+            g, r, rtol=rtol, atol=atol * max(scale, 1e-30), err_msg=f"output {i}"
+        )
+        if r.size and r.dtype != np.bool_:
+            worst = max(worst, float(np.abs(g.astype(np.float64) - r.astype(np.float64)).max()))
+    return worst
+
+
+@dataclass(frozen=True)
+class OpCase:
+    """A one-graph test case in ONNX text syntax (see ``model_from_text``).
+
+    Float inputs not given in ``feeds`` are drawn from a normal distribution seeded by ``id``
+    (made positive if ``positive``).
+    """
+
+    id: str
+    opset: int
+    inputs: str
+    outputs: str
+    body: str
+    feeds: dict[str, np.ndarray] = field(default_factory=dict)
+    positive: bool = False
+    tol: float = 1e-5
+
+
+def _case_feeds(model: onnx.ModelProto, case: OpCase) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(zlib.crc32(case.id.encode()))
+    feeds = dict(case.feeds)
+    for v in model.graph.input:
+        if v.name in feeds:
+            continue
+        shape = [d.dim_value for d in v.type.tensor_type.shape.dim]
+        x = rng.standard_normal(shape).astype(np.float32)
+        feeds[v.name] = np.abs(x) + 0.1 if case.positive else x
+    return feeds
+
+
+def assert_op_case(case: OpCase) -> float:
+    """Assert the shim matches onnxruntime on ``case`` within ``case.tol``; return the error."""
+    model = model_from_text(case.opset, case.inputs, case.outputs, case.body)
+    return assert_matches_ort(model, _case_feeds(model, case), rtol=case.tol, atol=case.tol)
