@@ -95,7 +95,9 @@ def _export_dynamo(module: nn.Module, x: torch.Tensor, path: Path, names: list[s
 @contextlib.contextmanager
 def _quiet() -> Iterator[None]:
     """Silence exporter prints, Python warnings and INFO logs of the exporter stack."""
-    loggers = [logging.getLogger(n) for n in ("torch.onnx", "torch.export", "onnxscript", "onnx_ir")]
+    loggers = [
+        logging.getLogger(n) for n in ("torch.onnx", "torch.export", "onnxscript", "onnx_ir")
+    ]
     levels = [lg.level for lg in loggers]
     try:
         for lg in loggers:
