@@ -235,7 +235,52 @@ def infer_shapes(model: onnx.ModelProto, *, strict: bool = False) -> onnx.ModelP
     del m.graph.value_info[:]
     if m.ByteSize() > _TWO_GB:
         return _infer_large(m, strict=strict)
-    return onnx.shape_inference.infer_shapes(m, check_type=True, strict_mode=strict, data_prop=True)
+    inferred = onnx.shape_inference.infer_shapes(
+        m, check_type=True, strict_mode=strict, data_prop=True
+    )
+    return inferred if strict else _add_folded_shapes(inferred)
+
+
+def _add_folded_shapes(model: onnx.ModelProto) -> onnx.ModelProto:
+    """Add the static shapes found once ``Shape`` subgraphs are folded (on a copy).
+
+    Before Reshape-14, ONNX shape inference ignores a shape computed from ``Shape`` ops
+    (``x.view(x.size(0), -1)`` exported with a dynamic batch), leaving every tensor after it
+    unknown. With static input shapes those computations are constants: fold them in a
+    throwaway copy, infer again, and keep only the static shapes the first pass missed.
+    """
+    g = model.graph
+    static = {v.name for v in [*g.input, *g.value_info, *g.output] if _is_static(v)}
+    missing = {o for n in g.node for o in n.output if o and o not in static}
+    if not missing or not any(n.op_type == "Shape" for n in g.node):
+        return model
+    import onnxruntime as ort
+
+    # graphsurgeon folds with onnxruntime sessions it creates without options; keep their
+    # optimizer warnings (e.g. UnsqueezeElimination) off the user's terminal.
+    ort.set_default_logger_severity(3)
+    graph = gs.import_onnx(model)
+    graph.fold_constants(fold_shapes=True, partitioning=None, error_ok=True).cleanup()
+    try:
+        folded = onnx.shape_inference.infer_shapes(
+            gs.export_onnx(graph, do_type_check=False), data_prop=True
+        )
+    except Exception:  # noqa: BLE001 - best effort: the first pass's shapes stand
+        log.debug("shape inference after folding Shape ops failed", exc_info=True)
+        return model
+    outputs = {v.name: v for v in g.output}
+    for v in [*folded.graph.value_info, *folded.graph.output]:
+        if v.name in missing and _is_static(v):
+            if v.name in outputs:
+                outputs[v.name].type.CopyFrom(v.type)
+            else:
+                g.value_info.append(v)
+    return model
+
+
+def _is_static(v: onnx.ValueInfoProto) -> bool:
+    tt = v.type.tensor_type
+    return tt.HasField("shape") and all(d.HasField("dim_value") for d in tt.shape.dim)
 
 
 def _infer_large(model: onnx.ModelProto, *, strict: bool) -> onnx.ModelProto:

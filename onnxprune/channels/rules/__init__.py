@@ -12,6 +12,7 @@ from collections.abc import Callable
 from onnxprune.channels.rules.base import Rule
 
 _REGISTRY: dict[str, Rule] = {}
+_loaded = False  # True once every rule module has been imported
 
 RULE_MODULES = (
     "conv",
@@ -32,9 +33,11 @@ def register(*op_types: str) -> Callable[[type[Rule]], type[Rule]]:
     """Class decorator registering a rule instance for each ONNX op type (default domain)."""
 
     def wrap(cls: type[Rule]) -> type[Rule]:
+        # Check every op first, so that a clash registers none of them.
         for op in op_types:
             if op in _REGISTRY:
                 raise RuntimeError(f"channel rule for {op} registered twice")
+        for op in op_types:
             _REGISTRY[op] = cls()
         cls.op_types = tuple(op_types)
         return cls
@@ -51,7 +54,11 @@ def rule_for(op_type: str, domain: str = "") -> Rule | None:
 
 def registry() -> dict[str, Rule]:
     """Return the op type -> rule mapping, importing every rule module once."""
-    if not _REGISTRY:
+    # Not ``if not _REGISTRY``: importing one rule module directly (for its op lists) fills
+    # the registry partly, and the other modules must still be imported.
+    global _loaded
+    if not _loaded:
         for name in RULE_MODULES:
             importlib.import_module(f"onnxprune.channels.rules.{name}")
+        _loaded = True
     return _REGISTRY

@@ -31,10 +31,16 @@ class ConvRule(Rule):
         return ctx.input_const(node, 1)
 
     def roots(self, ctx: Context, node: gs.Node) -> list[tuple[Space, Coupling]]:
-        """The output channel space, when the weights are constant."""
-        if self._weight(ctx, node) is None:
-            return []
+        """Return the output channel space (a barrier when the weights are not constant)."""
         space = Space(node.outputs[0].name, 1)
+        if self._weight(ctx, node) is None:
+            # Reported rather than left out, so inspect says why (QDQ weights, typically).
+            out_ax, _ = self._axes(node)
+            maker = ctx.producer(node.inputs[1].name)
+            by = f" by {ctx.describe(maker)}" if maker is not None else ""
+            reason = f"{ctx.describe(node)} has weights computed at run time{by}"
+            return [(space, Coupling(barrier=reason,
+                                     weight=WeightUse(node.inputs[1].name, out_ax, "root")))]
         return [(space, self.couple(ctx, node, space))]
 
     def couple(self, ctx: Context, node: gs.Node, space: Space) -> Coupling:

@@ -13,8 +13,9 @@ from onnxprune.channels.rules.base import AxisRule
 from onnxprune.channels.types import Coupling, Space, barrier
 
 
-def _extra_outputs_used(node: gs.Node) -> bool:
-    return any(t.outputs for t in node.outputs[1:])
+def _extra_outputs_used(ctx: Context, node: gs.Node) -> bool:
+    # A secondary output that is a graph output counts as used: its shape must not change.
+    return any(t.outputs or t.name in ctx.outputs for t in node.outputs[1:])
 
 
 @register("BatchNormalization", "InstanceNormalization")
@@ -23,7 +24,7 @@ class PerChannelNormRule(AxisRule):
 
     def axis_map(self, ctx: Context, node: gs.Node) -> Mapping[int, int] | str:
         """Batch and channel axes pass; InstanceNorm mixes spatial positions."""
-        if _extra_outputs_used(node):
+        if _extra_outputs_used(ctx, node):
             return f"{ctx.describe(node)} uses training-mode outputs"
         rank = len(ctx.shape(node.inputs[0].name) or ())
         if node.op == "InstanceNormalization":
@@ -53,7 +54,7 @@ class LayerNormRule(AxisRule):
 
     def axis_map(self, ctx: Context, node: gs.Node) -> Mapping[int, int] | str:
         """Identity on the axes that are not normalised."""
-        if _extra_outputs_used(node):
+        if _extra_outputs_used(ctx, node):
             return f"{ctx.describe(node)} uses its mean/inv-std outputs"
         rank = len(ctx.shape(node.inputs[0].name) or ())
         axis = int(ctx.attr(node, "axis", -1)) % max(rank, 1)

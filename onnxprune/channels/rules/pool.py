@@ -19,6 +19,6 @@ class PoolRule(AxisRule):
 
     def axis_map(self, ctx: Context, node: gs.Node) -> Mapping[int, int] | str:
         """Batch and channel axes pass; MaxPool's indices output is not handled."""
-        if any(t.outputs for t in node.outputs[1:]):
+        if any(t.outputs or t.name in ctx.outputs for t in node.outputs[1:]):
             return f"{ctx.describe(node)} uses its indices output"
         return {0: 0, 1: 1}
