@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-
 import numpy as np
 import onnx
 import onnx.parser
@@ -12,69 +10,7 @@ from onnx import numpy_helper
 
 import onnxprune
 from onnxprune.channels.rules.barriers import REASONS
-from onnxprune.surgery import apply_plan
-from onnxprune.testing import oracle
-
-# -- shared helpers (each rule test file is standalone) ---------------------------------------
-
-HEADER = '<ir_version: {ir}, opset_import: ["" : {opset}]>\n'
-
-
-def build(
-    graph: str, weights: Mapping[str, tuple[int, ...] | np.ndarray], *, opset: int = 13,
-    seed: int = 0,
-) -> onnxprune.Model:
-    """Parse ``graph`` (ONNX text), add weights (a shape = seeded normal floats), load it."""
-    rng = np.random.default_rng(seed)
-    ir_version = 8 if opset <= 18 else 9 if opset <= 20 else 10
-    proto = onnx.parser.parse_model(HEADER.format(ir=ir_version, opset=opset) + graph)
-    for out in proto.graph.output:
-        if not out.type.tensor_type.shape.dim:  # `float y`: let shape inference fill it in
-            out.type.tensor_type.ClearField("shape")
-    for name, w in weights.items():
-        value = w if isinstance(w, np.ndarray) else rng.standard_normal(w).astype(np.float32)
-        proto.graph.initializer.append(numpy_helper.from_array(value, name))
-    proto = onnx.shape_inference.infer_shapes(proto, strict_mode=True)
-    del proto.graph.value_info[:]
-    onnx.checker.check_model(proto, full_check=True)
-    return onnxprune.load(proto)
-
-
-def prune_exact(model: onnxprune.Model, plan: dict[int, list[int]]) -> onnx.ModelProto:
-    """Prune with ``plan`` and check the result against the zeroed original in onnxruntime."""
-    pruned = apply_plan(model, plan)
-    feeds = oracle.random_feeds(model, seed=1)
-    want = oracle.run(oracle.zeroed(model, plan), feeds)
-    assert oracle.max_rel_error(oracle.run(pruned, feeds), want) <= 1e-5
-    return pruned
-
-
-def structure(model: onnxprune.Model) -> list[tuple[int, bool]]:
-    """(size, prunable) of every group, in group order."""
-    return [(g.size, g.prunable) for g in model.groups.groups]
-
-
-def node(proto: onnx.ModelProto, name: str) -> onnx.NodeProto:
-    """The node called ``name``."""
-    return next(n for n in proto.graph.node if n.name == name)
-
-
-def const_input(proto: onnx.ModelProto, name: str, i: int) -> np.ndarray:
-    """Value of input ``i`` of node ``name`` (an initializer)."""
-    tensor = node(proto, name).input[i]
-    return numpy_helper.to_array(next(t for t in proto.graph.initializer if t.name == tensor))
-
-
-def attr(proto: onnx.ModelProto, name: str, key: str) -> object:
-    """Attribute ``key`` of node ``name``."""
-    a = next(a for a in node(proto, name).attribute if a.name == key)
-    return onnx.helper.get_attribute_value(a)
-
-
-def original(model: onnxprune.Model, name: str) -> np.ndarray:
-    """An initializer of the original model."""
-    return numpy_helper.to_array(next(t for t in model.proto.graph.initializer if t.name == name))
-
+from onnxprune.testing.graphs import build, structure
 
 # -- tests -----------------------------------------------------------------------------------
 
@@ -90,21 +26,44 @@ g (float[1,3,4,4] x) => (float[1,4,{side},{side}] y) {{
     ("op", "body", "opset", "c_next", "extra"),
     [
         pytest.param("LRN", "[op] b = LRN <size=3> (a)", 13, 8, {}, id="LRN"),
-        pytest.param("DepthToSpace", "[op] b = DepthToSpace <blocksize=2> (a)", 13, 2, {},
-                     id="DepthToSpace"),
-        pytest.param("SpaceToDepth", "[op] b = SpaceToDepth <blocksize=2> (a)", 13, 32, {},
-                     id="SpaceToDepth"),
-        pytest.param("CumSum", "[op] b = CumSum (a, axis)", 13, 8,
-                     {"axis": np.array(1, np.int64)}, id="CumSum"),
-        pytest.param("QuantizeLinear",
-                     "[op] q = QuantizeLinear (a, scale, zp)\n"
-                     "  [dq] b = DequantizeLinear (q, scale, zp)",
-                     13, 8, {"scale": np.array(0.05, np.float32), "zp": np.array(0, np.int8)},
-                     id="QuantizeLinear-activations"),
-        pytest.param("TopK", "[op] b, idx = TopK <axis=1> (a, k)", 13, 3,
-                     {"k": np.array([3], np.int64)}, id="TopK"),
-        pytest.param("Einsum", '[op] b = Einsum <equation="bchw,oc->bohw"> (a, we)', 13, 5,
-                     {"we": (5, 8)}, id="Einsum"),
+        pytest.param(
+            "DepthToSpace", "[op] b = DepthToSpace <blocksize=2> (a)", 13, 2, {}, id="DepthToSpace"
+        ),
+        pytest.param(
+            "SpaceToDepth", "[op] b = SpaceToDepth <blocksize=2> (a)", 13, 32, {}, id="SpaceToDepth"
+        ),
+        pytest.param(
+            "CumSum",
+            "[op] b = CumSum (a, axis)",
+            13,
+            8,
+            {"axis": np.array(1, np.int64)},
+            id="CumSum",
+        ),
+        pytest.param(
+            "QuantizeLinear",
+            "[op] q = QuantizeLinear (a, scale, zp)\n  [dq] b = DequantizeLinear (q, scale, zp)",
+            13,
+            8,
+            {"scale": np.array(0.05, np.float32), "zp": np.array(0, np.int8)},
+            id="QuantizeLinear-activations",
+        ),
+        pytest.param(
+            "TopK",
+            "[op] b, idx = TopK <axis=1> (a, k)",
+            13,
+            3,
+            {"k": np.array([3], np.int64)},
+            id="TopK",
+        ),
+        pytest.param(
+            "Einsum",
+            '[op] b = Einsum <equation="bchw,oc->bohw"> (a, we)',
+            13,
+            5,
+            {"we": (5, 8)},
+            id="Einsum",
+        ),
     ],
 )
 def test_barrier_op_blocks_with_its_reason(
@@ -129,12 +88,18 @@ def test_dequantize_on_activations_is_a_barrier() -> None:
           [conv2] b = Conv (d, w2)
           [conv3] y = Conv (b, w3)
         }""",
-        {"w1": (8, 3, 1, 1), "scale": np.array(0.05, np.float32), "zp": np.array(0, np.int8),
-         "w2": (6, 8, 1, 1), "w3": (4, 6, 1, 1)},
+        {
+            "w1": (8, 3, 1, 1),
+            "scale": np.array(0.05, np.float32),
+            "zp": np.array(0, np.int8),
+            "w2": (6, 8, 1, 1),
+            "w3": (4, 6, 1, 1),
+        },
     )
     assert structure(model) == [(8, False), (6, True), (4, False)]
     assert model.groups.groups[0].barriers == (
-        f"node 'q' (QuantizeLinear): {REASONS['QuantizeLinear']}",)
+        f"node 'q' (QuantizeLinear): {REASONS['QuantizeLinear']}",
+    )
 
 
 def test_channels_reaching_a_graph_output_are_a_barrier() -> None:
@@ -166,11 +131,12 @@ def test_graph_input_added_to_conv_output_is_a_barrier() -> None:
 
 
 def test_op_without_a_rule_is_a_barrier_naming_it() -> None:
-    model = build(BETWEEN_CONVS.format(body="[op] b = Shrink <lambd=0.2> (a)", side=4),
-                  {"w1": (8, 3, 1, 1), "w2": (4, 8, 1, 1)})
+    model = build(
+        BETWEEN_CONVS.format(body="[op] b = Shrink <lambd=0.2> (a)", side=4),
+        {"w1": (8, 3, 1, 1), "w2": (4, 8, 1, 1)},
+    )
     assert structure(model) == [(8, False), (4, False)]
-    assert model.groups.groups[0].barriers == (
-        "node 'op' (Shrink): no channel rule for op Shrink",)
+    assert model.groups.groups[0].barriers == ("node 'op' (Shrink): no channel rule for op Shrink",)
 
 
 def _load_unchecked(text: str, **extra: tuple[int, ...]) -> onnxprune.Model:
@@ -194,25 +160,34 @@ def test_custom_domain_op_is_a_barrier_naming_it() -> None:
     first = model.groups.groups[0]
     assert (first.root_nodes, first.size, first.prunable) == (("conv1",), 8, False)
     assert first.barriers == (
-        "node 'op' (Relu): no channel rule for op Relu of domain 'com.example'",)
+        "node 'op' (Relu): no channel rule for op Relu of domain 'com.example'",
+    )
 
 
 @pytest.mark.parametrize(
     ("op", "opset", "node"),
     [
         pytest.param("MeanVarianceNormalization", 13, "MeanVarianceNormalization (a)", id="MVN"),
-        pytest.param("GroupNormalization", 21, "GroupNormalization <num_groups=2> (a, gamma, beta)",
-                     id="GroupNormalization"),
+        pytest.param(
+            "GroupNormalization",
+            21,
+            "GroupNormalization <num_groups=2> (a, gamma, beta)",
+            id="GroupNormalization",
+        ),
     ],
 )
 def test_function_op_barrier(op: str, opset: int, node: str) -> None:
     # onnx 1.23's checker / strict inference trip over these ops' function bodies: no `build`.
-    model = _load_unchecked(f"""
+    model = _load_unchecked(
+        f"""
     <ir_version: 10, opset_import: ["" : {opset}]>
     g (float[1,3,4,4] x) => (float[1,4,4,4] y) {{
       [conv1] a = Conv (x, w1)
       [op] b = {node}
       [conv2] y = Conv (b, w2)
-    }}""", gamma=(8,), beta=(8,))
+    }}""",
+        gamma=(8,),
+        beta=(8,),
+    )
     assert structure(model) == [(8, False), (4, False)]
     assert model.groups.groups[0].barriers == (f"node 'op' ({op}): {REASONS[op]}",)

@@ -2,78 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-
 import numpy as np
-import onnx
-import onnx.parser
 import pytest
-from onnx import numpy_helper
 
-import onnxprune
-from onnxprune.surgery import apply_plan
-from onnxprune.testing import oracle
-
-# -- shared helpers (each rule test file is standalone) ---------------------------------------
-
-HEADER = '<ir_version: {ir}, opset_import: ["" : {opset}]>\n'
-
-
-def build(
-    graph: str, weights: Mapping[str, tuple[int, ...] | np.ndarray], *, opset: int = 13,
-    seed: int = 0,
-) -> onnxprune.Model:
-    """Parse ``graph`` (ONNX text), add weights (a shape = seeded normal floats), load it."""
-    rng = np.random.default_rng(seed)
-    ir_version = 8 if opset <= 18 else 9 if opset <= 20 else 10
-    proto = onnx.parser.parse_model(HEADER.format(ir=ir_version, opset=opset) + graph)
-    for out in proto.graph.output:
-        if not out.type.tensor_type.shape.dim:  # `float y`: let shape inference fill it in
-            out.type.tensor_type.ClearField("shape")
-    for name, w in weights.items():
-        value = w if isinstance(w, np.ndarray) else rng.standard_normal(w).astype(np.float32)
-        proto.graph.initializer.append(numpy_helper.from_array(value, name))
-    proto = onnx.shape_inference.infer_shapes(proto, strict_mode=True)
-    del proto.graph.value_info[:]
-    onnx.checker.check_model(proto, full_check=True)
-    return onnxprune.load(proto)
-
-
-def prune_exact(model: onnxprune.Model, plan: dict[int, list[int]]) -> onnx.ModelProto:
-    """Prune with ``plan`` and check the result against the zeroed original in onnxruntime."""
-    pruned = apply_plan(model, plan)
-    feeds = oracle.random_feeds(model, seed=1)
-    want = oracle.run(oracle.zeroed(model, plan), feeds)
-    assert oracle.max_rel_error(oracle.run(pruned, feeds), want) <= 1e-5
-    return pruned
-
-
-def structure(model: onnxprune.Model) -> list[tuple[int, bool]]:
-    """(size, prunable) of every group, in group order."""
-    return [(g.size, g.prunable) for g in model.groups.groups]
-
-
-def node(proto: onnx.ModelProto, name: str) -> onnx.NodeProto:
-    """The node called ``name``."""
-    return next(n for n in proto.graph.node if n.name == name)
-
-
-def const_input(proto: onnx.ModelProto, name: str, i: int) -> np.ndarray:
-    """Value of input ``i`` of node ``name`` (an initializer)."""
-    tensor = node(proto, name).input[i]
-    return numpy_helper.to_array(next(t for t in proto.graph.initializer if t.name == tensor))
-
-
-def attr(proto: onnx.ModelProto, name: str, key: str) -> object:
-    """Attribute ``key`` of node ``name``."""
-    a = next(a for a in node(proto, name).attribute if a.name == key)
-    return onnx.helper.get_attribute_value(a)
-
-
-def original(model: onnxprune.Model, name: str) -> np.ndarray:
-    """An initializer of the original model."""
-    return numpy_helper.to_array(next(t for t in model.proto.graph.initializer if t.name == name))
-
+from onnxprune.testing.graphs import (
+    attr,
+    build,
+    const_input,
+    node,
+    original,
+    prune_exact,
+    structure,
+)
 
 # -- tests -----------------------------------------------------------------------------------
 
@@ -160,15 +100,25 @@ def _split_graph(n: int, attrs: str, args: str) -> str:
 @pytest.mark.parametrize(
     ("opset", "attrs", "args", "sizes", "keep", "new_sizes"),
     [
-        pytest.param(13, "<axis=1>", "a, split", [3, 5], [0, 2, 3, 6, 7], [2, 3],
-                     id="opset13-input"),
+        pytest.param(
+            13, "<axis=1>", "a, split", [3, 5], [0, 2, 3, 6, 7], [2, 3], id="opset13-input"
+        ),
         pytest.param(13, "<axis=1>", "a", [4, 4], [1, 2, 3, 4], [3, 1], id="opset13-equal"),
-        pytest.param(18, "<axis=1, num_outputs=2>", "a", [4, 4], [0, 5, 6], [1, 2],
-                     id="opset18-num_outputs"),
-        pytest.param(18, "<axis=1, num_outputs=3>", "a", [3, 3, 2], [0, 1, 2, 4, 7], [3, 1, 1],
-                     id="opset18-num_outputs-uneven"),
-        pytest.param(11, "<axis=1, split=[3,5]>", "a", [3, 5], [1, 3, 4], [1, 2],
-                     id="opset11-attr"),
+        pytest.param(
+            18, "<axis=1, num_outputs=2>", "a", [4, 4], [0, 5, 6], [1, 2], id="opset18-num_outputs"
+        ),
+        pytest.param(
+            18,
+            "<axis=1, num_outputs=3>",
+            "a",
+            [3, 3, 2],
+            [0, 1, 2, 4, 7],
+            [3, 1, 1],
+            id="opset18-num_outputs-uneven",
+        ),
+        pytest.param(
+            11, "<axis=1, split=[3,5]>", "a", [3, 5], [1, 3, 4], [1, 2], id="opset11-attr"
+        ),
         pytest.param(11, "<axis=-3>", "a", [4, 4], [0, 1, 7], [2, 1], id="opset11-equal"),
     ],
 )
@@ -191,8 +141,9 @@ def test_split_on_channel_axis_rewrites_sizes(
     bounds = np.cumsum([0, *sizes])
     for i, (lo, hi) in enumerate(zip(bounds, bounds[1:], strict=False)):
         cols = [c - lo for c in keep if lo <= c < hi]
-        np.testing.assert_array_equal(const_input(pruned, f"head{i}", 1),
-                                      original(model, f"wh{i}")[:, cols])
+        np.testing.assert_array_equal(
+            const_input(pruned, f"head{i}", 1), original(model, f"wh{i}")[:, cols]
+        )
 
 
 def test_split_off_the_channel_axis_passes() -> None:
@@ -226,13 +177,21 @@ def test_slice_on_channel_axis_recounts_bounds(
     starts: int, ends: int, keep: list[int], new_bounds: tuple[int, int]
 ) -> None:
     lo, hi = (starts % 8 if starts < 0 else starts), min(ends % 8 if ends < 0 else ends, 8)
-    weights = {"w1": (8, 3, 1, 1), "starts": _ints(starts), "ends": _ints(ends), "axes": _ints(1),
-               "steps": _ints(1), "w2": (5, hi - lo, 1, 1)}
+    weights = {
+        "w1": (8, 3, 1, 1),
+        "starts": _ints(starts),
+        "ends": _ints(ends),
+        "axes": _ints(1),
+        "steps": _ints(1),
+        "w2": (5, hi - lo, 1, 1),
+    }
     model = build(SLICE, weights)
     assert structure(model) == [(8, True), (5, False)]
     pruned = prune_exact(model, {0: keep})
     assert (const_input(pruned, "slice", 1).tolist(), const_input(pruned, "slice", 2).tolist()) == (
-        [new_bounds[0]], [new_bounds[1]])
+        [new_bounds[0]],
+        [new_bounds[1]],
+    )
     cols = [c - lo for c in keep if lo <= c < hi]
     np.testing.assert_array_equal(const_input(pruned, "conv2", 1), original(model, "w2")[:, cols])
 
@@ -254,16 +213,28 @@ def test_slice_on_channel_axis_opset9_attributes() -> None:
 
 
 def test_strided_slice_of_channels_is_a_barrier() -> None:
-    weights = {"w1": (8, 3, 1, 1), "starts": _ints(0), "ends": _ints(8), "axes": _ints(1),
-               "steps": _ints(2), "w2": (5, 4, 1, 1)}
+    weights = {
+        "w1": (8, 3, 1, 1),
+        "starts": _ints(0),
+        "ends": _ints(8),
+        "axes": _ints(1),
+        "steps": _ints(2),
+        "w2": (5, 4, 1, 1),
+    }
     model = build(SLICE, weights)
     assert structure(model) == [(8, False), (5, False)]
     assert model.groups.groups[0].barriers == ("node 'slice' (Slice) takes every 2th channel",)
 
 
 def test_slice_off_the_channel_axis_passes() -> None:
-    weights = {"w1": (8, 3, 1, 1), "starts": _ints(1, 0), "ends": _ints(3, -1),
-               "axes": _ints(2, 3), "steps": _ints(1, 1), "w2": (5, 8, 1, 1)}
+    weights = {
+        "w1": (8, 3, 1, 1),
+        "starts": _ints(1, 0),
+        "ends": _ints(3, -1),
+        "axes": _ints(2, 3),
+        "steps": _ints(1, 1),
+        "w2": (5, 8, 1, 1),
+    }
     model = build(SLICE, weights)
     assert structure(model) == [(8, True), (5, False)]
     keep = [1, 2, 3, 7]

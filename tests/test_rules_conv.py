@@ -2,78 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-
 import numpy as np
-import onnx
-import onnx.parser
 import pytest
-from onnx import numpy_helper
 
-import onnxprune
-from onnxprune.surgery import apply_plan
 from onnxprune.testing import oracle
-
-# -- shared helpers (each rule test file is standalone) ---------------------------------------
-
-HEADER = '<ir_version: {ir}, opset_import: ["" : {opset}]>\n'
-
-
-def build(
-    graph: str, weights: Mapping[str, tuple[int, ...] | np.ndarray], *, opset: int = 13,
-    seed: int = 0,
-) -> onnxprune.Model:
-    """Parse ``graph`` (ONNX text), add weights (a shape = seeded normal floats), load it."""
-    rng = np.random.default_rng(seed)
-    ir_version = 8 if opset <= 18 else 9 if opset <= 20 else 10
-    proto = onnx.parser.parse_model(HEADER.format(ir=ir_version, opset=opset) + graph)
-    for out in proto.graph.output:
-        if not out.type.tensor_type.shape.dim:  # `float y`: let shape inference fill it in
-            out.type.tensor_type.ClearField("shape")
-    for name, w in weights.items():
-        value = w if isinstance(w, np.ndarray) else rng.standard_normal(w).astype(np.float32)
-        proto.graph.initializer.append(numpy_helper.from_array(value, name))
-    proto = onnx.shape_inference.infer_shapes(proto, strict_mode=True)
-    del proto.graph.value_info[:]
-    onnx.checker.check_model(proto, full_check=True)
-    return onnxprune.load(proto)
-
-
-def prune_exact(model: onnxprune.Model, plan: dict[int, list[int]]) -> onnx.ModelProto:
-    """Prune with ``plan`` and check the result against the zeroed original in onnxruntime."""
-    pruned = apply_plan(model, plan)
-    feeds = oracle.random_feeds(model, seed=1)
-    want = oracle.run(oracle.zeroed(model, plan), feeds)
-    assert oracle.max_rel_error(oracle.run(pruned, feeds), want) <= 1e-5
-    return pruned
-
-
-def structure(model: onnxprune.Model) -> list[tuple[int, bool]]:
-    """(size, prunable) of every group, in group order."""
-    return [(g.size, g.prunable) for g in model.groups.groups]
-
-
-def node(proto: onnx.ModelProto, name: str) -> onnx.NodeProto:
-    """The node called ``name``."""
-    return next(n for n in proto.graph.node if n.name == name)
-
-
-def const_input(proto: onnx.ModelProto, name: str, i: int) -> np.ndarray:
-    """Value of input ``i`` of node ``name`` (an initializer)."""
-    tensor = node(proto, name).input[i]
-    return numpy_helper.to_array(next(t for t in proto.graph.initializer if t.name == tensor))
-
-
-def attr(proto: onnx.ModelProto, name: str, key: str) -> object:
-    """Attribute ``key`` of node ``name``."""
-    a = next(a for a in node(proto, name).attribute if a.name == key)
-    return onnx.helper.get_attribute_value(a)
-
-
-def original(model: onnxprune.Model, name: str) -> np.ndarray:
-    """An initializer of the original model."""
-    return numpy_helper.to_array(next(t for t in model.proto.graph.initializer if t.name == name))
-
+from onnxprune.testing.graphs import (
+    attr,
+    build,
+    const_input,
+    original,
+    prune_exact,
+    structure,
+)
 
 # -- tests -----------------------------------------------------------------------------------
 
@@ -133,8 +73,12 @@ g (float[1,3,8,8] x) => (float y) {{
 def test_grouped_conv_removes_whole_groups(
     c_in: int, c_out: int, group: int, n_groups: int, keep: list[int], new_group: int
 ) -> None:
-    weights = {"w1": (c_in, 3, 1, 1), "w2": (c_out, c_in // group, 3, 3), "b2": (c_out,),
-               "w3": (4, c_out, 1, 1)}
+    weights = {
+        "w1": (c_in, 3, 1, 1),
+        "w2": (c_out, c_in // group, 3, 3),
+        "b2": (c_out,),
+        "w3": (4, c_out, 1, 1),
+    }
     model = build(GROUPED.format(group=group), weights)
     assert structure(model) == [(n_groups, True), (4, False)]
     assert model.groups.groups[0].root_nodes == ("conv1", "gconv")
@@ -159,8 +103,9 @@ g (float[1,3,4,4] x) => (float y) {
 
 
 def test_conv_transpose_is_root_and_consumer() -> None:
-    model = build(CONV_TRANSPOSE, {"w1": (8, 3, 1, 1), "w2": (8, 6, 2, 2), "b2": (6,),
-                                   "w3": (4, 6, 1, 1)})
+    model = build(
+        CONV_TRANSPOSE, {"w1": (8, 3, 1, 1), "w2": (8, 6, 2, 2), "b2": (6,), "w3": (4, 6, 1, 1)}
+    )
     assert structure(model) == [(8, True), (6, True), (4, False)]
     first, second, _ = model.groups.groups
     assert [(c.node, c.weight.axis) for c in first.consumers] == [("deconv", 0)]
@@ -183,8 +128,10 @@ g (float[1,3,4,4] x) => (float y) {
 
 def test_grouped_conv_transpose_removes_whole_groups() -> None:
     # 8 inputs in 2 groups of 4, each group writing 3 outputs (weight [in, out/group, k, k]).
-    model = build(GROUPED_CONV_TRANSPOSE, {"w1": (8, 3, 1, 1), "w2": (8, 3, 2, 2), "b2": (6,),
-                                           "w3": (4, 6, 1, 1)})
+    model = build(
+        GROUPED_CONV_TRANSPOSE,
+        {"w1": (8, 3, 1, 1), "w2": (8, 3, 2, 2), "b2": (6,), "w3": (4, 6, 1, 1)},
+    )
     assert structure(model) == [(2, True), (4, False)]
     pruned = prune_exact(model, {0: [1]})
     assert attr(pruned, "deconv", "group") == 1
@@ -218,18 +165,24 @@ def test_conv_with_dequantized_weights_is_a_barrier_naming_the_producer() -> Non
           [conv1] a = Conv (x, wd)
           [conv2] y = Conv (a, w2)
         }""",
-        {"wq": np.arange(24, dtype=np.int8).reshape(8, 3, 1, 1), "scale": np.array(0.1, np.float32),
-         "zero_point": np.array(0, np.int8), "w2": (4, 8, 1, 1)},
+        {
+            "wq": np.arange(24, dtype=np.int8).reshape(8, 3, 1, 1),
+            "scale": np.array(0.1, np.float32),
+            "zero_point": np.array(0, np.int8),
+            "w2": (4, 8, 1, 1),
+        },
     )
     assert structure(model) == [(8, False), (4, False)]
     assert model.groups.groups[0].root_nodes == ("conv1",)
     assert model.groups.groups[0].barriers == (
-        "node 'conv1' (Conv) has weights computed at run time by node 'dq' (DequantizeLinear)",)
+        "node 'conv1' (Conv) has weights computed at run time by node 'dq' (DequantizeLinear)",
+    )
 
 
 def test_seeded_plan_on_every_group_is_exact() -> None:
-    model = build(CONV_TRANSPOSE, {"w1": (8, 3, 1, 1), "w2": (8, 6, 2, 2), "b2": (6,),
-                                   "w3": (4, 6, 1, 1)})
+    model = build(
+        CONV_TRANSPOSE, {"w1": (8, 3, 1, 1), "w2": (8, 6, 2, 2), "b2": (6,), "w3": (4, 6, 1, 1)}
+    )
     plan = oracle.every_other_plan(model, share=0.5, seed=3)
     assert sorted(plan) == [0, 1] and [len(k) for k in plan.values()] == [4, 3]
     prune_exact(model, plan)

@@ -2,79 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-
 import numpy as np
-import onnx
-import onnx.parser
 import pytest
-from onnx import numpy_helper
 
-import onnxprune
 from onnxprune.channels.rules import elementwise
-from onnxprune.surgery import apply_plan
-from onnxprune.testing import oracle
-
-# -- shared helpers (each rule test file is standalone) ---------------------------------------
-
-HEADER = '<ir_version: {ir}, opset_import: ["" : {opset}]>\n'
-
-
-def build(
-    graph: str, weights: Mapping[str, tuple[int, ...] | np.ndarray], *, opset: int = 13,
-    seed: int = 0,
-) -> onnxprune.Model:
-    """Parse ``graph`` (ONNX text), add weights (a shape = seeded normal floats), load it."""
-    rng = np.random.default_rng(seed)
-    ir_version = 8 if opset <= 18 else 9 if opset <= 20 else 10
-    proto = onnx.parser.parse_model(HEADER.format(ir=ir_version, opset=opset) + graph)
-    for out in proto.graph.output:
-        if not out.type.tensor_type.shape.dim:  # `float y`: let shape inference fill it in
-            out.type.tensor_type.ClearField("shape")
-    for name, w in weights.items():
-        value = w if isinstance(w, np.ndarray) else rng.standard_normal(w).astype(np.float32)
-        proto.graph.initializer.append(numpy_helper.from_array(value, name))
-    proto = onnx.shape_inference.infer_shapes(proto, strict_mode=True)
-    del proto.graph.value_info[:]
-    onnx.checker.check_model(proto, full_check=True)
-    return onnxprune.load(proto)
-
-
-def prune_exact(model: onnxprune.Model, plan: dict[int, list[int]]) -> onnx.ModelProto:
-    """Prune with ``plan`` and check the result against the zeroed original in onnxruntime."""
-    pruned = apply_plan(model, plan)
-    feeds = oracle.random_feeds(model, seed=1)
-    want = oracle.run(oracle.zeroed(model, plan), feeds)
-    assert oracle.max_rel_error(oracle.run(pruned, feeds), want) <= 1e-5
-    return pruned
-
-
-def structure(model: onnxprune.Model) -> list[tuple[int, bool]]:
-    """(size, prunable) of every group, in group order."""
-    return [(g.size, g.prunable) for g in model.groups.groups]
-
-
-def node(proto: onnx.ModelProto, name: str) -> onnx.NodeProto:
-    """The node called ``name``."""
-    return next(n for n in proto.graph.node if n.name == name)
-
-
-def const_input(proto: onnx.ModelProto, name: str, i: int) -> np.ndarray:
-    """Value of input ``i`` of node ``name`` (an initializer)."""
-    tensor = node(proto, name).input[i]
-    return numpy_helper.to_array(next(t for t in proto.graph.initializer if t.name == tensor))
-
-
-def attr(proto: onnx.ModelProto, name: str, key: str) -> object:
-    """Attribute ``key`` of node ``name``."""
-    a = next(a for a in node(proto, name).attribute if a.name == key)
-    return onnx.helper.get_attribute_value(a)
-
-
-def original(model: onnxprune.Model, name: str) -> np.ndarray:
-    """An initializer of the original model."""
-    return numpy_helper.to_array(next(t for t in model.proto.graph.initializer if t.name == name))
-
+from onnxprune.testing.graphs import build, const_input, original, prune_exact, structure
 
 # -- tests -----------------------------------------------------------------------------------
 
@@ -122,7 +54,7 @@ UNARY_CASES = {
     "Sin": "[op] b = Sin(p)",
     "Cos": "[op] b = Cos(p)",
     "Not": "[gt] m = Greater(p, zero)\n [op] n = Not(m)\n [cast] c = Cast <to=1> (n)\n"
-           " [mul] b = Mul(p, c)",
+    " [mul] b = Mul(p, c)",
     "IsNaN": "[op] m = IsNaN(p)\n [cast] c = Cast <to=1> (m)\n [add] b = Add(p, c)",
     "IsInf": "[op] m = IsInf(p)\n [cast] c = Cast <to=1> (m)\n [add] b = Add(p, c)",
 }
@@ -136,8 +68,13 @@ def test_unary_cases_cover_the_rule_list() -> None:
 @pytest.mark.parametrize("op", sorted(UNARY_CASES))
 def test_unary_op_passes_channels(op: str) -> None:
     body = (POSITIVE if op in NEEDS_POSITIVE else PLAIN) + "\n  " + UNARY_CASES[op]
-    weights = {"w1": (8, 3, 1, 1), "w2": (4, 8, 1, 1), "lo": np.array(-0.5, np.float32),
-               "hi": np.array(0.7, np.float32), "zero": np.array(0.0, np.float32)}
+    weights = {
+        "w1": (8, 3, 1, 1),
+        "w2": (4, 8, 1, 1),
+        "lo": np.array(-0.5, np.float32),
+        "hi": np.array(0.7, np.float32),
+        "zero": np.array(0.0, np.float32),
+    }
     used = {k: v for k, v in weights.items() if k in body or k.startswith("w")}
     model = build(UNARY_GRAPH.format(body=body), used, opset=20)
     assert structure(model) == [(8, True), (4, False)]
@@ -178,8 +115,9 @@ def test_per_channel_constant_is_sliced(op: str, args: str, shape: tuple[int, ..
     k = np.random.default_rng(3).uniform(0.5, 1.5, shape).astype(np.float32)
     if op == "Pow":
         k = np.array(2.0, np.float32)
-    model = build(PER_CHANNEL.format(op=op, args=args), {"w1": (8, 3, 1, 1), "k": k,
-                                                         "w2": (4, 8, 1, 1)})
+    model = build(
+        PER_CHANNEL.format(op=op, args=args), {"w1": (8, 3, 1, 1), "k": k, "w2": (4, 8, 1, 1)}
+    )
     assert structure(model) == [(8, True), (4, False)]
     keep = [1, 2, 4, 5, 7]
     pruned = prune_exact(model, {0: keep})
@@ -213,10 +151,15 @@ def test_channels_last_vectors_after_transpose() -> None:
 
 @pytest.mark.parametrize(
     ("op", "n"),
-    [pytest.param("Add", 2, id="Add"), pytest.param("Mul", 2, id="Mul"),
-     pytest.param("Max", 2, id="Max"), pytest.param("Sub", 2, id="Sub"),
-     pytest.param("Sum", 3, id="Sum-3"), pytest.param("Mean", 3, id="Mean-3"),
-     pytest.param("Min", 3, id="Min-3")],
+    [
+        pytest.param("Add", 2, id="Add"),
+        pytest.param("Mul", 2, id="Mul"),
+        pytest.param("Max", 2, id="Max"),
+        pytest.param("Sub", 2, id="Sub"),
+        pytest.param("Sum", 3, id="Sum-3"),
+        pytest.param("Mean", 3, id="Mean-3"),
+        pytest.param("Min", 3, id="Min-3"),
+    ],
 )
 def test_two_feature_maps_couple_their_convs(op: str, n: int) -> None:
     convs = "\n".join(f"  [conv{i}] a{i} = Conv (x, w{i})" for i in range(1, n + 1))
@@ -234,8 +177,9 @@ def test_two_feature_maps_couple_their_convs(op: str, n: int) -> None:
     keep = [0, 1, 5, 6]
     pruned = prune_exact(model, {0: keep})
     for i in range(1, n + 1):
-        np.testing.assert_array_equal(const_input(pruned, f"conv{i}", 1),
-                                      original(model, f"w{i}")[keep])
+        np.testing.assert_array_equal(
+            const_input(pruned, f"conv{i}", 1), original(model, f"w{i}")[keep]
+        )
 
 
 def test_where_couples_condition_and_branches() -> None:
@@ -248,8 +192,13 @@ def test_where_couples_condition_and_branches() -> None:
           [where] b = Where(m, a, k)
           [head] y = Conv(b, wh)
         }""",
-        {"w1": (8, 3, 1, 1), "w2": (8, 3, 1, 1), "zero": np.array(0.0, np.float32),
-         "k": (1, 8, 1, 1), "wh": (4, 8, 1, 1)},
+        {
+            "w1": (8, 3, 1, 1),
+            "w2": (8, 3, 1, 1),
+            "zero": np.array(0.0, np.float32),
+            "k": (1, 8, 1, 1),
+            "wh": (4, 8, 1, 1),
+        },
     )
     assert structure(model) == [(8, True), (4, False)]
     assert model.groups.groups[0].root_nodes == ("conv1", "conv2")

@@ -2,80 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-
 import numpy as np
-import onnx
-import onnx.parser
 import pytest
-from onnx import numpy_helper
 
-import onnxprune
-from onnxprune.surgery import apply_plan
-from onnxprune.testing import oracle
-
-# -- shared helpers (each rule test file is standalone) ---------------------------------------
-
-HEADER = '<ir_version: {ir}, opset_import: ["" : {opset}]>\n'
-
-
-def build(
-    graph: str, weights: Mapping[str, tuple[int, ...] | np.ndarray], *, opset: int = 13,
-    seed: int = 0,
-) -> onnxprune.Model:
-    """Parse ``graph`` (ONNX text), add weights (a shape = seeded normal floats), load it."""
-    rng = np.random.default_rng(seed)
-    ir_version = 8 if opset <= 18 else 9 if opset <= 20 else 10
-    proto = onnx.parser.parse_model(HEADER.format(ir=ir_version, opset=opset) + graph)
-    for out in proto.graph.output:
-        if not out.type.tensor_type.shape.dim:  # `float y`: let shape inference fill it in
-            out.type.tensor_type.ClearField("shape")
-    for name, w in weights.items():
-        value = w if isinstance(w, np.ndarray) else rng.standard_normal(w).astype(np.float32)
-        proto.graph.initializer.append(numpy_helper.from_array(value, name))
-    proto = onnx.shape_inference.infer_shapes(proto, strict_mode=True)
-    del proto.graph.value_info[:]
-    onnx.checker.check_model(proto, full_check=True)
-    return onnxprune.load(proto)
-
-
-def prune_exact(model: onnxprune.Model, plan: dict[int, list[int]]) -> onnx.ModelProto:
-    """Prune with ``plan`` and check the result against the zeroed original in onnxruntime."""
-    pruned = apply_plan(model, plan)
-    feeds = oracle.random_feeds(model, seed=1)
-    want = oracle.run(oracle.zeroed(model, plan), feeds)
-    assert oracle.max_rel_error(oracle.run(pruned, feeds), want) <= 1e-5
-    return pruned
-
-
-def structure(model: onnxprune.Model) -> list[tuple[int, bool]]:
-    """(size, prunable) of every group, in group order."""
-    return [(g.size, g.prunable) for g in model.groups.groups]
-
-
-def node(proto: onnx.ModelProto, name: str) -> onnx.NodeProto:
-    """The node called ``name``."""
-    return next(n for n in proto.graph.node if n.name == name)
-
-
-def const_input(proto: onnx.ModelProto, name: str, i: int) -> np.ndarray:
-    """Value of input ``i`` of node ``name`` (an initializer)."""
-    tensor = node(proto, name).input[i]
-    return numpy_helper.to_array(next(t for t in proto.graph.initializer if t.name == tensor))
-
-
-def attr(proto: onnx.ModelProto, name: str, key: str) -> object:
-    """Attribute ``key`` of node ``name``."""
-    a = next(a for a in node(proto, name).attribute if a.name == key)
-    return onnx.helper.get_attribute_value(a)
-
-
-def original(model: onnxprune.Model, name: str) -> np.ndarray:
-    """An initializer of the original model."""
-    return numpy_helper.to_array(next(t for t in model.proto.graph.initializer if t.name == name))
-
+from onnxprune.testing.graphs import (
+    build,
+    const_input,
+    original,
+    prune_exact,
+    structure,
+)
 
 # -- tests -----------------------------------------------------------------------------------
+
 
 def _ints(*values: int) -> np.ndarray:
     return np.array(values, np.int64)
@@ -123,16 +62,18 @@ g (float[1,3,4,4] x) => (float y) {{
     ],
 )
 def test_squeeze_unsqueeze_renumber_axes(opset: int, sq: str, unsq: str) -> None:
-    model = build(SQUEEZE.format(sq=sq, unsq=unsq),
-                  {"w1": (8, 3, 1, 1), "axes23": _ints(2, 3), "wfc": (6, 8), "w2": (4, 6, 1, 1)},
-                  opset=opset)
+    model = build(
+        SQUEEZE.format(sq=sq, unsq=unsq),
+        {"w1": (8, 3, 1, 1), "axes23": _ints(2, 3), "wfc": (6, 8), "w2": (4, 6, 1, 1)},
+        opset=opset,
+    )
     assert structure(model) == [(8, True), (6, True), (4, False)]
     keep_a, keep_f = [0, 4, 5, 7], [1, 2, 3]
     pruned = prune_exact(model, {0: keep_a, 1: keep_f})
-    np.testing.assert_array_equal(const_input(pruned, "fc", 1),
-                                  original(model, "wfc")[keep_f][:, keep_a])
-    np.testing.assert_array_equal(const_input(pruned, "conv2", 1),
-                                  original(model, "w2")[:, keep_f])
+    np.testing.assert_array_equal(
+        const_input(pruned, "fc", 1), original(model, "wfc")[keep_f][:, keep_a]
+    )
+    np.testing.assert_array_equal(const_input(pruned, "conv2", 1), original(model, "w2")[:, keep_f])
 
 
 PAD = """
@@ -144,8 +85,9 @@ g (float[1,3,4,4] x) => (float y) {
 
 
 def test_spatial_pad_passes() -> None:
-    model = build(PAD, {"w1": (8, 3, 1, 1), "pads": _ints(0, 0, 1, 2, 0, 0, 2, 1),
-                        "w2": (4, 8, 3, 3)})
+    model = build(
+        PAD, {"w1": (8, 3, 1, 1), "pads": _ints(0, 0, 1, 2, 0, 0, 2, 1), "w2": (4, 8, 3, 3)}
+    )
     assert structure(model) == [(8, True), (4, False)]
     pruned = prune_exact(model, {0: [1, 2, 3, 6]})
     assert const_input(pruned, "pad", 1).tolist() == [0, 0, 1, 2, 0, 0, 2, 1]
@@ -159,8 +101,13 @@ def test_spatial_pad_with_axes_input_opset18() -> None:
           [pad] p = Pad (a, pads, value, axes)
           [conv2] y = Conv (p, w2)
         }""",
-        {"w1": (8, 3, 1, 1), "pads": _ints(1, 1, 1, 1), "value": _floats(0.5).reshape(()),
-         "axes": _ints(2, 3), "w2": (4, 8, 3, 3)},
+        {
+            "w1": (8, 3, 1, 1),
+            "pads": _ints(1, 1, 1, 1),
+            "value": _floats(0.5).reshape(()),
+            "axes": _ints(2, 3),
+            "w2": (4, 8, 3, 3),
+        },
         opset=18,
     )
     assert structure(model) == [(8, True), (4, False)]
@@ -179,11 +126,12 @@ def test_spatial_pad_with_axes_input_opset18() -> None:
         ),
     ],
 )
-def test_channel_pad_is_a_barrier(
-    opset: int, graph: str, weights: dict[str, np.ndarray]
-) -> None:
-    model = build(graph.replace('<mode="reflect"> ', ""), {"w1": (8, 3, 1, 1), "w2": (4, 9, 3, 3)}
-                  | weights, opset=opset)
+def test_channel_pad_is_a_barrier(opset: int, graph: str, weights: dict[str, np.ndarray]) -> None:
+    model = build(
+        graph.replace('<mode="reflect"> ', ""),
+        {"w1": (8, 3, 1, 1), "w2": (4, 9, 3, 3)} | weights,
+        opset=opset,
+    )
     assert structure(model) == [(8, False), (4, False)]
     assert model.groups.groups[0].barriers == ("node 'pad' (Pad) mixes or drops input axis 1",)
 
@@ -218,8 +166,11 @@ g (float[1,3,4,4] x) => (float y) {{
 
 @pytest.mark.parametrize(
     ("axis", "idx"),
-    [pytest.param(2, _ints(0, 2), id="height"), pytest.param(3, _ints(3, 1, 1), id="width"),
-     pytest.param(-1, _ints(0, 3), id="width-negative")],
+    [
+        pytest.param(2, _ints(0, 2), id="height"),
+        pytest.param(3, _ints(3, 1, 1), id="width"),
+        pytest.param(-1, _ints(0, 3), id="width-negative"),
+    ],
 )
 def test_gather_off_the_channel_axis_passes(axis: int, idx: np.ndarray) -> None:
     model = build(GATHER.format(axis=axis), {"w1": (8, 3, 1, 1), "idx": idx, "w2": (4, 8, 1, 1)})
@@ -229,11 +180,13 @@ def test_gather_off_the_channel_axis_passes(axis: int, idx: np.ndarray) -> None:
 
 
 def test_gather_on_the_channel_axis_is_a_barrier() -> None:
-    model = build(GATHER.format(axis=1), {"w1": (8, 3, 1, 1), "idx": _ints(0, 2, 5),
-                                          "w2": (4, 3, 1, 1)})
+    model = build(
+        GATHER.format(axis=1), {"w1": (8, 3, 1, 1), "idx": _ints(0, 2, 5), "w2": (4, 3, 1, 1)}
+    )
     assert structure(model) == [(8, False), (4, False)]
     assert model.groups.groups[0].barriers == (
-        "node 'gather' (Gather) gathers along the channel axis 1",)
+        "node 'gather' (Gather) gathers along the channel axis 1",
+    )
 
 
 def test_gather_of_a_scalar_index_drops_the_axis() -> None:
@@ -262,27 +215,34 @@ g (float[1,3,4,4] x) => (float y) {{
 
 
 def test_resize_by_scales_passes() -> None:
-    model = build(RESIZE.format(args='a, "", scales'),
-                  {"w1": (8, 3, 1, 1), "scales": _floats(1, 1, 2, 2), "w2": (4, 8, 1, 1)})
+    model = build(
+        RESIZE.format(args='a, "", scales'),
+        {"w1": (8, 3, 1, 1), "scales": _floats(1, 1, 2, 2), "w2": (4, 8, 1, 1)},
+    )
     assert structure(model) == [(8, True), (4, False)]
     pruned = prune_exact(model, {0: [0, 1, 2, 5, 6]})
     assert const_input(pruned, "resize", 2).tolist() == [1, 1, 2, 2]
 
 
 def test_resize_by_sizes_rewrites_channel_count() -> None:
-    model = build(RESIZE.format(args='a, "", "", sizes'),
-                  {"w1": (8, 3, 1, 1), "sizes": _ints(1, 8, 8, 6), "w2": (4, 8, 1, 1)})
+    model = build(
+        RESIZE.format(args='a, "", "", sizes'),
+        {"w1": (8, 3, 1, 1), "sizes": _ints(1, 8, 8, 6), "w2": (4, 8, 1, 1)},
+    )
     assert structure(model) == [(8, True), (4, False)]
     pruned = prune_exact(model, {0: [0, 1, 2, 5, 6]})
     assert const_input(pruned, "resize", 3).tolist() == [1, 5, 8, 6]
 
 
 def test_resize_of_channels_is_a_barrier() -> None:
-    model = build(RESIZE.format(args='a, "", scales'),
-                  {"w1": (8, 3, 1, 1), "scales": _floats(1, 2, 1, 1), "w2": (4, 16, 1, 1)})
+    model = build(
+        RESIZE.format(args='a, "", scales'),
+        {"w1": (8, 3, 1, 1), "scales": _floats(1, 2, 1, 1), "w2": (4, 16, 1, 1)},
+    )
     assert structure(model) == [(8, False), (4, False)]
     assert model.groups.groups[0].barriers == (
-        "node 'resize' (Resize) mixes or drops input axis 1",)
+        "node 'resize' (Resize) mixes or drops input axis 1",
+    )
 
 
 def test_expand_of_pooled_channels_rewrites_shape() -> None:

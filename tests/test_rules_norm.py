@@ -2,80 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-
 import numpy as np
-import onnx
-import onnx.parser
 import pytest
-from onnx import numpy_helper
 
-import onnxprune
-from onnxprune.surgery import apply_plan
-from onnxprune.testing import oracle
-
-# -- shared helpers (each rule test file is standalone) ---------------------------------------
-
-HEADER = '<ir_version: {ir}, opset_import: ["" : {opset}]>\n'
-
-
-def build(
-    graph: str, weights: Mapping[str, tuple[int, ...] | np.ndarray], *, opset: int = 13,
-    seed: int = 0,
-) -> onnxprune.Model:
-    """Parse ``graph`` (ONNX text), add weights (a shape = seeded normal floats), load it."""
-    rng = np.random.default_rng(seed)
-    ir_version = 8 if opset <= 18 else 9 if opset <= 20 else 10
-    proto = onnx.parser.parse_model(HEADER.format(ir=ir_version, opset=opset) + graph)
-    for out in proto.graph.output:
-        if not out.type.tensor_type.shape.dim:  # `float y`: let shape inference fill it in
-            out.type.tensor_type.ClearField("shape")
-    for name, w in weights.items():
-        value = w if isinstance(w, np.ndarray) else rng.standard_normal(w).astype(np.float32)
-        proto.graph.initializer.append(numpy_helper.from_array(value, name))
-    proto = onnx.shape_inference.infer_shapes(proto, strict_mode=True)
-    del proto.graph.value_info[:]
-    onnx.checker.check_model(proto, full_check=True)
-    return onnxprune.load(proto)
-
-
-def prune_exact(model: onnxprune.Model, plan: dict[int, list[int]]) -> onnx.ModelProto:
-    """Prune with ``plan`` and check the result against the zeroed original in onnxruntime."""
-    pruned = apply_plan(model, plan)
-    feeds = oracle.random_feeds(model, seed=1)
-    want = oracle.run(oracle.zeroed(model, plan), feeds)
-    assert oracle.max_rel_error(oracle.run(pruned, feeds), want) <= 1e-5
-    return pruned
-
-
-def structure(model: onnxprune.Model) -> list[tuple[int, bool]]:
-    """(size, prunable) of every group, in group order."""
-    return [(g.size, g.prunable) for g in model.groups.groups]
-
-
-def node(proto: onnx.ModelProto, name: str) -> onnx.NodeProto:
-    """The node called ``name``."""
-    return next(n for n in proto.graph.node if n.name == name)
-
-
-def const_input(proto: onnx.ModelProto, name: str, i: int) -> np.ndarray:
-    """Value of input ``i`` of node ``name`` (an initializer)."""
-    tensor = node(proto, name).input[i]
-    return numpy_helper.to_array(next(t for t in proto.graph.initializer if t.name == tensor))
-
-
-def attr(proto: onnx.ModelProto, name: str, key: str) -> object:
-    """Attribute ``key`` of node ``name``."""
-    a = next(a for a in node(proto, name).attribute if a.name == key)
-    return onnx.helper.get_attribute_value(a)
-
-
-def original(model: onnxprune.Model, name: str) -> np.ndarray:
-    """An initializer of the original model."""
-    return numpy_helper.to_array(next(t for t in model.proto.graph.initializer if t.name == name))
-
+from onnxprune.testing.graphs import build, const_input, original, prune_exact, structure
 
 # -- tests -----------------------------------------------------------------------------------
+
 
 def _positive(n: int) -> np.ndarray:
     return np.random.default_rng(7).uniform(0.5, 2.0, n).astype(np.float32)
@@ -91,8 +24,17 @@ g (float[1,3,6,6] x) => (float y) {
 
 
 def test_batchnorm_follows_channels_and_slices_vectors() -> None:
-    model = build(BATCHNORM, {"w1": (8, 3, 3, 3), "scale": (8,), "bias": (8,), "mean": (8,),
-                              "var": _positive(8), "w2": (4, 8, 1, 1)})
+    model = build(
+        BATCHNORM,
+        {
+            "w1": (8, 3, 3, 3),
+            "scale": (8,),
+            "bias": (8,),
+            "mean": (8,),
+            "var": _positive(8),
+            "w2": (4, 8, 1, 1),
+        },
+    )
     assert structure(model) == [(8, True), (4, False)]
     assert "bn" in model.groups.groups[0].nodes
     keep = [0, 1, 3, 6]
@@ -109,8 +51,14 @@ def test_batchnorm_after_gemm() -> None:
           [bn] b = BatchNormalization (a, scale, bias, mean, var)
           [fc2] y = Gemm (b, w2)
         }""",
-        {"w1": (16, 8), "scale": (8,), "bias": (8,), "mean": (8,), "var": _positive(8),
-         "w2": (8, 3)},
+        {
+            "w1": (16, 8),
+            "scale": (8,),
+            "bias": (8,),
+            "mean": (8,),
+            "var": _positive(8),
+            "w2": (8, 3),
+        },
     )
     assert structure(model) == [(8, True), (3, False)]
     pruned = prune_exact(model, {0: [2, 4, 5]})
@@ -161,12 +109,16 @@ g (float[1,3,4,4] x) => (float y) {
 def test_layernorm_over_channels_is_a_barrier(
     graph: str, scale_shape: tuple[int, ...], axis: int
 ) -> None:
-    model = build(graph, {"w1": (8, 3, 1, 1), "scale": scale_shape, "bias": scale_shape,
-                          "w2": (4, 8, 1, 1)}, opset=17)
+    model = build(
+        graph,
+        {"w1": (8, 3, 1, 1), "scale": scale_shape, "bias": scale_shape, "w2": (4, 8, 1, 1)},
+        opset=17,
+    )
     assert structure(model) == [(8, False), (4, False)]
     reasons = model.groups.groups[0].barriers
-    assert reasons == (f"node 'ln' (LayerNormalization) normalises across the channels of axis "
-                       f"{axis}",)
+    assert reasons == (
+        f"node 'ln' (LayerNormalization) normalises across the channels of axis {axis}",
+    )
 
 
 def test_layernorm_over_width_passes() -> None:
@@ -199,4 +151,5 @@ def test_layernorm_mean_output_as_graph_output_is_a_barrier() -> None:
     )
     assert structure(model) == [(8, False), (4, False)]
     assert model.groups.groups[0].barriers == (
-        "node 'ln' (LayerNormalization) uses its mean/inv-std outputs",)
+        "node 'ln' (LayerNormalization) uses its mean/inv-std outputs",
+    )

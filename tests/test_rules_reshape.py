@@ -2,80 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-
 import numpy as np
-import onnx
-import onnx.parser
 import pytest
-from onnx import numpy_helper
 
-import onnxprune
-from onnxprune.surgery import apply_plan
-from onnxprune.testing import oracle
-
-# -- shared helpers (each rule test file is standalone) ---------------------------------------
-
-HEADER = '<ir_version: {ir}, opset_import: ["" : {opset}]>\n'
-
-
-def build(
-    graph: str, weights: Mapping[str, tuple[int, ...] | np.ndarray], *, opset: int = 13,
-    seed: int = 0,
-) -> onnxprune.Model:
-    """Parse ``graph`` (ONNX text), add weights (a shape = seeded normal floats), load it."""
-    rng = np.random.default_rng(seed)
-    ir_version = 8 if opset <= 18 else 9 if opset <= 20 else 10
-    proto = onnx.parser.parse_model(HEADER.format(ir=ir_version, opset=opset) + graph)
-    for out in proto.graph.output:
-        if not out.type.tensor_type.shape.dim:  # `float y`: let shape inference fill it in
-            out.type.tensor_type.ClearField("shape")
-    for name, w in weights.items():
-        value = w if isinstance(w, np.ndarray) else rng.standard_normal(w).astype(np.float32)
-        proto.graph.initializer.append(numpy_helper.from_array(value, name))
-    proto = onnx.shape_inference.infer_shapes(proto, strict_mode=True)
-    del proto.graph.value_info[:]
-    onnx.checker.check_model(proto, full_check=True)
-    return onnxprune.load(proto)
-
-
-def prune_exact(model: onnxprune.Model, plan: dict[int, list[int]]) -> onnx.ModelProto:
-    """Prune with ``plan`` and check the result against the zeroed original in onnxruntime."""
-    pruned = apply_plan(model, plan)
-    feeds = oracle.random_feeds(model, seed=1)
-    want = oracle.run(oracle.zeroed(model, plan), feeds)
-    assert oracle.max_rel_error(oracle.run(pruned, feeds), want) <= 1e-5
-    return pruned
-
-
-def structure(model: onnxprune.Model) -> list[tuple[int, bool]]:
-    """(size, prunable) of every group, in group order."""
-    return [(g.size, g.prunable) for g in model.groups.groups]
-
-
-def node(proto: onnx.ModelProto, name: str) -> onnx.NodeProto:
-    """The node called ``name``."""
-    return next(n for n in proto.graph.node if n.name == name)
-
-
-def const_input(proto: onnx.ModelProto, name: str, i: int) -> np.ndarray:
-    """Value of input ``i`` of node ``name`` (an initializer)."""
-    tensor = node(proto, name).input[i]
-    return numpy_helper.to_array(next(t for t in proto.graph.initializer if t.name == tensor))
-
-
-def attr(proto: onnx.ModelProto, name: str, key: str) -> object:
-    """Attribute ``key`` of node ``name``."""
-    a = next(a for a in node(proto, name).attribute if a.name == key)
-    return onnx.helper.get_attribute_value(a)
-
-
-def original(model: onnxprune.Model, name: str) -> np.ndarray:
-    """An initializer of the original model."""
-    return numpy_helper.to_array(next(t for t in model.proto.graph.initializer if t.name == name))
-
+from onnxprune.testing.graphs import build, const_input, original, prune_exact, structure
 
 # -- tests -----------------------------------------------------------------------------------
+
 
 def _ints(*values: int) -> np.ndarray:
     return np.array(values, np.int64)
@@ -100,8 +33,9 @@ g (float[1,3,2,3] x) => (float y) {{
         pytest.param("[flat] f = Flatten (a)", None, None, id="Flatten"),
         pytest.param("[flat] f = Reshape (a, shape)", [1, 48], [1, 30], id="Reshape-constant"),
         pytest.param("[flat] f = Reshape (a, shape)", [1, -1], [1, -1], id="Reshape-minus-one"),
-        pytest.param("[flat] f = Reshape (a, shape)", [0, -1], [0, -1],
-                     id="Reshape-zero-minus-one"),
+        pytest.param(
+            "[flat] f = Reshape (a, shape)", [0, -1], [0, -1], id="Reshape-zero-minus-one"
+        ),
     ],
 )
 def test_flatten_into_gemm_gives_each_channel_a_block(
@@ -134,8 +68,13 @@ def test_run_time_view_batch_minus_one(opset: int, capfd: pytest.CaptureFixture[
           [flat] f = Reshape (a, sh)
           [fc] y = Gemm <transB=1> (f, wfc)
         }""",
-        {"w1": (8, 3, 1, 1), "zero": np.array(0, np.int64), "axes0": _ints(0),
-         "minus_one": _ints(-1), "wfc": (10, 48)},
+        {
+            "w1": (8, 3, 1, 1),
+            "zero": np.array(0, np.int64),
+            "axes0": _ints(0),
+            "minus_one": _ints(-1),
+            "wfc": (10, 48),
+        },
         opset=opset,
     )
     assert model.shapes["f"] == (1, 48)
@@ -194,8 +133,12 @@ def test_reshape_splitting_channels_into_groups_is_a_barrier() -> None:
           [merge] b = Reshape (t, s4)
           [conv2] y = Conv (b, w2)
         }""",
-        {"w1": (8, 3, 1, 1), "s5": _ints(1, 2, 4, 2, 3), "s4": _ints(1, 8, 2, 3),
-         "w2": (4, 8, 1, 1)},
+        {
+            "w1": (8, 3, 1, 1),
+            "s5": _ints(1, 2, 4, 2, 3),
+            "s4": _ints(1, 8, 2, 3),
+            "w2": (4, 8, 1, 1),
+        },
     )
     assert structure(model) == [(8, False), (4, False)]
     (reason,) = model.groups.groups[0].barriers
@@ -214,9 +157,15 @@ def test_run_time_shape_that_hard_codes_channels_is_a_barrier() -> None:
           [tr] u = Transpose <perm=[0,2,1]> (t)
           [mm] y = MatMul (u, w2)
         }""",
-        {"w1": (8, 3, 1, 1), "idx0": _ints(0), "eight": _ints(8), "minus_one": _ints(-1),
-         "w2": (8, 4)},
+        {
+            "w1": (8, 3, 1, 1),
+            "idx0": _ints(0),
+            "eight": _ints(8),
+            "minus_one": _ints(-1),
+            "w2": (8, 4),
+        },
     )
     assert structure(model) == [(8, False), (4, False)]
     assert model.groups.groups[0].barriers == (
-        "node 'to3d' (Reshape) has a shape that fixes the channel count of axis 1",)
+        "node 'to3d' (Reshape) has a shape that fixes the channel count of axis 1",
+    )
