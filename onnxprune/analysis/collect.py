@@ -1,0 +1,167 @@
+"""The analysis pass over the data: forward once per batch, one backward per direction."""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from onnxprune.analysis.gram import ConsumerStats, GroupAccumulator, Route, TaylorStats
+from onnxprune.analysis.objectives import Objective
+from onnxprune.analysis.specs import GroupSpec
+from onnxprune.data import Dataset
+from onnxprune.shim.module import Shim
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class GroupStats:
+    """Everything gathered for one prunable group."""
+
+    id: int
+    consumers: tuple[ConsumerStats, ...]
+    taylor: TaylorStats
+    skipped: tuple[str, ...] = ()
+
+
+def collect(
+    shim: Shim,
+    specs: Sequence[GroupSpec],
+    data: Dataset,
+    objective: Objective,
+    *,
+    batch_size: int,
+    progress: bool = False,
+) -> dict[int, GroupStats]:
+    """Accumulate the Gram matrices and gate gradients of every group over ``data``.
+
+    Samples are independent in inference mode, so one backward pass per batch and direction
+    gives every sample's gradient at every watched tensor, for all groups at once.
+
+    Args:
+        shim: the model as a torch module.
+        specs: the groups to analyse.
+        data: the samples (and labels for the ``labels`` objective).
+        objective: the loss and its number of directions.
+        batch_size: samples per forward pass.
+        progress: log one INFO line per batch.
+
+    Returns:
+        Group id -> its statistics.
+
+    Raises:
+        InputError: the data or outputs do not suit the objective.
+
+    """
+    accs = [GroupAccumulator(s, objective.directions, shim.device) for s in specs]
+    names = set().union(*(s.tensors() for s in specs)) if specs else set()
+    total = math.ceil(len(data) / batch_size)
+    start = 0
+    for i, (inputs, labels) in enumerate(data.batches(batch_size)):
+        batch = len(next(iter(inputs.values())))
+        _one_batch(shim, accs, names, inputs, labels, objective, start, batch)
+        start += batch
+        if progress:
+            log.info("analysis: batch %d/%d (%d samples)", i + 1, total, start)
+    return {
+        a.spec.id: GroupStats(
+            a.spec.id, tuple(c.result() for c in a.consumers), a.taylor.result(), a.spec.skipped
+        )
+        for a in accs
+    }
+
+
+def _one_batch(
+    shim: Shim,
+    accs: Sequence[GroupAccumulator],
+    names: set[str],
+    inputs: Mapping[str, np.ndarray],
+    labels: np.ndarray | None,
+    objective: Objective,
+    start: int,
+    batch: int,
+) -> None:
+    with shim.watch(names) as watched:
+        outputs = shim(_feeds(inputs, shim.device))
+    y = None if labels is None else torch.as_tensor(labels)
+    losses = objective.losses(outputs, y, start)
+    with torch.no_grad():
+        for acc in accs:
+            acc.start_batch(watched, batch)
+    hooked = _hooked(accs, watched, batch)
+    handles = [t.register_hook(hook) for t, hook in hooked]
+    try:
+        for r, loss in enumerate(losses):
+            if hooked:
+                targets = [t for t, _ in hooked]
+                torch.autograd.backward(loss, inputs=targets, retain_graph=r < len(losses) - 1)
+            _clear(watched)
+            for acc in accs:
+                acc.end_direction(batch)
+    finally:
+        for h in handles:
+            h.remove()
+        for acc in accs:
+            acc.end_batch()
+        shim.watched = {}
+
+
+def _hooked(
+    accs: Sequence[GroupAccumulator], watched: Mapping[str, torch.Tensor], batch: int
+) -> list[tuple[torch.Tensor, _Hook]]:
+    """Every watched tensor whose gradient some accumulator needs, with its hook."""
+    routes: dict[str, list[Route]] = {}
+    for acc in accs:
+        for name, route in acc.routes(watched, batch):
+            routes.setdefault(name, []).append(route)
+    names = sorted(n for n in routes if n in watched and watched[n].requires_grad)
+    return [(watched[n], _Hook(routes[n], watched)) for n in names]
+
+
+class _Hook:
+    """Backward hook of one watched tensor: feed its gradient to the accumulators.
+
+    ``Shim.watch`` makes watched tensors retain their gradient; clearing those at every hook
+    keeps at most the latest few alive, so the pass needs little more than a plain backward.
+    """
+
+    def __init__(self, routes: list[Route], watched: Mapping[str, torch.Tensor]) -> None:
+        self.routes = routes
+        self.watched = watched
+
+    def __call__(self, grad: torch.Tensor) -> None:
+        with torch.no_grad():
+            for route in self.routes:
+                route(grad)
+        _clear(self.watched)
+
+
+def _clear(watched: Mapping[str, torch.Tensor]) -> None:
+    for t in watched.values():
+        if t.grad is not None:
+            t.grad = None
+
+
+def _feeds(inputs: Mapping[str, np.ndarray], device: torch.device) -> dict[str, torch.Tensor]:
+    """Float inputs require grad: gradients then reach every activation with parameters frozen."""
+    out = {}
+    for name, value in inputs.items():
+        t = torch.from_numpy(np.ascontiguousarray(value)).to(device)
+        out[name] = t.requires_grad_(True) if t.is_floating_point() else t
+    return out
+
+
+def freeze(shim: Shim) -> None:
+    """Stop gradients to the weights when a float input carries them instead.
+
+    The analysis needs gradients at activations only; weight gradients would cost time, and
+    some kernels refuse them (running statistics of BatchNormalization in inference mode).
+    """
+    if any(dtype is not None and dtype.is_floating_point for dtype in shim.plan.inputs.values()):
+        for param in shim.params.values():
+            param.requires_grad_(False)

@@ -1,0 +1,215 @@
+"""Accumulate each group's Gram matrix K_g = G_gᵀG_g batch by batch, never materialising G_g.
+
+Rows of G_g are per-sample gradients ∂ℓ/∂W_cons[o, c, tap] over every consumer, output unit
+and kernel tap (indices a channel owns several of become extra rows, like taps); columns are
+the group's channels. Since Σ_n G_nᵀG_n is the Gram of all rows stacked, each chunk of rows is
+added as XᵀX (float64). Alongside: each consumer's own Gram block and input means (for
+compensation), and the roots' gate gradients (first-order Taylor) with their Gram.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from onnxprune.analysis import gradients
+from onnxprune.analysis.specs import ConsumerSpec, GroupSpec, RootSpec
+
+
+@dataclass(frozen=True)
+class ConsumerStats:
+    """What one consumer contributed: its Gram block, rows, rank capacity and input means.
+
+    ``capacity`` bounds the rank the data can show: per sample, the gradient columns are
+    linear in the channel's input values, so a sample adds at most min(rows, values, C).
+    ``mean[c, j]`` is the mean of the j-th index channel c owns (over samples and positions).
+    """
+
+    node: str
+    op: str
+    tensor: str
+    weight: str
+    rows: int
+    capacity: int
+    gram: np.ndarray
+    mean: np.ndarray
+
+
+@dataclass(frozen=True)
+class TaylorStats:
+    """Gate gradients t[n, c] = ∂ℓ_n/∂m_c summed over a group's roots: mean |t| and tᵀt."""
+
+    rows: int
+    abs_mean: np.ndarray
+    gram: np.ndarray
+
+
+def _arrange(t: torch.Tensor, owned: torch.Tensor, axis: int) -> torch.Tensor:
+    """Pick the ``owned`` [C, m] positions along ``axis`` (position S is a zero pad)."""
+    if int(owned.max()) >= t.shape[axis]:
+        pad_shape = list(t.shape)
+        pad_shape[axis] = 1
+        t = torch.cat([t, t.new_zeros(pad_shape)], axis)
+    picked = t.index_select(axis, owned.reshape(-1))
+    return picked.reshape(*t.shape[:axis], *owned.shape, *t.shape[axis + 1 :])
+
+
+def _rows(g: torch.Tensor, owned: torch.Tensor, contiguous: bool) -> torch.Tensor:
+    """Gradient rows ``[b·o·T·m, C]`` (float64) of a chunk ``[b, o, T, S]``."""
+    c, m = owned.shape
+    if contiguous and m == 1:  # the common case: one index per channel, in order
+        return g.reshape(-1, c).double()
+    b, o, t, _ = g.shape
+    picked = g.reshape(b, o, t, c, m) if contiguous else _arrange(g, owned, 3)
+    x = torch.empty((b, o, t, m, c), dtype=torch.float64, device=g.device)
+    x.copy_(picked.transpose(3, 4))
+    return x.view(-1, c)
+
+
+class ConsumerAccumulator:
+    """Running sums of one consumer of one group."""
+
+    def __init__(self, spec: ConsumerSpec, size: int, directions: int, device: torch.device):
+        self.spec = spec
+        self.size = size
+        self.directions = directions
+        self.owned = torch.as_tensor(spec.owned, device=device)
+        self.contiguous = spec.contiguous
+        self.gram = torch.zeros(size, size, dtype=torch.float64, device=device)
+        self.mean_sum = torch.zeros(spec.owned.shape, dtype=torch.float64, device=device)
+        self.rows = self.capacity = self.positions = 0
+
+    def add_batch(self, a: torch.Tensor, outputs: int) -> None:
+        """Add a batch's activation (from :func:`gradients.activation`) to means and capacity."""
+        sums = a.sum(dim=[0, *range(2, a.dim())], dtype=torch.float64)  # [S]
+        self.mean_sum += _arrange(sums, self.owned, 0)
+        self.positions += a.numel() // max(1, a.shape[1])
+        m = self.owned.shape[1]
+        values = m * a[0, 0].numel()
+        rows = self.directions * outputs * m * gradients.taps_of(self.spec)
+        self.capacity += a.shape[0] * min(values, rows, self.size)
+
+    def add_gradient(self, a: torch.Tensor, d: torch.Tensor) -> None:
+        """Add one direction's per-sample weight gradients of a batch to the Gram."""
+        for g in gradients.chunks(self.spec, a, d):
+            x = _rows(g, self.owned, self.contiguous)
+            self.gram.addmm_(x.T, x)
+            self.rows += x.shape[0]
+
+    def add_zero_rows(self, batch: int, outputs: int) -> None:
+        """Count the rows of a direction whose gradient never reached the consumer."""
+        self.rows += batch * outputs * self.owned.shape[1] * gradients.taps_of(self.spec)
+
+    def result(self) -> ConsumerStats:
+        """Return the consumer's totals as numpy."""
+        s = self.spec
+        mean = (self.mean_sum / max(1, self.positions)).cpu().numpy()
+        return ConsumerStats(
+            s.node, s.op, s.x, s.weight, self.rows, self.capacity, self.gram.cpu().numpy(), mean
+        )
+
+
+def _gate_grad(
+    x: torch.Tensor, g: torch.Tensor, root: RootSpec, size: int, batch: int
+) -> torch.Tensor:
+    prod = (x.detach() * g).movedim(root.axis, -1)
+    per = prod.reshape(batch, -1, prod.shape[-1]).sum(1).double()  # [B, L]
+    owner = torch.as_tensor(root.owner, device=x.device)
+    keep = torch.nonzero(owner >= 0).flatten()
+    out = torch.zeros(batch, size, dtype=torch.float64, device=x.device)
+    return out.index_add_(1, owner[keep], per[:, keep])
+
+
+class TaylorAccumulator:
+    """Running gate-gradient sums of one group over all its roots (one shared gate)."""
+
+    def __init__(self, roots: tuple[RootSpec, ...], size: int, device: torch.device):
+        self.roots = roots
+        self.size = size
+        self.device = device
+        self.gram = torch.zeros(size, size, dtype=torch.float64, device=device)
+        self.abs_sum = torch.zeros(size, dtype=torch.float64, device=device)
+        self.rows = 0
+        self._t: torch.Tensor | None = None
+
+    def add_root(self, root: RootSpec, x: torch.Tensor, g: torch.Tensor, batch: int) -> None:
+        """Add one root's share Σ_positions x·∂ℓ/∂x to the current direction."""
+        part = _gate_grad(x, g, root, self.size, batch)
+        self._t = part if self._t is None else self._t + part
+
+    def end_direction(self, batch: int) -> None:
+        """Close a direction: t[n, c] summed over the roots goes into tᵀt and mean |t|."""
+        t = self._t
+        if t is None:
+            t = torch.zeros(batch, self.size, dtype=torch.float64, device=self.device)
+        self.gram += t.T @ t
+        self.abs_sum += t.abs().sum(0)
+        self.rows += batch
+        self._t = None
+
+    def result(self) -> TaylorStats:
+        """Return the totals as numpy."""
+        mean = (self.abs_sum / max(1, self.rows)).cpu().numpy()
+        return TaylorStats(self.rows, mean, self.gram.cpu().numpy())
+
+
+Route = Callable[[torch.Tensor], None]
+
+
+class GroupAccumulator:
+    """Everything accumulated for one prunable group.
+
+    Per batch: :meth:`start_batch`, then per direction the gradients arrive through
+    :meth:`routes` (called from backward hooks) and :meth:`end_direction` closes it.
+    """
+
+    def __init__(self, spec: GroupSpec, directions: int, device: torch.device):
+        self.spec = spec
+        self.consumers = [
+            ConsumerAccumulator(c, spec.size, directions, device) for c in spec.consumers
+        ]
+        self.taylor = TaylorAccumulator(spec.roots, spec.size, device)
+        self._acts: list[torch.Tensor] = []
+        self._outputs: list[int] = []
+        self._seen: set[int] = set()
+
+    def start_batch(self, watched: Mapping[str, torch.Tensor], batch: int) -> None:
+        """Read the batch's activations (shared by every direction) into means and capacity."""
+        self._acts, self._outputs = [], []
+        for acc in self.consumers:
+            a = gradients.activation(acc.spec, watched[acc.spec.x].detach(), batch)
+            outputs = gradients.outputs_of(acc.spec, watched[acc.spec.y])
+            acc.add_batch(a, outputs)
+            self._acts.append(a)
+            self._outputs.append(outputs)
+
+    def routes(self, watched: Mapping[str, torch.Tensor], batch: int) -> list[tuple[str, Route]]:
+        """(tensor, callback) pairs: what to do with the gradient of each watched tensor."""
+        out: list[tuple[str, Route]] = []
+        for i, acc in enumerate(self.consumers):
+            out.append((acc.spec.y, functools.partial(self._consumer, i, batch)))
+        for root in self.spec.roots:
+            x = watched[root.tensor].detach()
+            out.append((root.tensor, functools.partial(self.taylor.add_root, root, x, batch=batch)))
+        return out
+
+    def _consumer(self, i: int, batch: int, d: torch.Tensor) -> None:
+        acc = self.consumers[i]
+        acc.add_gradient(self._acts[i], gradients.output_grad(acc.spec, d, batch))
+        self._seen.add(i)
+
+    def end_direction(self, batch: int) -> None:
+        """Close a direction: consumers no gradient reached add zero rows."""
+        for i, acc in enumerate(self.consumers):
+            if i not in self._seen:
+                acc.add_zero_rows(batch, self._outputs[i])
+        self._seen = set()
+        self.taylor.end_direction(batch)
+
+    def end_batch(self) -> None:
+        """Drop the batch's activations."""
+        self._acts, self._outputs = [], []
