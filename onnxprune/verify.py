@@ -66,14 +66,10 @@ def _same_io(model: onnx.ModelProto, original: onnx.ModelProto) -> None:
 
 
 def _run(model: onnx.ModelProto, shapes: Mapping[str, tuple[int, ...]]) -> None:
-    import onnxruntime as ort
+    from onnxprune.bench import make_session
 
     try:
-        opts = ort.SessionOptions()
-        opts.log_severity_level = 3
-        sess = ort.InferenceSession(
-            model.SerializeToString(), opts, providers=["CPUExecutionProvider"]
-        )
+        sess = make_session(model)
         feeds = {}
         rng = np.random.default_rng(0)
         for spec in ir.io_specs(model):

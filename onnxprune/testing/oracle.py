@@ -56,13 +56,9 @@ def zeroed(model: Model, plan: Mapping[int, Sequence[int]]) -> onnx.ModelProto:
 
 def run(model: onnx.ModelProto, feeds: Mapping[str, np.ndarray]) -> list[np.ndarray]:
     """Run a model in onnxruntime (CPU, one thread)."""
-    import onnxruntime as ort
+    from onnxprune.bench import make_session
 
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = 1
-    opts.log_severity_level = 3
-    sess = ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
-    return sess.run(None, dict(feeds))
+    return make_session(model).run(None, dict(feeds))
 
 
 def random_feeds(model: Model, seed: int = 0) -> dict[str, np.ndarray]:

@@ -27,8 +27,7 @@ class ConcatRule(Rule):
             return barrier(f"{ctx.describe(node)} has inputs of unknown shape")
         axis = int(ctx.attr(node, "axis", 0)) % rank
         links, absorbs, offset = [], False, 0
-        for t, shape in zip(node.inputs, shapes):
-            assert shape is not None  # noqa: S101 - checked above
+        for t, shape in zip(node.inputs, [s or () for s in shapes]):
             if space.axis == axis:
                 if ctx.const(t.name) is None:
                     links.append(Link(Space(t.name, axis), Space(y, axis), Offset(offset)))
