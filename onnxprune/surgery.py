@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 import onnx
@@ -13,7 +13,7 @@ from onnxprune import ir
 from onnxprune.channels.graph import ChannelGraph
 from onnxprune.channels.rules import rule_for
 from onnxprune.channels.types import Space
-from onnxprune.errors import InputError, VerificationError
+from onnxprune.errors import CannotPruneError, InputError, VerificationError
 from onnxprune.model import Model
 from onnxprune.verify import verify
 
@@ -25,6 +25,7 @@ def check_plan(cg: ChannelGraph, plan: Mapping[int, Sequence[int]]) -> None:
 
     Raises:
         InputError: the plan does not fit the model's groups.
+        CannotPruneError: the plan would remove every channel of some tensor.
     """
     ids = {g.id for g in cg.groups}
     for gid, kept in plan.items():
@@ -39,14 +40,45 @@ def check_plan(cg: ChannelGraph, plan: Mapping[int, Sequence[int]]) -> None:
                 f"plan for group {gid} must keep 1..{group.size} distinct channels in "
                 f"0..{group.size - 1}"
             )
+    _check_nothing_emptied(cg, plan)
 
 
-def apply_plan(model: Model, plan: Mapping[int, Sequence[int]]) -> onnx.ModelProto:
+def _check_nothing_emptied(cg: ChannelGraph, plan: Mapping[int, Sequence[int]]) -> None:
+    """Refuse a plan that removes every channel of some tensor (a Split or Slice part).
+
+    ONNX has no zero-channel Conv; the branch would have to be replaced by its bias, which
+    the tool does not do.
+
+    Raises:
+        CannotPruneError: a tensor would lose all its channels.
+    """
+    keep = cg.keep({g: [int(i) for i in k] for g, k in plan.items()})
+    for space, kept in keep.items():
+        if kept.size:
+            continue
+        groups = [g.id for g in cg.groups if space in g.members and g.id in plan]
+        owned = sorted({int(c) for g in groups for c in cg.group(g).members[space] if c >= 0})
+        producer = cg.ctx.producer(space.tensor)
+        by = f" written by {cg.ctx.describe(producer)}" if producer is not None else ""
+        raise CannotPruneError(
+            f"plan for group(s) {groups} removes every channel of tensor '{space.tensor}'{by}; "
+            f"keep at least one of its channels {owned} or exclude the group"
+        )
+
+
+def apply_plan(
+    model: Model,
+    plan: Mapping[int, Sequence[int]],
+    *,
+    edit: Callable[[ChannelGraph], None] | None = None,
+) -> onnx.ModelProto:
     """Remove every channel a plan does not keep, propagate it, and verify the result.
 
     Args:
         model: the loaded model (not modified).
         plan: group id -> kept channel indices (sorted or not).
+        edit: called with the fresh channel graph before anything is removed (compensation
+            edits the consumers' weights there).
 
     Returns:
         The verified pruned model.
@@ -57,6 +89,8 @@ def apply_plan(model: Model, plan: Mapping[int, Sequence[int]]) -> onnx.ModelPro
     """
     cg = model.channel_graph()
     check_plan(cg, plan)
+    if edit is not None:
+        edit(cg)
     keep = cg.keep({g: sorted(int(i) for i in k) for g, k in plan.items()})
     ctx = cg.ctx
     for node in _touched_nodes(cg, keep):

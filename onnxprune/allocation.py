@@ -1,0 +1,327 @@
+"""Layer-wise allocation: how many channels each group keeps to reach a MACs or params target.
+
+Cost model. Every Conv/ConvTranspose/Gemm/MatMul node costs ``base · f_in · f_out`` (MACs or
+weight parameters), where ``f_in``/``f_out`` are the kept shares of the indices of its input and
+output channel spaces. A group that keeps ``w`` of its ``C`` channels keeps ``w/C`` of the
+indices it owns in every space it reaches (a Flatten feeding a Gemm: ``w·H·W`` features), so
+the shares are affine in the widths and the cost is bilinear — exact for MACs whenever the
+spatial sizes do not change (pruning never changes them). A depthwise conv reads one input
+channel per output channel: its cost scales with ``f_out`` only. Parameters outside these
+weights (biases, norms) are left out of the model; the caller checks the real cost after
+surgery.
+
+Allocations (DESIGN.md §2.4):
+
+- ``hierarchical``: greedy on the estimated loss increase per unit of cost saved. Shrinking a
+  group from ``w`` to ``w'`` discards the eigenvalues ``λ_{w'+1..w}`` of its Gram matrix, an
+  estimated loss increase of ``½·Σ λ_i / N`` (N samples). First pass: no group goes below its
+  effective rank; only when the target is still not met does a second pass go past it, and
+  the groups that did are reported with how far.
+- ``uniform``: the same ratio in every group (bisected to meet the target).
+- ``global``: one ranking of every channel's criterion score (normalised by its group's mean
+  score) — the lowest-scoring channels go first, wherever they are.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from onnxprune import metrics
+from onnxprune.channels.graph import ChannelGraph, Group
+from onnxprune.channels.types import Space
+from onnxprune.errors import CannotPruneError, InputError
+
+ALLOCATIONS = ("hierarchical", "uniform", "global")
+METRICS = ("macs", "params")
+
+_COST_OPS = ("Conv", "ConvTranspose", "Gemm", "MatMul")
+
+
+@dataclass(frozen=True)
+class Widths:
+    """Allowed widths of one group: multiples of ``round_to`` between ``floor`` and ``size``."""
+
+    size: int
+    floor: int
+    round_to: int = 1
+
+    def below(self, w: int) -> int | None:
+        """The next allowed width below ``w`` (``None`` at the floor)."""
+        n = ((w - 1) // self.round_to) * self.round_to
+        return n if n >= self.floor else None
+
+    def at_least(self, w: int) -> int:
+        """The smallest allowed width ≥ ``w`` (the full size when none is)."""
+        n = math.ceil(max(w, self.floor) / self.round_to) * self.round_to
+        return n if n < self.size else self.size
+
+    def nearest(self, w: float) -> int:
+        """The allowed width nearest to ``w`` (the full size if ``w`` rounds to it)."""
+        n = int(round(w / self.round_to)) * self.round_to
+        n = max(n, self.at_least(self.floor))
+        return n if n < self.size else self.size
+
+
+def widths_for(group: Group, round_to: int, min_channels: int) -> Widths:
+    """Allowed widths of ``group`` (round_to ≥ 1, min_channels ≥ 1)."""
+    floor = math.ceil(max(1, min_channels) / round_to) * round_to
+    return Widths(group.size, min(floor, group.size), round_to)
+
+
+class CostModel:
+    """Bilinear cost of the model as a function of group widths (see the module doc).
+
+    Args:
+        cg: the model's channel graph.
+        metric: ``macs`` or ``params``.
+        total: the model's total of that metric (parameters outside the modelled weights
+            count as a constant).
+
+    """
+
+    def __init__(self, cg: ChannelGraph, metric: str, total: int) -> None:
+        self.ids = [g.id for g in cg.groups]
+        self.sizes = np.array([g.size for g in cg.groups], dtype=np.float64)
+        col = {gid: i for i, gid in enumerate(self.ids)}
+        owned: dict[Space, list[tuple[int, int]]] = {}
+        for g in cg.groups:
+            for space, owner in g.members.items():
+                owned.setdefault(space, []).append((col[g.id], int((owner >= 0).sum())))
+        rows = []
+        for node in cg.ctx.graph.nodes:
+            if node.op not in _COST_OPS or len(node.inputs) < 2 or not node.outputs:
+                continue
+            base = self._base(cg, node, metric)
+            if base <= 0:
+                continue
+            pin, pout = self._shares(cg, node, owned, len(self.ids))
+            depthwise = node.op == "Conv" and _depthwise(cg, node)
+            rows.append((base, pin, pout, depthwise))
+        n = len(rows)
+        self.base = np.array([r[0] for r in rows], dtype=np.float64)
+        self.pin = np.array([r[1] for r in rows]).reshape(n, len(self.ids))
+        self.pout = np.array([r[2] for r in rows]).reshape(n, len(self.ids))
+        self.dw = np.array([r[3] for r in rows], dtype=bool)
+        self.modelled = float(self.base.sum())
+        self.total = float(total)
+        self.fixed = self.total - self.modelled  # cost the widths do not change
+
+    @staticmethod
+    def _base(cg: ChannelGraph, node, metric: str) -> float:  # type: ignore[no-untyped-def]
+        if metric == "macs":
+            shapes = [cg.ctx.shape(t.name) or _const_shape(cg, t.name) for t in node.inputs]
+            return float(metrics.node_macs(node.op, node.attrs, shapes,
+                                           cg.ctx.shape(node.outputs[0].name)))
+        w = cg.ctx.const(node.inputs[1].name)
+        bias = cg.ctx.const(node.inputs[2].name) if len(node.inputs) > 2 else None
+        return float((w.size if w is not None else 0) + (bias.size if bias is not None else 0))
+
+    @staticmethod
+    def _shares(cg: ChannelGraph, node, owned, n_groups: int):  # type: ignore[no-untyped-def]
+        x, y = node.inputs[0].name, node.outputs[0].name
+        xs, ys = cg.ctx.shape(x), cg.ctx.shape(y)
+        if node.op == "Gemm":
+            ax_in = 0 if cg.ctx.attr(node, "transA", 0) else 1
+            ax_out = 1
+        elif node.op == "MatMul":
+            ax_in = len(xs) - 1 if xs else -1
+            ax_out = len(ys) - 1 if ys else -1
+        else:
+            ax_in = ax_out = 1
+        out = []
+        for tensor, axis, shape in ((x, ax_in, xs), (y, ax_out, ys)):
+            share = np.zeros(n_groups)
+            if shape and 0 <= axis < len(shape) and shape[axis]:
+                for col, count in owned.get(Space(tensor, axis), ()):
+                    share[col] = count / shape[axis]
+            out.append(share)
+        return out[0], out[1]
+
+    def cost(self, widths: np.ndarray) -> float:
+        """Cost at ``widths`` (aligned with :attr:`ids`)."""
+        removed = 1.0 - widths / self.sizes
+        fin = 1.0 - self.pin @ removed
+        fout = 1.0 - self.pout @ removed
+        per = self.base * np.where(self.dw, fout, fin * fout)
+        return self.fixed + float(per.sum())
+
+    def savings(self, widths: np.ndarray, new: np.ndarray) -> np.ndarray:
+        """Cost saved by moving each group alone from ``widths`` to ``new`` (vector)."""
+        removed = 1.0 - widths / self.sizes
+        fin = 1.0 - self.pin @ removed
+        fout = 1.0 - self.pout @ removed
+        delta = (widths - new) / self.sizes  # per group
+        fin2 = fin[:, None] - self.pin * delta[None, :]
+        fout2 = fout[:, None] - self.pout * delta[None, :]
+        now = np.where(self.dw, fout, fin * fout)
+        after = np.where(self.dw[:, None], fout2, fin2 * fout2)
+        return (self.base[:, None] * (now[:, None] - after)).sum(0)
+
+
+def _const_shape(cg: ChannelGraph, name: str) -> tuple[int, ...] | None:
+    c = cg.ctx.const(name)
+    return None if c is None else tuple(c.shape)
+
+
+def _depthwise(cg: ChannelGraph, node) -> bool:  # type: ignore[no-untyped-def]
+    group = int(cg.ctx.attr(node, "group", 1))
+    w = cg.ctx.const(node.inputs[1].name)
+    return group > 1 and w is not None and w.shape[1] == 1
+
+
+@dataclass(frozen=True)
+class GroupBudget:
+    """What the hierarchical allocation knows of one group.
+
+    ``losses[i]`` is the estimated loss of the (i+1)-th eigen-direction (``½·λ_{i+1}/N``);
+    ``cap`` is the first-pass floor (the effective rank, allowed width), ``None`` when the
+    group may not be pruned at all (no signal).
+    """
+
+    gid: int
+    widths: Widths
+    losses: np.ndarray
+    cap: int | None
+    rank: int | None = None
+
+
+@dataclass
+class Allocation:
+    """Chosen widths, the cost model's estimate, and what went past the analysis."""
+
+    widths: dict[int, int]
+    estimate: float
+    target: float
+    metric: str
+    past_rank: dict[int, tuple[int, int]] = field(default_factory=dict)  # gid -> (rank, width)
+    notes: list[str] = field(default_factory=list)
+
+
+def _target_cost(cm: CostModel, target: float) -> float:
+    return target * cm.total
+
+
+def hierarchical(cm: CostModel, budgets: Sequence[GroupBudget], target: float, metric: str
+                 ) -> Allocation:
+    """Greedy widths by loss per cost saved; first pass never below each group's rank."""
+    goal = _target_cost(cm, target)
+    col = {gid: i for i, gid in enumerate(cm.ids)}
+    w = cm.sizes.copy()
+    by_col = {col[b.gid]: b for b in budgets if b.cap is not None}
+    for phase in ("rank", "floor"):
+        while cm.cost(w) > goal:
+            best = _best_step(cm, w, by_col, phase)
+            if best is None:
+                break
+            i, new = best
+            w[i] = new
+        if cm.cost(w) <= goal:
+            break
+    alloc = Allocation({cm.ids[i]: int(w[i]) for i in by_col if w[i] < cm.sizes[i]},
+                       cm.cost(w) / cm.total, target, metric)
+    for i, b in by_col.items():
+        if b.rank is not None and w[i] < min(b.rank, b.widths.size):
+            alloc.past_rank[b.gid] = (b.rank, int(w[i]))
+    return alloc
+
+
+def _best_step(cm: CostModel, w: np.ndarray, by_col: Mapping[int, GroupBudget], phase: str
+               ) -> tuple[int, int] | None:
+    new = w.copy()
+    cand = []
+    for i, b in by_col.items():
+        nxt = b.widths.below(int(w[i]))
+        if nxt is None:
+            continue
+        if phase == "rank" and b.cap is not None and nxt < b.cap:
+            continue
+        new[i] = nxt
+        cand.append(i)
+    if not cand:
+        return None
+    saved = cm.savings(w, new)
+    best, best_key = None, None
+    for i in cand:
+        if saved[i] <= 0:
+            continue
+        b = by_col[i]
+        lo, hi = int(new[i]), int(w[i])
+        loss = float(b.losses[lo:hi].sum())
+        key = (loss / saved[i], -saved[i], b.gid)
+        if best_key is None or key < best_key:
+            best, best_key = (i, lo), key
+    return best
+
+
+def uniform(cm: CostModel, allowed: Mapping[int, Widths], target: float, metric: str
+            ) -> Allocation:
+    """One ratio for every allowed group, bisected on the cost model to meet the target."""
+    col = {gid: i for i, gid in enumerate(cm.ids)}
+
+    def at(ratio: float) -> np.ndarray:
+        w = cm.sizes.copy()
+        for gid, wd in allowed.items():
+            w[col[gid]] = wd.nearest(wd.size * (1.0 - ratio))
+        return w
+
+    goal = _target_cost(cm, target)
+    lo, hi = 0.0, 1.0
+    for _ in range(40):
+        mid = (lo + hi) / 2
+        if cm.cost(at(mid)) > goal:
+            lo = mid
+        else:
+            hi = mid
+    w = at(hi)
+    alloc = Allocation({gid: int(w[col[gid]]) for gid in allowed if w[col[gid]] < cm.sizes[col[gid]]},
+                       cm.cost(w) / cm.total, target, metric)
+    alloc.notes.append(f"uniform ratio {hi:.3f} of every group's channels removed")
+    return alloc
+
+
+def global_ranking(
+    cm: CostModel, allowed: Mapping[int, Widths], scores: Mapping[int, np.ndarray],
+    target: float, metric: str,
+) -> Allocation:
+    """Remove the channels with the lowest normalised scores, model-wide, until the target."""
+    col = {gid: i for i, gid in enumerate(cm.ids)}
+    entries = []
+    for gid, s in scores.items():
+        s = np.asarray(s, dtype=np.float64)
+        norm = s / (s.mean() if s.mean() > 0 else 1.0)
+        entries.extend((float(v), gid) for v in np.sort(norm))
+    entries.sort(key=lambda e: e[0])
+    goal = _target_cost(cm, target)
+    w = cm.sizes.copy()
+    raw = {gid: float(cm.sizes[col[gid]]) for gid in allowed}
+    for _, gid in entries:
+        if cm.cost(w) <= goal:
+            break
+        wd = allowed[gid]
+        if raw[gid] - 1 < wd.floor:
+            continue
+        raw[gid] -= 1
+        w[col[gid]] = wd.nearest(raw[gid])
+    alloc = Allocation({gid: int(w[col[gid]]) for gid in allowed if w[col[gid]] < cm.sizes[col[gid]]},
+                       cm.cost(w) / cm.total, target, metric)
+    return alloc
+
+
+def check_target(target: float | None, name: str) -> float:
+    """Validate a kept fraction (0, 1]."""
+    if target is None or not 0.0 < target < 1.0:
+        raise InputError(f"--{name} {target}: the kept fraction must be in (0, 1), e.g. 0.5")
+    return float(target)
+
+
+def unreachable(alloc: Allocation, metric: str) -> CannotPruneError:
+    """The error raised when the allocation cannot reach its target."""
+    return CannotPruneError(
+        f"target {metric} kept {alloc.target:.3f} cannot be reached: the prunable groups at "
+        f"their minimum widths still keep {alloc.estimate:.3f}; raise the target, lower "
+        "--min-channels/--round-to, or un-exclude groups"
+    )

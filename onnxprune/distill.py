@@ -1,0 +1,182 @@
+"""Distillation: fine-tune a pruned model through the torch shim to match the original.
+
+The original model is the teacher; its outputs on the calibration inputs are computed once.
+The pruned model runs in the shim, and only its trainable weights move: the weights and
+biases of Conv/ConvTranspose/Gemm/MatMul and the scale/bias of normalisation layers (running
+statistics, Resize scales, shape constants never change). Loss: for each float output the
+mean squared error to the teacher divided by the teacher's mean square (so outputs of
+different scales weigh alike), summed — or, with ``labels``, cross-entropy of the first
+output against the labels. Adam, seeded shuffling, ``epochs`` passes over the data; the
+weights are then written back into the ONNX initializers.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import onnx
+import torch
+
+from onnxprune import ir
+from onnxprune.data import Dataset
+from onnxprune.errors import InputError
+from onnxprune.shim.module import Shim
+
+log = logging.getLogger(__name__)
+
+LR = 1e-3
+BATCH = 32
+
+_TRAINABLE = {
+    "Conv": (1, 2), "ConvTranspose": (1, 2), "Gemm": (1, 2), "MatMul": (0, 1),
+    "BatchNormalization": (1, 2), "InstanceNormalization": (1, 2),
+    "LayerNormalization": (1, 2), "GroupNormalization": (1, 2), "PRelu": (1,),
+}
+
+
+@dataclass(frozen=True)
+class DistillReport:
+    """Loss before and after, epochs, trained tensors and wall time."""
+
+    epochs: int
+    loss_before: float
+    loss_after: float
+    tensors: int
+    seconds: float
+    supervised: bool
+
+    def line(self) -> str:
+        """One line for the prune report."""
+        kind = "cross-entropy on labels" if self.supervised else "distillation loss"
+        return (f"distillation: {self.epochs} epoch(s), {kind} {self.loss_before:.4g} -> "
+                f"{self.loss_after:.4g} ({self.tensors} tensors trained, {self.seconds:.1f} s)")
+
+
+def distill(
+    original: onnx.ModelProto,
+    pruned: onnx.ModelProto,
+    data: Dataset,
+    *,
+    epochs: int,
+    lr: float = LR,
+    batch_size: int = BATCH,
+    labels: bool = False,
+    seed: int = 0,
+    device: str = "cpu",
+    progress: bool = False,
+) -> tuple[onnx.ModelProto, DistillReport]:
+    """Fine-tune ``pruned`` to match ``original`` on ``data`` and return the updated model.
+
+    Raises:
+        InputError: bad options, or ``labels`` without labels in the data.
+    """
+    if epochs < 1:
+        raise InputError(f"--distill-epochs {epochs}: must be at least 1")
+    if lr <= 0 or batch_size < 1:
+        raise InputError("distillation needs a positive learning rate and batch size")
+    if labels and data.labels is None:
+        raise InputError("supervised distillation needs labels: pass --labels or store "
+                         "'labels' in the .npz")
+    torch.manual_seed(seed)
+    batch_size = _batch(pruned, batch_size)
+    start = time.perf_counter()
+    student = Shim(pruned, device=device)
+    params = _trainable(student)
+    if not params:
+        raise InputError("the pruned model has no trainable weights for distillation")
+    n = len(data) - len(data) % batch_size if _fixed(pruned) else len(data)
+    if n < 1:
+        raise InputError(f"the model's batch is fixed at {batch_size}; give at least that many "
+                         "samples for distillation")
+    data = data.take(n)
+    targets = None if labels else _teacher(original, data, batch_size, device)
+    opt = torch.optim.Adam(params, lr=lr)
+    rng = np.random.default_rng(seed)
+    before = _epoch_loss(student, data, targets, batch_size, n, labels)
+    for epoch in range(epochs):
+        order = rng.permutation(n)
+        for i in range(0, n, batch_size):
+            idx = order[i:i + batch_size]
+            loss = _loss(student, data, targets, idx, labels)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+        if progress:
+            sys.stderr.write(f"\rdistilling: epoch {epoch + 1}/{epochs}")
+            sys.stderr.flush()
+    if progress:
+        sys.stderr.write("\n")
+    after = _epoch_loss(student, data, targets, batch_size, n, labels)
+    model = student.to_onnx(pruned)
+    report = DistillReport(epochs, before, after, len(params), time.perf_counter() - start,
+                           labels)
+    log.info(report.line())
+    return model, report
+
+
+def _trainable(shim: Shim) -> list[torch.nn.Parameter]:
+    names: list[str] = []
+    for step in shim.plan.steps:
+        for i in _TRAINABLE.get(step.op_type, ()):
+            if i < len(step.inputs) and step.inputs[i] in shim.params:
+                names.append(step.inputs[i])
+    chosen = dict.fromkeys(names)
+    for name, p in shim.params.items():
+        p.requires_grad_(name in chosen and p.numel() > 1)
+    return [shim.params[n] for n in chosen if shim.params[n].requires_grad]
+
+
+def _fixed(model: onnx.ModelProto) -> bool:
+    return any(s.shape and isinstance(s.shape[0], int) and s.shape[0] > 0
+               for s in ir.io_specs(model))
+
+
+def _batch(model: onnx.ModelProto, batch_size: int) -> int:
+    fixed = [s.shape[0] for s in ir.io_specs(model)
+             if s.shape and isinstance(s.shape[0], int) and s.shape[0] > 0]
+    return int(fixed[0]) if fixed else batch_size
+
+
+@torch.no_grad()
+def _teacher(original: onnx.ModelProto, data: Dataset, batch: int, device: str
+             ) -> list[torch.Tensor]:
+    teacher = Shim(original, device=device)
+    outs: list[list[torch.Tensor]] = []
+    for feeds, _ in data.batches(batch):
+        ys = teacher(feeds)
+        outs.append([y.detach() for y in ys])
+    return [torch.cat([o[k] for o in outs]) for k in range(len(outs[0]))]
+
+
+def _loss(student: Shim, data: Dataset, targets: list[torch.Tensor] | None, idx: np.ndarray,
+          labels: bool) -> torch.Tensor:
+    feeds = {k: v[idx] for k, v in data.inputs.items()}
+    ys = student(feeds)
+    if labels:
+        y = torch.as_tensor(data.labels[idx], device=ys[0].device).long()
+        logits = ys[0].reshape(len(idx), -1)
+        return torch.nn.functional.cross_entropy(logits, y)
+    assert targets is not None
+    total = ys[0].new_zeros(())
+    t_idx = torch.as_tensor(idx, device=ys[0].device)
+    for y, t in zip(ys, targets, strict=True):
+        if not y.is_floating_point():
+            continue
+        ref = t.index_select(0, t_idx)
+        scale = ref.pow(2).mean().clamp_min(1e-12)
+        total = total + (y - ref).pow(2).mean() / scale
+    return total
+
+
+@torch.no_grad()
+def _epoch_loss(student: Shim, data: Dataset, targets: list[torch.Tensor] | None, batch: int,
+                n: int, labels: bool) -> float:
+    losses = []
+    for i in range(0, n, batch):
+        idx = np.arange(i, min(n, i + batch))
+        losses.append(float(_loss(student, data, targets, idx, labels)) * len(idx))
+    return sum(losses) / max(1, n)
