@@ -212,9 +212,10 @@ def hierarchical(cm: CostModel, budgets: Sequence[GroupBudget], target: float, m
     col = {gid: i for i, gid in enumerate(cm.ids)}
     w = cm.sizes.copy()
     by_col = {col[b.gid]: b for b in budgets if b.cap is not None}
+    slack = 0.002 * cm.total
     for phase in ("rank", "floor"):
         while cm.cost(w) > goal:
-            best = _best_step(cm, w, by_col, phase)
+            best = _best_step(cm, w, by_col, phase, goal - slack)
             if best is None:
                 break
             i, new = best
@@ -229,8 +230,10 @@ def hierarchical(cm: CostModel, budgets: Sequence[GroupBudget], target: float, m
     return alloc
 
 
-def _best_step(cm: CostModel, w: np.ndarray, by_col: Mapping[int, GroupBudget], phase: str
-               ) -> tuple[int, int] | None:
+def _best_step(cm: CostModel, w: np.ndarray, by_col: Mapping[int, GroupBudget], phase: str,
+               floor: float) -> tuple[int, int] | None:
+    """The step with the least loss per cost saved among those that do not overshoot
+    ``floor``; when every step overshoots, the one that overshoots least."""
     new = w.copy()
     cand = []
     for i, b in by_col.items():
@@ -244,6 +247,7 @@ def _best_step(cm: CostModel, w: np.ndarray, by_col: Mapping[int, GroupBudget], 
     if not cand:
         return None
     saved = cm.savings(w, new)
+    now = cm.cost(w)
     best, best_key = None, None
     for i in cand:
         if saved[i] <= 0:
@@ -251,7 +255,8 @@ def _best_step(cm: CostModel, w: np.ndarray, by_col: Mapping[int, GroupBudget], 
         b = by_col[i]
         lo, hi = int(new[i]), int(w[i])
         loss = float(b.losses[lo:hi].sum())
-        key = (loss / saved[i], -saved[i], b.gid)
+        over = max(0.0, floor - (now - saved[i]))
+        key = (over, loss / saved[i], -saved[i], b.gid)
         if best_key is None or key < best_key:
             best, best_key = (i, lo), key
     return best

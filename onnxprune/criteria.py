@@ -121,6 +121,11 @@ def pivot_order(gram: np.ndarray, tol: float = 1e-12) -> np.ndarray:
     channels already chosen) is taken. Once every residual is at round-off (≤ ``tol``·trace)
     the rest follow by their own energy K_cc, highest first.
     """
+    return pivoted_cholesky(gram, tol)[0]
+
+
+def pivoted_cholesky(gram: np.ndarray, tol: float = 1e-12) -> tuple[np.ndarray, np.ndarray]:
+    """Pivot order and each channel's residual energy when it was taken (see pivot_order)."""
     k = np.array(gram, dtype=np.float64)
     n = k.shape[0]
     diag = np.diag(k).copy()
@@ -128,6 +133,7 @@ def pivot_order(gram: np.ndarray, tol: float = 1e-12) -> np.ndarray:
     floor = tol * max(float(diag.sum()), np.finfo(float).tiny)
     factors = np.zeros((n, n))
     order: list[int] = []
+    taken = np.zeros(n)
     free = np.ones(n, dtype=bool)
     for step in range(n):
         cand = np.where(free, resid, -np.inf)
@@ -135,14 +141,16 @@ def pivot_order(gram: np.ndarray, tol: float = 1e-12) -> np.ndarray:
         if cand[i] <= floor:
             rest = np.flatnonzero(free)
             order.extend(rest[np.argsort(-diag[rest], kind="stable")].tolist())
+            taken[rest] = np.clip(cand[rest], 0.0, None)
             break
         order.append(i)
+        taken[i] = cand[i]
         free[i] = False
         col = (k[:, i] - factors[:, :step] @ factors[i, :step]) / np.sqrt(cand[i])
         col[~free] = 0.0
         factors[:, step] = col
         resid = resid - col**2
-    return np.asarray(order, dtype=np.int64)
+    return np.asarray(order, dtype=np.int64), taken
 
 
 def top_k(scores: np.ndarray, k: int) -> np.ndarray:

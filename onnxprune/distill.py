@@ -6,8 +6,12 @@ biases of Conv/ConvTranspose/Gemm/MatMul and the scale/bias of normalisation lay
 statistics, Resize scales, shape constants never change). Loss: for each float output the
 mean squared error to the teacher divided by the teacher's mean square (so outputs of
 different scales weigh alike), summed — or, with ``labels``, cross-entropy of the first
-output against the labels. Adam, seeded shuffling, ``epochs`` passes over the data; the
-weights are then written back into the ONNX initializers.
+output against the labels. Adam (learning rate 1e-4 by default: on the digits ResNet,
+pruned to 30 % of its MACs and compensated, 1e-3 first *raised* the loss from 0.025 to 2.5
+in one epoch, 1e-4 lowered it steadily), seeded shuffling, ``epochs`` passes over the data.
+The loss is measured after every epoch and the best weights (possibly the starting ones)
+are written back into the ONNX initializers, so distillation never makes the fit worse on
+the data it sees.
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ from onnxprune.shim.module import Shim
 
 log = logging.getLogger(__name__)
 
-LR = 1e-3
+LR = 1e-4
 BATCH = 32
 
 _TRAINABLE = {
@@ -94,28 +98,65 @@ def distill(
                          "samples for distillation")
     data = data.take(n)
     targets = None if labels else _teacher(original, data, batch_size, device)
-    opt = torch.optim.Adam(params, lr=lr)
+    opt = _Adam(params, lr)
     rng = np.random.default_rng(seed)
     before = _epoch_loss(student, data, targets, batch_size, n, labels)
+    best, best_state = before, _snapshot(params)
     for epoch in range(epochs):
         order = rng.permutation(n)
         for i in range(0, n, batch_size):
             idx = order[i:i + batch_size]
             loss = _loss(student, data, targets, idx, labels)
-            opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
+        loss_now = _epoch_loss(student, data, targets, batch_size, n, labels)
+        if loss_now < best:
+            best, best_state = loss_now, _snapshot(params)
         if progress:
-            sys.stderr.write(f"\rdistilling: epoch {epoch + 1}/{epochs}")
+            sys.stderr.write(f"\rdistilling: epoch {epoch + 1}/{epochs}, loss {loss_now:.4g}")
             sys.stderr.flush()
     if progress:
         sys.stderr.write("\n")
-    after = _epoch_loss(student, data, targets, batch_size, n, labels)
+    with torch.no_grad():
+        for p, saved in zip(params, best_state, strict=True):
+            p.copy_(saved)
+    after = best
     model = student.to_onnx(pruned)
     report = DistillReport(epochs, before, after, len(params), time.perf_counter() - start,
                            labels)
     log.info(report.line())
     return model, report
+
+
+def _snapshot(params: list[torch.nn.Parameter]) -> list[torch.Tensor]:
+    return [p.detach().clone() for p in params]
+
+
+class _Adam:
+    """Adam (Kingma & Ba), β = (0.9, 0.999), ε = 1e-8 — the update of ``torch.optim.Adam``.
+
+    Written out because creating a ``torch.optim`` optimizer imports ``torch._dynamo``,
+    which costs seconds on every ``prune`` call.
+    """
+
+    def __init__(self, params: list[torch.nn.Parameter], lr: float) -> None:
+        self.params, self.lr, self.t = params, lr, 0
+        self.m = [torch.zeros_like(p) for p in params]
+        self.v = [torch.zeros_like(p) for p in params]
+
+    @torch.no_grad()
+    def step(self) -> None:
+        """Apply one update from the parameters' gradients, then clear them."""
+        self.t += 1
+        b1, b2 = 0.9, 0.999
+        c1, c2 = 1 - b1**self.t, 1 - b2**self.t
+        for p, m, v in zip(self.params, self.m, self.v, strict=True):
+            if p.grad is None:
+                continue
+            m.mul_(b1).add_(p.grad, alpha=1 - b1)
+            v.mul_(b2).addcmul_(p.grad, p.grad, value=1 - b2)
+            p.addcdiv_(m / c1, (v / c2).sqrt_().add_(1e-8), value=-self.lr)
+            p.grad = None
 
 
 def _trainable(shim: Shim) -> list[torch.nn.Parameter]:

@@ -292,7 +292,7 @@ def prune(
         compensate: fold dropped channels into kept ones (default: on when data is given).
         ridge: compensation ridge relative to the Gram's mean diagonal.
         distill_epochs: epochs of distillation against the original (0: none).
-        distill_lr: Adam learning rate of distillation (1e-3).
+        distill_lr: Adam learning rate of distillation (1e-4).
         distill_batch: distillation batch size (32).
         distill_labels: distil with cross-entropy on the data's labels instead.
         round_to: widths are multiples of this (the full width is always allowed).
@@ -482,23 +482,14 @@ def _energy_kept(a: GroupAnalysis, width: int) -> float:
 
 def _residuals(a: GroupAnalysis | None) -> np.ndarray:
     """Per-channel residual energy at its pivot (a model-wide comparable effective score)."""
-    from onnxprune.criteria import pivot_order
+    from onnxprune.criteria import pivoted_cholesky
 
     assert a is not None and a.gram is not None
-    k = np.asarray(a.gram, dtype=np.float64)
-    order = pivot_order(k)
-    out = np.empty(len(order))
-    # residual of channel order[i] given order[:i]: Schur complement diagonal.
-    chosen: list[int] = []
-    for c in order:
-        if chosen:
-            kk = k[np.ix_(chosen, chosen)] + 1e-12 * np.trace(k) * np.eye(len(chosen))
-            r = k[c, c] - k[c, chosen] @ np.linalg.solve(kk, k[chosen, c])
-        else:
-            r = k[c, c]
-        out[c] = max(float(r), 0.0) + 1e-15 * (len(order) - len(chosen))
-        chosen.append(int(c))
-    return out
+    order, taken = pivoted_cholesky(np.asarray(a.gram, dtype=np.float64))
+    # Ties (round-off residuals) keep the pivot order.
+    rank = np.empty(len(order))
+    rank[order] = np.arange(len(order), 0, -1)
+    return taken + 1e-300 * rank
 
 
 def _finish(model: Model, plan: Plan, opts: Options, analysis: AnalysisResult | None,
@@ -531,13 +522,14 @@ def _finish(model: Model, plan: Plan, opts: Options, analysis: AnalysisResult | 
 
 def _compose(first: Plan, second: Plan, original: Model) -> Plan:
     """Express ``second`` (made on the model ``first`` produced) in the original's indices."""
-    before = {g.roots: g for g in first.groups}
+    before = {frozenset(g.roots): g for g in first.groups}
     keep: dict[int, list[int]] = {}
     info = {}
     for g0 in original.groups.groups:
-        prev = before.get(g0.root_nodes)
+        roots = frozenset(g0.root_nodes)
+        prev = before.get(roots)
         k = list(prev.keep) if prev is not None else list(range(g0.size))
-        nxt = next((g for g in second.groups if g.roots == g0.root_nodes), None)
+        nxt = next((g for g in second.groups if frozenset(g.roots) == roots), None)
         if nxt is not None:
             k = [k[i] for i in nxt.keep]
             info[g0.id] = dict(nxt.info)
