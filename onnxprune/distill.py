@@ -165,7 +165,8 @@ def _trainable(shim: Shim) -> list[torch.nn.Parameter]:
         for i in _TRAINABLE.get(step.op_type, ()):
             if i < len(step.inputs) and step.inputs[i] in shim.params:
                 names.append(step.inputs[i])
-    chosen = dict.fromkeys(names)
+    frozen = set(getattr(shim, "frozen", ()))  # statistics, scales: never trained
+    chosen = dict.fromkeys(n for n in names if n not in frozen)
     for name, p in shim.params.items():
         p.requires_grad_(name in chosen and p.numel() > 1)
     return [shim.params[n] for n in chosen if shim.params[n].requires_grad]

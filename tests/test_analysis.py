@@ -309,3 +309,15 @@ def test_cli_bad_data_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     rc = main(["analyze", str(MODELS / "digits_cnn.onnx"), "--data", str(bad)])
     err = capsys.readouterr().err
     assert rc == 2 and err.count("\n") == 1 and "shape" in err
+
+
+def test_cli_labels_not_matching_the_samples_exits_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    labels = tmp_path / "labels.npy"
+    np.save(labels, np.zeros(5, np.int64))  # the calibration file holds 256 samples
+    rc = main(["analyze", str(MODELS / "digits_cnn.onnx"), "--data",
+               str(MODELS / "digits_calib.npz"), "--labels", str(labels),
+               "--objective", "labels"])
+    err = capsys.readouterr().err
+    assert rc == 2 and err.count("\n") == 1 and "5 labels for 256 samples" in err

@@ -5,6 +5,8 @@ from __future__ import annotations
 import functools
 import io
 import logging
+from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import numpy as np
 import onnx
@@ -14,7 +16,14 @@ import torch.nn.functional as F
 from torch import nn
 
 from onnxprune.shim import Shim
-from onnxprune.shim.testing import assert_matches_ort
+from onnxprune.shim.testing import (
+    assert_matches_ort,
+    describe_ort_error,
+    free_batch,
+    run_ort,
+    run_shim,
+)
+from onnxprune.testing import ARCH_CASES, get_spec
 
 pytestmark = [pytest.mark.slow, pytest.mark.filterwarnings("ignore::FutureWarning")]
 logging.getLogger("torch.onnx").setLevel(logging.ERROR)
@@ -202,3 +211,50 @@ def test_exported_module_matches_onnxruntime(name: str, exporter: str, batch: in
         ref = build(name)(torch.from_numpy(x)).numpy()
         got = Shim(model)({"x": x})[0].numpy()
     np.testing.assert_allclose(got, ref, rtol=1e-4, atol=1e-4 * float(np.abs(ref).max()))
+
+
+# -- every test architecture of onnxprune.testing, both exporters, batch 1 and 4 -----------
+
+
+@pytest.fixture(scope="module")
+def _one_thread() -> Iterator[None]:
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def ort_or_skip(model: onnx.ModelProto, feeds: dict[str, np.ndarray], batch: int) -> list:
+    """onnxruntime's outputs; skip (with its error) when the graph cannot take this batch."""
+    try:
+        return run_ort(model, feeds)
+    except Exception as e:  # noqa: BLE001 - onnxruntime raises its own exception types
+        if batch == 1:
+            raise
+        pytest.skip(f"the export fixes the batch at 1: {describe_ort_error(e)}")
+
+
+@pytest.mark.usefixtures("_one_thread")
+@pytest.mark.parametrize("batch", [1, 4], ids=["b1", "b4"])
+@pytest.mark.parametrize(("name", "exporter"), ARCH_CASES)
+def test_test_architecture_matches_onnxruntime(
+    arch_model: Callable[[str, str], Path], name: str, exporter: str, batch: int
+) -> None:
+    """Shim == onnxruntime within 1e-4 of each output's largest magnitude.
+
+    The exports have a static batch of 1; for batch 4 the input's batch dim is made symbolic
+    (``free_batch``). Exports that hard-code the batch elsewhere (a Reshape to [1, C]) cannot
+    run batch 4 at all, in onnxruntime either: those cases are skipped, saying so.
+    """
+    model = onnx.load(arch_model(name, exporter))
+    if batch != 1:
+        model = free_batch(model)
+    shape = (batch, *get_spec(name).input_shape[1:])
+    x = np.random.default_rng(batch).standard_normal(shape).astype(np.float32)
+    ref = ort_or_skip(model, {"input": x}, batch)
+    got = run_shim(model, {"input": x})
+    assert len(got) == len(ref)
+    for i, (g, r) in enumerate(zip(got, ref, strict=True)):
+        assert g.shape == r.shape and g.dtype == r.dtype, i
+        err = float(np.abs(g - r).max()) / float(np.abs(r).max())
+        assert err <= 1e-4, f"output {i}: max error {err:.2e} of max |output|"

@@ -1,13 +1,16 @@
 """Time and peak memory of ``onnxprune.analysis.analyze`` on a model and its calibration data.
 
 Each configuration runs in a fresh subprocess so that its peak RSS (``resource.getrusage``,
-``ru_maxrss`` of the child) is its own. Prints a table (or JSON with ``--json``).
+``ru_maxrss`` of the child) is its own. ``analyze_s`` is wall time, ``analyze_cpu_s`` the
+process CPU time (less sensitive to other load on a shared machine). A model with a fixed
+batch runs that batch whatever ``--batch-size`` says. Prints a table (or JSON with ``--json``;
+``--table`` adds each configuration's analysis table).
 
 Usage::
 
     python tools/measure_analyze.py MODEL.onnx DATA.npz [--input-shapes x:1,3,48,320]
         [--samples 32] [--batch-size 16 8] [--directions 4] [--objective gauss-newton]
-        [--threads 1 2] [--no-estimate] [--json]
+        [--threads 1 2] [--no-estimate] [--table] [--json]
 
 ``--samples N`` repeats the calibration samples cyclically when the file holds fewer
 (the timing depends on the count, not on which images they are).
@@ -22,6 +25,7 @@ import resource
 import subprocess
 import sys
 import time
+from collections.abc import Iterable
 from typing import Any
 
 
@@ -41,16 +45,19 @@ def _child(args: argparse.Namespace) -> dict[str, Any]:
     idx = np.arange(args.samples) % len(data)
     data = Dataset({k: v[idx] for k, v in data.inputs.items()}, None, data.source)
     t1 = time.perf_counter()
+    c1 = time.process_time()
     rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     result = analyze(model, data, objective=args.objective, directions=args.directions,
                      batch_size=args.batch_size[0], estimate=not args.no_estimate)
     t2 = time.perf_counter()
+    c2 = time.process_time()
     analysed = [g for g in result.groups if g.analysed]
     est = result.estimate
     return {
-        "model": args.model, "samples": len(data), "batch_size": args.batch_size[0],
+        "model": args.model, "samples": len(data), "batch_size": _batch(model, args.batch_size[0]),
         "threads": args.threads[0], "directions": result.directions,
         "load_s": round(t1 - t0, 2), "analyze_s": round(t2 - t1, 2),
+        "analyze_cpu_s": round(c2 - c1, 2),
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
         "rss_before_analyze_mb": round(rss_before / 1024, 1),
         "groups": len(result.groups), "analysed": len(analysed),
@@ -58,7 +65,25 @@ def _child(args: argparse.Namespace) -> dict[str, Any]:
         "mean_max_rate": round(sum(g.max_rate or 0 for g in analysed) / max(1, len(analysed)), 3),
         "macs_kept": None if est is None or est.error
         else round(est.macs_after / est.macs_before, 3),
+        "statuses": _count(g.status for g in result.groups),
+        "table": result.table() if args.table else None,
     }
+
+
+def _batch(model: Any, asked: int) -> int:
+    """The batch ``analyze`` really uses: a model's fixed batch wins over ``--batch-size``."""
+    from onnxprune import ir
+
+    fixed = [s.shape[0] for s in ir.io_specs(model.proto)
+             if s.shape and isinstance(s.shape[0], int) and s.shape[0] > 0]
+    return max(fixed) if fixed else asked
+
+
+def _count(items: Iterable[str]) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for item in items:
+        out[item] = out.get(item, 0) + 1
+    return out
 
 
 def _parse(argv: list[str] | None = None) -> argparse.Namespace:
@@ -73,6 +98,8 @@ def _parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--objective", default="gauss-newton")
     p.add_argument("--no-estimate", action="store_true")
     p.add_argument("--json", action="store_true")
+    p.add_argument("--table", action="store_true",
+                   help="also print the analysis table of each configuration")
     p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     return p.parse_args(argv)
 
@@ -96,12 +123,17 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0
-    cols = ["samples", "batch_size", "threads", "directions", "analyze_s", "peak_rss_mb",
+    cols = ["samples", "batch_size", "threads", "directions", "analyze_s", "analyze_cpu_s",
+            "peak_rss_mb",
             "rss_before_analyze_mb", "analysed", "channels", "mean_max_rate", "macs_kept"]
     print(f"model: {args.model}")
     print("  ".join(f"{c:>10}" for c in cols))
     for r in rows:
         print("  ".join(f"{r[c]!s:>10}" for c in cols))
+    for r in rows:
+        print(f"statuses (batch {r['batch_size']}, {r['threads']} threads): {r['statuses']}")
+        if r["table"]:
+            print(r["table"])
     return 0
 
 

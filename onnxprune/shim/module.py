@@ -33,9 +33,18 @@ class Shim(nn.Module):
     """An ONNX model run with torch ops, weights as ``nn.Parameter``s.
 
     Float initializers and float ``Constant``-node values become parameters (``params``, by
-    ONNX name); those with a single element (epsilons, exponents, scalar factors) start with
-    ``requires_grad=False``. Other constants are buffers (``consts``). Gates multiply channel
-    vectors into any tensor; ``watch`` keeps intermediate tensors and their gradients.
+    ONNX name). Trainable are exactly those with ``requires_grad=True``; not trainable are
+    single-element values (epsilons, exponents, scalar factors) and the ``frozen`` ones:
+    statistics and shape values such as BatchNormalization's running mean and variance or
+    Resize's scales (see ``Kernel.frozen``), which stay frozen even when replaced. Every
+    parameter is written back by ``to_onnx``, so a fine-tuning loop is::
+
+        opt = torch.optim.Adam(p for p in shim.parameters() if p.requires_grad)
+        ...  # forward, loss, backward, opt.step()
+        tuned = shim.to_onnx(model)
+
+    Other constants are buffers (``consts``). Gates multiply channel vectors into any
+    tensor; ``watch`` keeps intermediate tensors and their gradients.
 
     Args:
         model: the ONNX model.
@@ -59,16 +68,17 @@ class Shim(nn.Module):
         for i, (name, value) in enumerate(plan.constants.items()):
             if value.dtype in FLOAT_DTYPES:
                 param_keys[name] = f"p{i}"
-                grad = value.numel() > 1
+                grad = value.numel() > 1 and name not in plan.frozen
                 self._store.register_parameter(f"p{i}", nn.Parameter(value, requires_grad=grad))
             else:
                 buffer_keys[name] = f"b{i}"
                 self._store.register_buffer(f"b{i}", value)
-        self.params = ParamTable(self._store, param_keys)
+        self.params = ParamTable(self._store, param_keys, plan.frozen & set(param_keys))
         self.consts = BufferTable(self._store, buffer_keys)
         self.watched: dict[str, torch.Tensor] = {}
         self._gates: dict[str, tuple[int, torch.Tensor]] = {}
         self._watching: frozenset[str] = frozenset()
+        self._retain = True
         self._device = torch.device(device)
         self.to(self._device)
 
@@ -77,6 +87,11 @@ class Shim(nn.Module):
         """The device the shim's tensors live on."""
         first = next(itertools.chain(self._store.parameters(), self._store.buffers()), None)
         return first.device if first is not None else self._device
+
+    @property
+    def frozen(self) -> frozenset[str]:
+        """Names of the parameters that are never trained (statistics and shape values)."""
+        return self.params.frozen
 
     @property
     def gates(self) -> Mapping[str, tuple[int, torch.Tensor]]:
@@ -104,15 +119,21 @@ class Shim(nn.Module):
         self._gates[tensor] = (int(axis), gate)
 
     @contextlib.contextmanager
-    def watch(self, tensors: Iterable[str]) -> Iterator[dict[str, torch.Tensor]]:
+    def watch(
+        self, tensors: Iterable[str], *, retain_grad: bool = True
+    ) -> Iterator[dict[str, torch.Tensor]]:
         """Keep the named tensors of every forward pass run inside the block.
 
         Each kept tensor (after its gate, i.e. what consumers read) is stored in
-        ``self.watched[name]`` with ``retain_grad()``, so its ``.grad`` is available after
-        backward (also after the block ends; the next ``watch`` clears ``watched``).
+        ``self.watched[name]``. With ``retain_grad`` (the default) it calls
+        ``retain_grad()``, so its ``.grad`` is available after backward (also after the
+        block ends; the next ``watch`` clears ``watched``). Without it the tensors are only
+        kept (for hooks, ``torch.autograd.grad`` or reading activations), and a backward
+        pass stores no gradient on them, which saves memory.
 
         Args:
             tensors: tensor names.
+            retain_grad: make the kept tensors keep their gradient in ``.grad``.
 
         Yields:
             ``self.watched``.
@@ -126,6 +147,7 @@ class Shim(nn.Module):
             self._check_name(name)
         self.watched = {}
         self._watching = names
+        self._retain = retain_grad
         try:
             yield self.watched
         finally:
@@ -133,6 +155,9 @@ class Shim(nn.Module):
 
     def to_onnx(self, model: onnx.ModelProto) -> onnx.ModelProto:
         """Return a copy of ``model`` with its float initializers and Constant values updated.
+
+        Every parameter is written, trained or not; frozen ones (statistics) come back
+        bit for bit unless they were replaced.
 
         Args:
             model: the model the shim was built from (or one with the same tensor names).
@@ -203,7 +228,7 @@ class Shim(nn.Module):
             value = self._gated(name, value)
         env[name] = value
         if name in self._watching:
-            if value.requires_grad and not value.is_leaf:
+            if self._retain and value.requires_grad and not value.is_leaf:
                 value.retain_grad()
             self.watched[name] = value
 
@@ -228,6 +253,10 @@ class Shim(nn.Module):
         args = [env[n] if n else None for n in step.inputs]
         while args and args[-1] is None:
             args.pop()
+        for i in step.kernel.frozen:  # statistics take no gradient (F.batch_norm refuses it)
+            arg = args[i] if i < len(args) else None
+            if arg is not None:
+                args[i] = arg.detach()
         attrs = dict(step.attrs)
         if step.kernel.n_out:
             attrs["n_out"] = max(i + 1 for i, n in enumerate(step.outputs) if n)

@@ -65,6 +65,12 @@ class Plan:
         constants: initializer and ``Constant``-node values, by tensor name.
         constant_nodes: names of the tensors that come from ``Constant`` nodes.
         frees: per step, the tensors no later step (nor the graph outputs) reads.
+        frozen: constants that hold statistics or shape values (read at a kernel's
+            ``frozen`` input, directly or through Identity/Cast/Reshape/Concat-like ops):
+            the shim never trains them. A constant that an exporter shared between a
+            statistic and a weight (it deduplicates equal tensors, e.g. the ones and zeros
+            of an untrained BatchNormalization) is frozen too: training it would change the
+            statistic.
 
     """
 
@@ -75,6 +81,7 @@ class Plan:
     constants: Mapping[str, torch.Tensor]
     constant_nodes: frozenset[str]
     frees: tuple[tuple[str, ...], ...] = field(default=())
+    frozen: frozenset[str] = field(default=frozenset())
 
     def tensor_names(self) -> set[str]:
         """Return every tensor name the plan knows (inputs, constants, node outputs)."""
@@ -125,7 +132,37 @@ def build_plan(model: onnx.ModelProto) -> Plan:
         constants=MappingProxyType(constants),
         constant_nodes=frozenset(from_nodes),
         frees=_frees(ordered, outputs),
+        frozen=_frozen(ordered, constants),
     )
+
+
+# Ops whose output is (a reshaped / cast / concatenated copy of) the listed inputs
+# (``None``: all): a constant that reaches a frozen input through them is frozen too.
+_PASS_THROUGH: dict[str, tuple[int, ...] | None] = {
+    "Identity": None, "Cast": None, "CastLike": (0,), "Reshape": (0,), "Squeeze": (0,),
+    "Unsqueeze": (0,), "Flatten": None, "Concat": None,
+}  # fmt: skip
+
+
+def _frozen(steps: list[Step], constants: Mapping[str, torch.Tensor]) -> frozenset[str]:
+    """Constants that reach a kernel's ``frozen`` inputs (statistics, scales, ratios)."""
+    producer = {o: s for s in steps for o in s.outputs if o}
+    todo = [s.inputs[i] for s in steps for i in s.kernel.frozen if i < len(s.inputs)]
+    seen: set[str] = set()
+    found: set[str] = set()
+    while todo:
+        name = todo.pop()
+        if not name or name in seen:
+            continue
+        seen.add(name)
+        if name in constants:
+            found.add(name)
+            continue
+        step = producer.get(name)
+        if step is not None and step.domain == "" and step.op_type in _PASS_THROUGH:
+            keep = _PASS_THROUGH[step.op_type]
+            todo.extend(n for i, n in enumerate(step.inputs) if keep is None or i in keep)
+    return frozenset(found)
 
 
 def _elem_dtype(value: onnx.ValueInfoProto) -> torch.dtype | None:

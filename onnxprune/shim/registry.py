@@ -36,6 +36,9 @@ class Kernel:
         n_out: whether ``fn`` takes the number of requested outputs as keyword ``n_out``.
         attrs: the ONNX attributes ``fn`` accepts, with their spec defaults.
         n_inputs: how many inputs ``fn`` takes (``None`` when variadic).
+        frozen: input positions that hold statistics or shape values (BatchNormalization's
+            running mean and variance, Resize's scales): constants read there are never
+            trained (the shim gives them ``requires_grad=False``).
 
     """
 
@@ -46,6 +49,7 @@ class Kernel:
     n_out: bool
     attrs: dict[str, Any]
     n_inputs: int | None
+    frozen: tuple[int, ...] = ()
 
 
 _TABLE: dict[tuple[str, str, int], Kernel] = {}
@@ -57,7 +61,11 @@ def normalize_domain(domain: str) -> str:
 
 
 def op(
-    op_type: str, *since: int, domain: str = DEFAULT_DOMAIN, n_out: bool = False
+    op_type: str,
+    *since: int,
+    domain: str = DEFAULT_DOMAIN,
+    n_out: bool = False,
+    frozen: tuple[int, ...] = (),
 ) -> Callable[[F], F]:
     """Register the decorated function as the kernel of ``op_type`` from each ``since`` opset.
 
@@ -66,6 +74,7 @@ def op(
         *since: opset versions (of ``domain``) from which this function is the kernel.
         domain: ONNX domain, "" for the default domain.
         n_out: pass the number of outputs the node asks for as keyword ``n_out``.
+        frozen: input positions whose constants must never be trained (see ``Kernel``).
 
     Returns:
         A decorator that registers and returns the function unchanged.
@@ -83,19 +92,21 @@ def op(
                     f"shim kernel for {key} registered twice ({_TABLE[key].fn.__qualname__} and "
                     f"{fn.__qualname__}); remove one of them"
                 )
-            _TABLE[key] = _make_kernel(key, fn, n_out)
+            _TABLE[key] = _make_kernel(key, fn, n_out, tuple(frozen))
         return fn
 
     return deco
 
 
-def _make_kernel(key: tuple[str, str, int], fn: KernelFn, n_out: bool) -> Kernel:
+def _make_kernel(
+    key: tuple[str, str, int], fn: KernelFn, n_out: bool, frozen: tuple[int, ...]
+) -> Kernel:
     params = inspect.signature(fn).parameters.values()
     attrs = {p.name: p.default for p in params if p.kind is p.KEYWORD_ONLY and p.name != "n_out"}
     positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
     variadic = any(p.kind is p.VAR_POSITIONAL for p in params)
     n_inputs = None if variadic else len(positional)
-    return Kernel(key[0], key[1], key[2], fn, n_out, attrs, n_inputs)
+    return Kernel(key[0], key[1], key[2], fn, n_out, attrs, n_inputs, frozen)
 
 
 def lookup(domain: str, op_type: str, opset: int, *, node: str = "?") -> Kernel:

@@ -15,11 +15,18 @@ from onnxprune.errors import InputError
 
 
 class ParamTable(MutableMapping[str, nn.Parameter]):
-    """ONNX name -> ``nn.Parameter`` held by a store module; assignment re-registers."""
+    """ONNX name -> ``nn.Parameter`` held by a store module; assignment re-registers.
 
-    def __init__(self, store: nn.Module, keys: dict[str, str]) -> None:
+    Names in ``frozen`` (statistics such as BatchNormalization's running mean and variance)
+    stay non-trainable when replaced: the new parameter gets ``requires_grad=False``.
+    """
+
+    def __init__(
+        self, store: nn.Module, keys: dict[str, str], frozen: frozenset[str] = frozenset()
+    ) -> None:
         self._store = store
         self._keys = keys
+        self.frozen = frozen
 
     def __getitem__(self, name: str) -> nn.Parameter:
         return getattr(self._store, self._keys[name])
@@ -31,6 +38,8 @@ class ParamTable(MutableMapping[str, nn.Parameter]):
                 "parameters can be replaced"
             )
         param = value if isinstance(value, nn.Parameter) else nn.Parameter(value)
+        if name in self.frozen:
+            param.requires_grad_(False)
         self._store.register_parameter(self._keys[name], param)
 
     def __delitem__(self, name: str) -> None:

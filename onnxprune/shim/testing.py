@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+import re
 import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -17,6 +19,8 @@ __all__ = [
     "OpCase",
     "assert_matches_ort",
     "assert_op_case",
+    "describe_ort_error",
+    "free_batch",
     "model_from_text",
     "run_ort",
     "run_shim",
@@ -45,6 +49,34 @@ def model_from_text(opset: int, inputs: str, outputs: str, body: str) -> onnx.Mo
     for out in model.graph.output:
         out.type.tensor_type.ClearField("shape")
     return model
+
+
+def free_batch(model: onnx.ModelProto) -> onnx.ModelProto:
+    """Return a copy of ``model`` whose graph inputs take any batch size (axis 0 symbolic).
+
+    Output shapes and ``value_info`` are dropped, since they may state the old batch. A graph
+    that hard-codes its batch elsewhere (a Reshape to ``[1, -1]``) still fails to run.
+    """
+    out = copy.deepcopy(model)
+    weights = {t.name for t in out.graph.initializer}
+    for value in out.graph.input:
+        dims = value.type.tensor_type.shape.dim
+        if len(dims) and value.name not in weights:
+            dims[0].Clear()
+            dims[0].dim_param = "batch"
+    del out.graph.value_info[:]
+    for value in out.graph.output:
+        value.type.tensor_type.ClearField("shape")
+    return out
+
+
+def describe_ort_error(e: Exception) -> str:
+    """Summarise an onnxruntime error on one line: the failing node and the shapes."""
+    text = " ".join(str(e).split())
+    node = re.search(r"Name:'([^']*)'", text)
+    shapes = re.search(r"(Input shape:.*|Dimension mismatch.*)$", text)
+    where = f"node {node.group(1)}: " if node else ""
+    return where + (shapes.group(1) if shapes else text[-200:])
 
 
 def run_ort(

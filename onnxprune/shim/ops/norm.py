@@ -17,7 +17,7 @@ def _per_channel(v: Tensor, x: Tensor) -> Tensor:
     return v.reshape(1, *v.shape, *([1] * (x.dim() - 1 - v.dim())))
 
 
-@op("BatchNormalization", 7)
+@op("BatchNormalization", 7, frozen=(3, 4))  # running mean and variance: statistics
 def BatchNormalization(
     X: Tensor,
     scale: Tensor,

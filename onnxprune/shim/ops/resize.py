@@ -171,7 +171,7 @@ def _full(values: list, axes: list[int], fill: list) -> list:
     return full
 
 
-@op("Resize", 11)
+@op("Resize", 11, frozen=(1, 2))  # roi and scales
 def Resize(
     X: Tensor,
     roi: Tensor | None = None,
@@ -225,7 +225,7 @@ def _legacy(X: Tensor, scale_v: list[float], mode: str) -> Tensor:
     return _run(X, out, sc, [], o)
 
 
-@op("Resize", 10)
+@op("Resize", 10, frozen=(1,))
 def Resize_v10(X: Tensor, scales: Tensor, *, mode: str = "nearest") -> Tensor:
     """Resize by ``scales`` with asymmetric coordinates (opset 10)."""
     return _legacy(X, [float(s) for s in scales.reshape(-1).tolist()], mode)
@@ -237,7 +237,7 @@ def Upsample_v7(X: Tensor, *, scales: list[float], mode: str = "nearest") -> Ten
     return _legacy(X, list(scales), mode)
 
 
-@op("Upsample", 9)
+@op("Upsample", 9, frozen=(1,))
 def Upsample(X: Tensor, scales: Tensor, *, mode: str = "nearest") -> Tensor:
     """Upsample by the ``scales`` input with asymmetric coordinates (opset 9)."""
     return _legacy(X, [float(s) for s in scales.reshape(-1).tolist()], mode)

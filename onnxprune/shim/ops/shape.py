@@ -53,7 +53,7 @@ def Size(data: Tensor) -> Tensor:
     return torch.tensor(data.numel(), dtype=torch.int64, device=data.device)
 
 
-@op("Range", 11)
+@op("Range", 11, frozen=(0, 1, 2))
 def Range(start: Tensor, limit: Tensor, delta: Tensor) -> Tensor:
     """start, start + delta, ... up to (excluding) limit."""
     s, lim, d = scalar(start), scalar(limit), scalar(delta)
@@ -145,7 +145,7 @@ def Dropout_v7(data: Tensor, *, ratio: float = 0.5, is_test: int = 0) -> tuple[T
     return data, torch.ones_like(data, dtype=torch.bool)
 
 
-@op("Dropout", 12)
+@op("Dropout", 12, frozen=(1,))  # the ratio
 def Dropout(
     data: Tensor,
     ratio: Tensor | None = None,

@@ -1,0 +1,63 @@
+"""``prune --target-macs 0.7`` on every test architecture and every fetched real model.
+
+The full method (analysis, hierarchical allocation, effective selection, compensation) runs
+on every architecture and on the real models whose analysis is quick; the large real
+detectors run the data-free uniform-L1 path here (their full-method numbers come from
+``python tools/target_sweep.py --real``, which takes minutes).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+
+import onnxprune
+from onnxprune import ir
+from onnxprune.data import load_data
+from onnxprune.testing import ARCH_CASES
+
+TARGET = 0.7
+TOLERANCE = 0.02
+FULL_METHOD_REAL = ("ppocr_cls", "mtcnn_pnet", "mtcnn_rnet", "mtcnn_onet")
+REAL = ("ppocr_det", "ppocr_cls", "ppocr_rec", "picodet_layout", "mtcnn_pnet", "mtcnn_rnet",
+        "mtcnn_onet")
+
+
+def _kept(res: onnxprune.PruneResult) -> float:
+    return res.after.macs / res.before.macs
+
+
+@pytest.mark.parametrize(("name", "exporter"), ARCH_CASES)
+def test_target_on_architecture(name: str, exporter: str, arch_model) -> None:
+    torch.set_num_threads(1)
+    model = onnxprune.load(arch_model(name, exporter))
+    data = load_data(None, ir.io_specs(model.proto), model.input_shapes, random_samples=4)
+    res = onnxprune.prune(model, target_macs=TARGET, data=data)
+    assert abs(_kept(res) - TARGET) <= TOLERANCE, res.summary()
+    assert res.compensation is not None and res.plan.groups
+    assert res.plan.method["allocation"] == "hierarchical"
+
+
+def _load(rec: dict[str, Any]) -> onnxprune.Model:
+    return onnxprune.load(rec["path"], input_shapes=ir.parse_input_shapes(rec["input_shapes"]))
+
+
+@pytest.mark.real
+@pytest.mark.parametrize("name", REAL)
+def test_target_on_real_model(real_records, name: str) -> None:
+    torch.set_num_threads(1)
+    rec = real_records[name]
+    model = _load(rec)
+    if name in FULL_METHOD_REAL:
+        data = load_data(rec["calib"], ir.io_specs(model.proto), model.input_shapes, limit=4)
+        res = onnxprune.prune(model, target_macs=TARGET, data=data)
+        assert res.compensation is not None
+    else:
+        res = onnxprune.prune(model, target_macs=TARGET, allocation="uniform", criterion="l1",
+                              compensate=False)
+    assert abs(_kept(res) - TARGET) <= TOLERANCE, res.summary()
+    assert np.isfinite(res.after.params) and res.plan.groups
