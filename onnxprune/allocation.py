@@ -50,24 +50,24 @@ class Widths:
     round_to: int = 1
 
     def below(self, w: int) -> int | None:
-        """The next allowed width below ``w`` (``None`` at the floor)."""
+        """Return the next allowed width below ``w`` (``None`` at the floor)."""
         n = ((w - 1) // self.round_to) * self.round_to
         return n if n >= self.floor else None
 
     def at_least(self, w: int) -> int:
-        """The smallest allowed width ≥ ``w`` (the full size when none is)."""
+        """Return the smallest allowed width ≥ ``w`` (the full size when none is)."""
         n = math.ceil(max(w, self.floor) / self.round_to) * self.round_to
         return n if n < self.size else self.size
 
     def nearest(self, w: float) -> int:
-        """The allowed width nearest to ``w`` (the full size if ``w`` rounds to it)."""
+        """Return the allowed width nearest to ``w`` (the full size if ``w`` rounds to it)."""
         n = int(round(w / self.round_to)) * self.round_to
         n = max(n, self.at_least(self.floor))
         return n if n < self.size else self.size
 
 
 def widths_for(group: Group, round_to: int, min_channels: int) -> Widths:
-    """Allowed widths of ``group`` (round_to ≥ 1, min_channels ≥ 1)."""
+    """Return the allowed widths of ``group`` (round_to ≥ 1, min_channels ≥ 1)."""
     floor = math.ceil(max(1, min_channels) / round_to) * round_to
     return Widths(group.size, min(floor, group.size), round_to)
 
@@ -213,14 +213,18 @@ def hierarchical(cm: CostModel, budgets: Sequence[GroupBudget], target: float, m
     w = cm.sizes.copy()
     by_col = {col[b.gid]: b for b in budgets if b.cap is not None}
     slack = 0.002 * cm.total
+    done = False
     for phase in ("rank", "floor"):
         while cm.cost(w) > goal:
             best = _best_step(cm, w, by_col, phase, goal - slack)
             if best is None:
                 break
-            i, new = best
+            i, new, over = best
+            if over > cm.cost(w) - goal:  # stopping here is closer to the target
+                done = True
+                break
             w[i] = new
-        if cm.cost(w) <= goal:
+        if done or cm.cost(w) <= goal:
             break
     alloc = Allocation({cm.ids[i]: int(w[i]) for i in by_col if w[i] < cm.sizes[i]},
                        cm.cost(w) / cm.total, target, metric)
@@ -231,9 +235,12 @@ def hierarchical(cm: CostModel, budgets: Sequence[GroupBudget], target: float, m
 
 
 def _best_step(cm: CostModel, w: np.ndarray, by_col: Mapping[int, GroupBudget], phase: str,
-               floor: float) -> tuple[int, int] | None:
-    """The step with the least loss per cost saved among those that do not overshoot
-    ``floor``; when every step overshoots, the one that overshoots least."""
+               floor: float) -> tuple[int, int, float] | None:
+    """Pick the step with the least loss per cost saved.
+
+    Steps that would overshoot ``floor`` come last; when all do, the smallest overshoot wins.
+    Returns (group column, new width, overshoot below ``floor``).
+    """
     new = w.copy()
     cand = []
     for i, b in by_col.items():
@@ -258,7 +265,7 @@ def _best_step(cm: CostModel, w: np.ndarray, by_col: Mapping[int, GroupBudget], 
         over = max(0.0, floor - (now - saved[i]))
         key = (over, loss / saved[i], -saved[i], b.gid)
         if best_key is None or key < best_key:
-            best, best_key = (i, lo), key
+            best, best_key = (i, lo, over), key
     return best
 
 
@@ -282,8 +289,7 @@ def uniform(cm: CostModel, allowed: Mapping[int, Widths], target: float, metric:
         else:
             hi = mid
     w = at(hi)
-    alloc = Allocation({gid: int(w[col[gid]]) for gid in allowed if w[col[gid]] < cm.sizes[col[gid]]},
-                       cm.cost(w) / cm.total, target, metric)
+    alloc = Allocation(_pruned(cm, w, allowed), cm.cost(w) / cm.total, target, metric)
     alloc.notes.append(f"uniform ratio {hi:.3f} of every group's channels removed")
     return alloc
 
@@ -311,9 +317,12 @@ def global_ranking(
             continue
         raw[gid] -= 1
         w[col[gid]] = wd.nearest(raw[gid])
-    alloc = Allocation({gid: int(w[col[gid]]) for gid in allowed if w[col[gid]] < cm.sizes[col[gid]]},
-                       cm.cost(w) / cm.total, target, metric)
-    return alloc
+    return Allocation(_pruned(cm, w, allowed), cm.cost(w) / cm.total, target, metric)
+
+
+def _pruned(cm: CostModel, w: np.ndarray, allowed: Mapping[int, Widths]) -> dict[int, int]:
+    col = {gid: i for i, gid in enumerate(cm.ids)}
+    return {gid: int(w[col[gid]]) for gid in allowed if w[col[gid]] < cm.sizes[col[gid]]}
 
 
 def check_target(target: float | None, name: str) -> float:
@@ -323,8 +332,13 @@ def check_target(target: float | None, name: str) -> float:
     return float(target)
 
 
+TOLERANCE = 0.02
+"""An allocation may end this far (share of the total) above its target: the width steps
+(``--round-to``, small groups) cannot always land on it."""
+
+
 def unreachable(alloc: Allocation, metric: str) -> CannotPruneError:
-    """The error raised when the allocation cannot reach its target."""
+    """Build the error raised when the allocation cannot reach its target."""
     return CannotPruneError(
         f"target {metric} kept {alloc.target:.3f} cannot be reached: the prunable groups at "
         f"their minimum widths still keep {alloc.estimate:.3f}; raise the target, lower "

@@ -56,6 +56,7 @@ def enforce(result: CheckResult, max_drop: float | None) -> None:
 
     Raises:
         CannotPruneError: the pruned model drops more than allowed.
+
     """
     if max_drop is None:
         return

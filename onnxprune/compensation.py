@@ -56,7 +56,7 @@ class CompensationReport:
 
 def coefficients(gram: np.ndarray, keep: np.ndarray, drop: np.ndarray, ridge: float = RIDGE
                  ) -> np.ndarray:
-    """A = (K_kk + ρI)⁻¹ K_kd, the kept-channel coefficients of each dropped channel."""
+    """Return A = (K_kk + ρI)⁻¹ K_kd: the kept-channel coefficients of each dropped one."""
     k = np.asarray(gram, dtype=np.float64)
     kkk = k[np.ix_(keep, keep)]
     kkd = k[np.ix_(keep, drop)]
@@ -82,6 +82,7 @@ def compensate(
 
     Returns:
         What was compensated and what was not (with reasons).
+
     """
     report = CompensationReport()
     readers = _weight_readers(cg)

@@ -51,7 +51,8 @@ def _norm_scores(cg: ChannelGraph, group: Group, order: int) -> np.ndarray:
         w = cg.ctx.const(ref.weight.name)
         if w is None:
             continue
-        w = np.moveaxis(np.abs(w.astype(np.float64)), ref.weight.axis, 0).reshape(w.shape[ref.weight.axis], -1)
+        w = np.moveaxis(np.abs(w.astype(np.float64)), ref.weight.axis, 0)
+        w = w.reshape(w.shape[0], -1)
         per = w.sum(1) if order == 1 else np.sqrt((w**2).sum(1))
         owner = group.members[ref.space]
         if len(owner) != len(per):
@@ -154,6 +155,6 @@ def pivoted_cholesky(gram: np.ndarray, tol: float = 1e-12) -> tuple[np.ndarray, 
 
 
 def top_k(scores: np.ndarray, k: int) -> np.ndarray:
-    """Indices of the ``k`` highest scores, sorted by index (ties keep the lower index)."""
+    """Return the indices of the ``k`` highest scores, sorted (ties keep the lower index)."""
     order = np.argsort(-scores, kind="stable")
     return np.sort(order[:k])

@@ -77,6 +77,7 @@ def distill(
 
     Raises:
         InputError: bad options, or ``labels`` without labels in the data.
+
     """
     if epochs < 1:
         raise InputError(f"--distill-epochs {epochs}: must be at least 1")

@@ -82,7 +82,7 @@ class PruneResult:
         return "\n".join(lines)
 
     def summary(self) -> str:
-        """The notes, compensation and distillation lines."""
+        """Return the notes, compensation and distillation lines."""
         lines = list(self.notes)
         if self.compensation is not None:
             lines.append(self.compensation.line())
@@ -118,6 +118,7 @@ def ratio_plan(
     Raises:
         InputError: ratio outside (0, 1) or an unknown criterion.
         CannotPruneError: no group of the model can be pruned.
+
     """
     if not 0.0 < ratio < 1.0:
         raise InputError(f"--ratio {ratio}: must be strictly between 0 and 1, e.g. 0.3")
@@ -154,6 +155,7 @@ def apply(model: Model, plan: Plan) -> PruneResult:
     Raises:
         InputError: the plan does not fit the model.
         VerificationError: the pruned model failed verification.
+
     """
     pruned = apply_plan(model, plan.keep())
     return _result(model, pruned, plan)
@@ -311,6 +313,7 @@ def prune(
         InputError: bad options or data.
         CannotPruneError: nothing can be pruned, or the target cannot be reached.
         VerificationError: the pruned model failed verification.
+
     """
     opts = _options(
         ratio=ratio, target_macs=target_macs, target_params=target_params, criterion=criterion,
@@ -433,7 +436,7 @@ def _target_plan(model: Model, target: float, opts: Options, analysis: AnalysisR
             scores = {gid: _residuals(ga(gid)) for gid in allowed}
         result = alloc_mod.global_ranking(cm, allowed, scores, target, opts.metric)
     result.notes.extend(notes)
-    if result.estimate > target + 0.005:
+    if result.estimate > target + alloc_mod.TOLERANCE:
         raise alloc_mod.unreachable(result, opts.metric)
     if not result.widths:
         raise CannotPruneError(

@@ -8,7 +8,6 @@ detectors run the data-free uniform-L1 path here (their full-method numbers come
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import numpy as np

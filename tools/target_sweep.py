@@ -27,7 +27,6 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--real", action="store_true", help="also the fetched real models")
     ap.add_argument("--archs", nargs="*", help="only these architectures")
     args = ap.parse_args(argv)
-    import numpy as np
     import torch
 
     torch.set_num_threads(1)

@@ -9,7 +9,13 @@ from onnxprune import ir
 from onnxprune.allocation import ALLOCATIONS
 from onnxprune.analysis import OBJECTIVES
 from onnxprune.check import check, check_max_drop, enforce
-from onnxprune.commands.common import add_model_args, add_output_args, load_model, output_path, write
+from onnxprune.commands.common import (
+    add_model_args,
+    add_output_args,
+    load_model,
+    output_path,
+    write,
+)
 from onnxprune.compensation import RIDGE
 from onnxprune.criteria import CRITERIA
 from onnxprune.data import load_data
