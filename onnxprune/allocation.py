@@ -281,13 +281,15 @@ def uniform(cm: CostModel, allowed: Mapping[int, Widths], target: float, metric:
         return w
 
     goal = _target_cost(cm, target)
-    lo, hi = 0.0, 1.0
-    for _ in range(40):
-        mid = (lo + hi) / 2
-        if cm.cost(at(mid)) > goal:
-            lo = mid
-        else:
-            hi = mid
+    # The widths move in steps (rounding, round-to), so scan the ratios and take the one whose
+    # cost lands closest to the goal (at or below it on a tie).
+    best, best_key = 0.0, None
+    for ratio in np.linspace(0.0, 1.0, 1001):
+        c = cm.cost(at(float(ratio)))
+        key = (abs(c - goal), c > goal)
+        if best_key is None or key < best_key:
+            best, best_key = float(ratio), key
+    hi = best
     w = at(hi)
     alloc = Allocation(_pruned(cm, w, allowed), cm.cost(w) / cm.total, target, metric)
     alloc.notes.append(f"uniform ratio {hi:.3f} of every group's channels removed")

@@ -438,6 +438,12 @@ def _target_plan(model: Model, target: float, opts: Options, analysis: AnalysisR
     result.notes.extend(notes)
     if result.estimate > target + alloc_mod.TOLERANCE:
         raise alloc_mod.unreachable(result, opts.metric)
+    if result.estimate < target - alloc_mod.TOLERANCE:
+        result.notes.append(
+            f"the {opts.allocation} widths (round-to {opts.round_to}) cannot land within "
+            f"{alloc_mod.TOLERANCE:.0%} of the target: {opts.metric} kept "
+            f"{result.estimate:.3f} instead of {target:.3f}"
+        )
     if not result.widths:
         raise CannotPruneError(
             "no channel group can be pruned: every group is a barrier, excluded, too small "
