@@ -305,3 +305,18 @@ def test_unbatched_outputs_count_as_one_row_per_run():
     assert by_name["total"].max_abs == 0.0 and by_name["total"].cosine == pytest.approx(1.0)
     assert by_name["total"].top1_agreement is None
     assert by_name["y"].top1_agreement == 1.0  # [N, 4] looks like class scores
+
+
+PUBLIC = [
+    "BenchReport", "BenchSettings", "FidelityReport", "Latency", "MEMORY_METHOD", "ModelStats",
+    "OPTIMIZATION", "OutputFidelity", "PROVIDERS", "RANDOM_SAMPLES", "bench", "check_compatible",
+    "fidelity", "make_session",
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("name", PUBLIC)
+def test_public_names_stay_in_onnxprune_bench(name):
+    # the module became a package (runtime, inputs, compare, memory, report); callers import
+    # every public name from onnxprune.bench as before
+    assert name in bench_mod.__all__
+    assert hasattr(bench_mod, name)
