@@ -479,6 +479,8 @@ def _budget(gid: int, wd: alloc_mod.Widths, a: GroupAnalysis | None, samples: in
         # Directions the data cannot show: assume each costs as much as the last one seen.
         cut = min(a.capacity, wd.size)
         lam[cut:] = lam[cut - 1]
+    # The currency is the *share* of the group's gradient energy discarded (see allocation).
+    lam = lam / max(float(lam.sum()), np.finfo(float).tiny)
     cap = wd.at_least(a.rank) if trusted else wd.size
     return alloc_mod.GroupBudget(gid, wd, lam, cap, a.rank)
 
