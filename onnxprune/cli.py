@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import sys
 from collections.abc import Sequence
 
@@ -37,6 +38,22 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI and return its exit code (2 bad input, 3 cannot prune, 1 internal)."""
+    try:
+        return _main(argv)
+    except KeyboardInterrupt:
+        # Also covers Ctrl-C while the command modules (torch, onnxruntime) are imported.
+        sys.stderr.write(
+            "onnxprune: interrupted; no partial output was left behind - run the command again\n"
+        )
+        return 130
+
+
+def _one_line(text: str) -> str:
+    """Messages are one line on stderr, whatever a library put in them."""
+    return " ".join(text.split())
+
+
+def _main(argv: Sequence[str] | None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(
@@ -48,16 +65,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     except OnnxPruneError as e:
         if args.verbose:
             logging.exception("details")
-        sys.stderr.write(f"onnxprune: error: {e}\n")
+        sys.stderr.write(f"onnxprune: error: {_one_line(str(e))}\n")
         return e.exit_code
-    except KeyboardInterrupt:
-        sys.stderr.write("onnxprune: interrupted; no output was written\n")
-        return 130
+    except BrokenPipeError:
+        # The reader went away (`onnxprune inspect m.onnx | head`): stop quietly, like `cat`.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
     except Exception as e:  # noqa: BLE001 - last line of defence: one line, not a traceback
         if args.verbose:
             logging.exception("internal error")
         sys.stderr.write(
-            f"onnxprune: internal error: {type(e).__name__}: {e}; rerun with --verbose and "
+            f"onnxprune: internal error: {type(e).__name__}: {_one_line(str(e))}; rerun with "
+            "--verbose and "
             "report it with the traceback\n"
         )
         return 1

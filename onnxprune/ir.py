@@ -6,24 +6,33 @@ numpy; only this module (and ``verify``) touch ``onnx`` protobuf APIs.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import logging
 import os
+import signal
 import tempfile
-from collections.abc import Mapping, Sequence
+import threading
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import onnx
 import onnx_graphsurgeon as gs
-from google.protobuf.message import DecodeError
+from google.protobuf.message import DecodeError, Message
 
 from onnxprune.errors import InputError
 
 log = logging.getLogger(__name__)
 
 _TWO_GB = 2**31 - 1
+EXTERNAL_DATA_BYTES = _TWO_GB
+"""Models larger than this are written (and verified) with their weights in a ``.data`` file."""
+LIGHT_BYTES = 2**28
+"""Above this size, shape inference and the checker work on a copy without the weights."""
+_LIGHT_TENSOR_BYTES = 1024
+STRIPPED = "__onnxprune_weights_not_loaded__"
 MIN_OPSET = 7
 MAX_OPSET = 23
 
@@ -47,8 +56,10 @@ def load_model(path: str | os.PathLike[str]) -> onnx.ModelProto:
         The model, external data loaded into memory.
 
     Raises:
-        InputError: the path is missing, a directory, empty, not ONNX, or its external data is
-            missing or points outside the model's folder.
+        InputError: the path is missing, a directory, empty, not ONNX, its external data is
+            missing or points outside the model's folder, or its opset is above ``MAX_OPSET``
+            or below ``MIN_OPSET`` and cannot be converted (older models are converted to
+            ``MIN_OPSET`` with ``onnx.version_converter``, with a warning).
     """
     p = Path(path)
     if not p.exists():
@@ -67,8 +78,7 @@ def load_model(path: str | os.PathLike[str]) -> onnx.ModelProto:
     if not model.graph.node and not model.graph.output:
         raise InputError(f"{p}: not an ONNX model (no graph found); pass an exported .onnx file")
     _load_external(model, p.parent.resolve(), p)
-    _check_opset(model, p)
-    return model
+    return _check_opset(model, p)
 
 
 def _load_external(model: onnx.ModelProto, base: Path, p: Path) -> None:
@@ -105,13 +115,35 @@ def _all_tensors(model: onnx.ModelProto) -> list[onnx.TensorProto]:
     return out
 
 
-def _check_opset(model: onnx.ModelProto, p: Path) -> None:
+def _check_opset(model: onnx.ModelProto, p: Path) -> onnx.ModelProto:
+    """Refuse opsets above the supported range; convert older ones up to ``MIN_OPSET``."""
     version = opset_version(model)
-    if version < MIN_OPSET or version > MAX_OPSET:
+    if version > MAX_OPSET:
         raise InputError(
-            f"{p}: default-domain opset {version} is outside the supported range "
-            f"{MIN_OPSET}..{MAX_OPSET}; convert it with onnx.version_converter"
+            f"{p}: default-domain opset {version} is newer than this onnxprune supports "
+            f"(opsets {MIN_OPSET}..{MAX_OPSET}); re-export the model with opset {MAX_OPSET} "
+            "or lower"
         )
+    if version >= MIN_OPSET:
+        return model
+    from onnx import version_converter
+
+    try:
+        converted = version_converter.convert_version(model, MIN_OPSET)
+        onnx.checker.check_model(converted)
+    except Exception as e:  # noqa: BLE001 - the converter raises several types
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+        raise InputError(
+            f"{p}: default-domain opset {version} is older than this onnxprune supports "
+            f"(opsets {MIN_OPSET}..{MAX_OPSET}) and onnx.version_converter could not convert "
+            f"it ({first}); re-export the model with opset {MIN_OPSET} or newer"
+        ) from e
+    log.warning(
+        "%s: converted from opset %d to opset %d (the oldest supported; supported range "
+        "%d..%d) with onnx.version_converter; the output uses opset %d",
+        p, version, MIN_OPSET, MIN_OPSET, MAX_OPSET, MIN_OPSET,
+    )
+    return converted
 
 
 def opset_version(model: onnx.ModelProto) -> int:
@@ -217,7 +249,18 @@ def resolve_input_shapes(
 def with_input_shapes(
     model: onnx.ModelProto, shapes: Mapping[str, Sequence[int]]
 ) -> onnx.ModelProto:
-    """Return a copy of ``model`` whose graph inputs have the given static shapes."""
+    """Return ``model`` with the given static input shapes: a copy when a shape changes.
+
+    When every input already has the given shape, ``model`` itself is returned (no copy of
+    the weights); callers must not edit the result.
+    """
+    if all(
+        [d.dim_value if d.HasField("dim_value") else None for d in v.type.tensor_type.shape.dim]
+        == [int(n) for n in shapes[v.name]]
+        for v in model.graph.input
+        if v.name in shapes
+    ):
+        return model
     m = copy.deepcopy(model)
     for v in m.graph.input:
         if v.name not in shapes:
@@ -230,15 +273,108 @@ def with_input_shapes(
 
 
 def infer_shapes(model: onnx.ModelProto, *, strict: bool = False) -> onnx.ModelProto:
-    """Run ONNX shape inference (with data propagation) and return the inferred copy."""
+    """Run ONNX shape inference (with data propagation) and return the inferred copy.
+
+    Models over ``LIGHT_BYTES`` are inferred on a copy without their weights (shape inference
+    needs only the weights' dims), so the returned model holds no weights; the ``Shape``
+    folding pass is skipped for them.
+    """
+    if model_bytes(model) > LIGHT_BYTES:
+        m = light_copy(model)
+        del m.graph.value_info[:]
+        return onnx.shape_inference.infer_shapes(
+            m, check_type=True, strict_mode=strict, data_prop=True
+        )
     m = copy.deepcopy(model)
     del m.graph.value_info[:]
-    if m.ByteSize() > _TWO_GB:
-        return _infer_large(m, strict=strict)
     inferred = onnx.shape_inference.infer_shapes(
         m, check_type=True, strict_mode=strict, data_prop=True
     )
     return inferred if strict else _add_folded_shapes(inferred)
+
+
+def adopt_shapes(model: onnx.ModelProto, inferred: onnx.ModelProto) -> onnx.ModelProto:
+    """Give ``model`` the value_info and graph output types of ``inferred``; return ``model``."""
+    del model.graph.value_info[:]
+    model.graph.value_info.extend(inferred.graph.value_info)
+    for mine, theirs in zip(model.graph.output, inferred.graph.output, strict=True):
+        mine.type.CopyFrom(theirs.type)
+    return model
+
+
+def light_copy(model: onnx.ModelProto) -> onnx.ModelProto:
+    """Copy ``model`` without the data of its larger tensors (dims and types are kept).
+
+    The stripped tensors are marked as external data at a location that does not exist, so
+    ``onnx.checker`` and shape inference accept the copy; it cannot be run. ``model`` is not
+    changed and its weights are never copied.
+    """
+    return _skeleton(model, lambda t: [("location", STRIPPED)])
+
+
+def _skeleton(
+    model: onnx.ModelProto,
+    external: Callable[[onnx.TensorProto], Sequence[tuple[str, str]]],
+) -> onnx.ModelProto:
+    """Copy ``model`` field by field; each larger tensor becomes an external reference.
+
+    ``external(tensor)`` returns the tensor's ``external_data`` entries (and may write its
+    data somewhere). Field by field because the protobuf runtime (upb) never gives back the
+    memory of a cleared field: moving weights out and back would hold them twice.
+    """
+    skel = onnx.ModelProto()
+    _copy_fields(skel, model, skip=("graph",))
+    graph = skel.graph
+    _copy_fields(graph, model.graph, skip=("initializer", "node"))
+    for t in model.graph.initializer:
+        _copy_tensor(graph.initializer.add(), t, external)
+    for node in model.graph.node:
+        new = graph.node.add()
+        if not _has_tensor_attr(node):
+            new.CopyFrom(node)
+            continue
+        _copy_fields(new, node, skip=("attribute",))
+        for attr in node.attribute:
+            new_attr = new.attribute.add()
+            if not attr.HasField("t"):
+                new_attr.CopyFrom(attr)
+                continue
+            _copy_fields(new_attr, attr, skip=("t",))
+            _copy_tensor(new_attr.t, attr.t, external)
+    return skel
+
+
+def _copy_fields(dst: Message, src: Message, *, skip: Sequence[str]) -> None:
+    for field, value in src.ListFields():
+        if field.name in skip:
+            continue
+        repeated = getattr(field, "is_repeated", None)
+        if repeated is None:  # protobuf < 5.28
+            repeated = field.label == field.LABEL_REPEATED
+        if repeated:
+            getattr(dst, field.name).extend(value)
+        elif field.type == field.TYPE_MESSAGE:
+            getattr(dst, field.name).CopyFrom(value)
+        else:
+            setattr(dst, field.name, value)
+
+
+def _copy_tensor(
+    dst: onnx.TensorProto,
+    t: onnx.TensorProto,
+    external: Callable[[onnx.TensorProto], Sequence[tuple[str, str]]],
+) -> None:
+    if t.data_location == onnx.TensorProto.EXTERNAL or t.ByteSize() <= _LIGHT_TENSOR_BYTES:
+        dst.CopyFrom(t)
+        return
+    dst.name, dst.data_type = t.name, t.data_type
+    dst.dims.extend(t.dims)
+    if t.doc_string:
+        dst.doc_string = t.doc_string
+    dst.data_location = onnx.TensorProto.EXTERNAL
+    for key, value in external(t):
+        entry = dst.external_data.add()
+        entry.key, entry.value = key, value
 
 
 def _add_folded_shapes(model: onnx.ModelProto) -> onnx.ModelProto:
@@ -281,17 +417,6 @@ def _add_folded_shapes(model: onnx.ModelProto) -> onnx.ModelProto:
 def _is_static(v: onnx.ValueInfoProto) -> bool:
     tt = v.type.tensor_type
     return tt.HasField("shape") and all(d.HasField("dim_value") for d in tt.shape.dim)
-
-
-def _infer_large(model: onnx.ModelProto, *, strict: bool) -> onnx.ModelProto:
-    # Shape inference needs no weights: infer on a weightless copy, then graft value_info back.
-    light = copy.deepcopy(model)
-    for t in light.graph.initializer:
-        t.ClearField("raw_data")
-        t.ClearField("float_data")
-    inferred = onnx.shape_inference.infer_shapes(light, strict_mode=strict, data_prop=False)
-    model.graph.value_info.extend(inferred.graph.value_info)
-    return model
 
 
 def static_shapes(model: onnx.ModelProto) -> dict[str, tuple[int, ...]]:
@@ -361,12 +486,33 @@ def from_graph(graph: gs.Graph, like: onnx.ModelProto) -> onnx.ModelProto:
     del model.metadata_props[:]
     model.metadata_props.extend(like.metadata_props)
     del model.graph.value_info[:]
+    if model.ir_version < 4:  # before IR 4 every initializer must also be a graph input
+        listed = {v.name for v in model.graph.input}
+        for t in model.graph.initializer:
+            if t.name not in listed:
+                model.graph.input.append(
+                    onnx.helper.make_tensor_value_info(t.name, t.data_type, list(t.dims))
+                )
     return model
 
 
 def model_bytes(model: onnx.ModelProto) -> int:
-    """Return the size the model takes when serialised (weights included)."""
-    return int(model.ByteSize())
+    """Return the size the model takes when serialised (weights included).
+
+    ``ModelProto.ByteSize`` fails beyond protobuf's 2 GB limit; this counts the tensors one
+    at a time and the rest of the model without them.
+    """
+    tensors = sum(t.ByteSize() for t in _all_tensors(model))
+    if tensors <= _LIGHT_TENSOR_BYTES * 1024:
+        return int(model.ByteSize())
+    rest = sum(n.ByteSize() for n in model.graph.node if not _has_tensor_attr(n))
+    rest += sum(v.ByteSize() for v in [*model.graph.input, *model.graph.output,
+                                       *model.graph.value_info])
+    return int(tensors + rest)
+
+
+def _has_tensor_attr(node: onnx.NodeProto) -> bool:
+    return any(a.HasField("t") for a in node.attribute)
 
 
 def save_model(
@@ -377,7 +523,8 @@ def save_model(
 ) -> Path:
     """Write ``model`` atomically: a temp file in the target folder, then a rename.
 
-    Models over 2 GB are written with their weights in ``<name>.data`` beside the file.
+    Models over ``EXTERNAL_DATA_BYTES`` (2 GB) are written with their weights in
+    ``<name>.data`` beside the file. On any error or interrupt no new file is left behind.
 
     Args:
         model: the model to write.
@@ -401,37 +548,103 @@ def save_model(
         raise InputError(f"{dest}: is a directory; pass a file path for the output model")
     if not dest.parent.exists():
         raise InputError(f"{dest.parent}: output folder does not exist; create it first")
-    if model.ByteSize() > _TWO_GB:
-        return _save_external(model, dest)
-    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(model.SerializeToString())
-        os.replace(tmp, dest)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    if model_bytes(model) > EXTERNAL_DATA_BYTES:
+        return save_external(model, dest)
+    with _temp_file(dest.parent, dest.name) as tmp:
+        tmp.write_bytes(model.SerializeToString())
+        with _no_interrupt():
+            os.replace(tmp, dest)
     return dest
 
 
-def _save_external(model: onnx.ModelProto, dest: Path) -> Path:
-    data_name = dest.name + ".data"
-    tmpdir = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", dir=dest.parent))
-    try:
-        m = copy.deepcopy(model)
-        onnx.save_model(
-            m,
-            str(tmpdir / dest.name),
-            save_as_external_data=True,
-            all_tensors_to_one_file=True,
-            location=data_name,
-            size_threshold=0,
-        )
-        if (tmpdir / data_name).exists():
-            os.replace(tmpdir / data_name, dest.parent / data_name)
-        os.replace(tmpdir / dest.name, dest)
-    finally:
-        for f in tmpdir.glob("*"):
-            f.unlink()
-        tmpdir.rmdir()
+def save_external(model: onnx.ModelProto, dest: Path) -> Path:
+    """Write ``model`` as ``dest`` plus ``dest.data`` holding its weights, atomically.
+
+    Both files are written as temp files in the target folder and renamed at the end; on any
+    error or interrupt the temp files are removed and no new file is left behind. ``model``
+    is not changed and its weights are never held twice.
+    """
+    data_dest = dest.with_name(dest.name + ".data")
+    with _temp_file(dest.parent, data_dest.name) as tmp_data, _temp_file(
+        dest.parent, dest.name
+    ) as tmp_model:
+        _write_external(model, tmp_model, tmp_data, data_dest.name)
+        with _no_interrupt():
+            existed = data_dest.exists()
+            os.replace(tmp_data, data_dest)
+            try:
+                os.replace(tmp_model, dest)
+            except BaseException:
+                if not existed:
+                    data_dest.unlink(missing_ok=True)
+                raise
     return dest
+
+
+def _write_external(
+    model: onnx.ModelProto, model_path: Path, data_path: Path, location: str
+) -> None:
+    """Stream the larger tensors to ``data_path`` and the rest of the model to ``model_path``."""
+    from onnx import numpy_helper
+
+    with open(data_path, "wb") as f:
+
+        def write(t: onnx.TensorProto) -> list[tuple[str, str]]:
+            raw = t.raw_data if t.HasField("raw_data") else numpy_helper.to_array(t).tobytes()
+            if len(raw) >= 65536:  # page-aligned, so that readers can mmap large weights
+                f.seek(-f.tell() % 4096, os.SEEK_CUR)
+            offset = f.tell()
+            f.write(raw)
+            return [("location", location), ("offset", str(offset)), ("length", str(len(raw)))]
+
+        skel = _skeleton(model, write)
+        f.flush()
+        os.fsync(f.fileno())
+    model_path.write_bytes(skel.SerializeToString())
+
+
+@contextlib.contextmanager
+def _temp_file(folder: Path, name: str) -> Iterator[Path]:
+    """Yield a fresh hidden temp file in ``folder``; remove it on exit unless renamed away."""
+    tmp: Path | None = None
+    try:
+        fd, path = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=folder)
+        tmp = Path(path)
+        os.close(fd)
+        # mkstemp makes the file private (0600); the result gets the usual mode.
+        os.chmod(tmp, _file_mode(folder / name))
+        yield tmp
+    finally:
+        if tmp is not None:
+            with _no_interrupt():
+                tmp.unlink(missing_ok=True)
+
+
+def _file_mode(dest: Path) -> int:
+    """Return the mode of the file being replaced, else 0666 less the umask."""
+    if dest.exists():
+        return dest.stat().st_mode & 0o777
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
+@contextlib.contextmanager
+def _no_interrupt() -> Iterator[None]:
+    """Hold back SIGINT (Ctrl-C) for a few system calls, so a rename pair is not cut in two.
+
+    A SIGINT that arrives meanwhile is recorded and raised (as ``KeyboardInterrupt``) right
+    after. A Python-level handler, not a signal mask: a process-directed signal may be taken
+    by any thread (onnxruntime's, torch's), and Python runs its handler in the main thread.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught: list[tuple[int, object]] = []
+    old = signal.signal(signal.SIGINT, lambda signum, frame: caught.append((signum, frame)))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, old)
+        if caught and callable(old):
+            old(*caught[0])

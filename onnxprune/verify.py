@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import logging
+import tempfile
 from collections.abc import Mapping
+from pathlib import Path
 
 import numpy as np
 import onnx
 
 from onnxprune import ir
-from onnxprune.errors import VerificationError
+from onnxprune.errors import CannotPruneError, VerificationError
 
 log = logging.getLogger(__name__)
 
@@ -37,17 +39,35 @@ def verify(
     Raises:
         VerificationError: a check failed; the message names the stage and the node.
     """
+    large = ir.model_bytes(model) > ir.LIGHT_BYTES
     try:
-        onnx.checker.check_model(model, full_check=model.ByteSize() < 2**31 - 1)
+        if large:
+            _check_light(model)
+        else:
+            onnx.checker.check_model(model, full_check=True)
     except Exception as e:  # noqa: BLE001 - the checker raises several types
         raise VerificationError(f"pruned model fails onnx.checker: {_first_line(e)}") from e
     try:
         inferred = ir.infer_shapes(model, strict=True)
     except Exception as e:  # noqa: BLE001
         raise VerificationError(f"pruned model fails strict shape inference: {_first_line(e)}") from e
+    if large:  # inferred without the weights: put the shapes on the model instead
+        inferred = ir.adopt_shapes(model, inferred)
     _same_io(inferred, original)
     _run(inferred, shapes)
     return inferred
+
+
+def _check_light(model: onnx.ModelProto) -> None:
+    """Check a large model without its weights (a copy whose weights point at an empty file).
+
+    The checker only asks that external data files exist; it reads no weights.
+    """
+    with tempfile.TemporaryDirectory(prefix="onnxprune-check-") as folder:
+        path = Path(folder) / "model.onnx"
+        path.write_bytes(ir.light_copy(model).SerializeToString())
+        (Path(folder) / ir.STRIPPED).touch()
+        onnx.checker.check_model(str(path), full_check=True)
 
 
 def _same_io(model: onnx.ModelProto, original: onnx.ModelProto) -> None:
@@ -65,17 +85,40 @@ def _same_io(model: onnx.ModelProto, original: onnx.ModelProto) -> None:
                 )
 
 
-def _run(model: onnx.ModelProto, shapes: Mapping[str, tuple[int, ...]]) -> None:
+def _custom_ops(model: onnx.ModelProto) -> list[str]:
+    """Return ``domain::op`` of every node outside the ONNX domains, in graph order."""
+    found = [f"{n.domain}::{n.op_type}" for n in model.graph.node
+             if n.domain not in ("", "ai.onnx", "ai.onnx.ml")]
+    return list(dict.fromkeys(found))
+
+
+def _session(model: onnx.ModelProto) -> object:
+    """Open an onnxruntime session; a model over 2 GB goes through a temp external-data file."""
     from onnxprune.bench import make_session
 
+    if ir.model_bytes(model) <= ir.EXTERNAL_DATA_BYTES:
+        return make_session(model)
+    with tempfile.TemporaryDirectory(prefix="onnxprune-verify-") as folder:
+        path = ir.save_external(model, Path(folder) / "model.onnx")
+        return make_session(path)
+
+
+def _run(model: onnx.ModelProto, shapes: Mapping[str, tuple[int, ...]]) -> None:
     try:
-        sess = make_session(model)
+        sess = _session(model)
         feeds = {}
         rng = np.random.default_rng(0)
         for spec in ir.io_specs(model):
             feeds[spec.name] = rng.standard_normal(shapes[spec.name]).astype(spec.dtype)
         outs = sess.run(None, feeds)
     except Exception as e:  # noqa: BLE001 - onnxruntime raises its own types
+        custom = _custom_ops(model)
+        if custom:
+            raise CannotPruneError(
+                f"onnxruntime cannot run the model ({_first_line(e)}), so the pruned model "
+                f"cannot be verified: it uses custom op(s) {custom}; nothing was written - "
+                "prune a model without custom ops, or use 'onnxprune inspect' only"
+            ) from e
         raise VerificationError(f"pruned model fails in onnxruntime: {_first_line(e)}") from e
     for spec, out in zip(ir.io_specs(model, outputs=True), outs):
         expect = [d for d in spec.shape]

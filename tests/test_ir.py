@@ -73,11 +73,28 @@ def test_missing_external_data_is_named(tmp_path: Path) -> None:
 
 def test_large_model_writer_uses_external_data(tmp_path: Path) -> None:
     # The >2 GB path, exercised on a small model: weights go to <name>.data beside the file.
-    out = ir._save_external(_conv_model(), tmp_path / "big.onnx")
-    assert (tmp_path / "big.onnx.data").stat().st_size == 4 * (8 * 27 + 4 * 8)
+    model = _conv_model(64)
+    before = model.SerializeToString()
+    out = ir.save_external(model, tmp_path / "big.onnx")
+    assert model.SerializeToString() == before  # the in-memory model is left as it was
+    # w1 (64x3x3x3 floats) and w2 (4x64) are over 1 KB: both leave the .onnx file
+    assert (tmp_path / "big.onnx.data").stat().st_size == 4 * (64 * 27 + 4 * 64)
+    assert out.stat().st_size < 1024
     back = ir.load_model(out)
-    assert numpy_helper.to_array(back.graph.initializer[0]).shape == (8, 3, 3, 3)
+    for a, b in zip(back.graph.initializer, model.graph.initializer, strict=True):
+        np.testing.assert_array_equal(numpy_helper.to_array(a), numpy_helper.to_array(b))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["big.onnx", "big.onnx.data"]
+
+
+def test_save_model_switches_to_external_data_above_the_threshold(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(ir, "EXTERNAL_DATA_BYTES", 1000)
+    ir.save_model(_conv_model(64), tmp_path / "o.onnx")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["o.onnx", "o.onnx.data"]
+    monkeypatch.setattr(ir, "EXTERNAL_DATA_BYTES", 10**9)
+    ir.save_model(_conv_model(64), tmp_path / "p.onnx")
+    assert not (tmp_path / "p.onnx.data").exists()
 
 
 def test_save_is_atomic_and_protects_input(tmp_path: Path) -> None:

@@ -7,7 +7,7 @@ import onnx_graphsurgeon as gs
 from onnxprune.channels.context import Context
 from onnxprune.channels.rules import register
 from onnxprune.channels.rules.base import Rule
-from onnxprune.channels.types import Coupling, Space, barrier
+from onnxprune.channels.types import Coupling, Space, WeightUse, barrier
 
 REASONS = {
     "LSTM": "recurrent ops are not pruned",
@@ -39,9 +39,24 @@ REASONS = {
 }
 
 
+# Quantised producers are listed as (blocked) roots, so that inspect names them and why.
+_QUANTISED_PRODUCERS = ("QLinearConv", "ConvInteger", "QLinearMatMul", "MatMulInteger")
+
+
 @register(*REASONS)
 class BarrierRule(Rule):
     """Blocks every channel space that reaches the op, naming why."""
+
+    def roots(self, ctx: Context, node: gs.Node) -> list[tuple[Space, Coupling]]:
+        """Return a quantised conv/matmul's output channels as a root that is always blocked."""
+        if node.op not in _QUANTISED_PRODUCERS:
+            return []
+        shape = ctx.shape(node.outputs[0].name)
+        axis = 1 if node.op in ("QLinearConv", "ConvInteger") else len(shape or (0,)) - 1
+        space = Space(node.outputs[0].name, axis)
+        w = node.inputs[3 if node.op.startswith("QLinear") else 1].name
+        reason = self.couple(ctx, node, space).barrier
+        return [(space, Coupling(barrier=reason, weight=WeightUse(w, 0, "root")))]
 
     def couple(self, ctx: Context, node: gs.Node, space: Space) -> Coupling:
         """Always a barrier."""
