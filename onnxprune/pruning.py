@@ -133,13 +133,41 @@ def ratio_plan(
         n_keep = max(1, g.size - int(round(ratio * g.size)))
         if n_keep < g.size:
             ga = analysis.group(g.id) if analysis is not None else None
-            keep[g.id] = top_k(CRITERIA[criterion](cg, g, rng, ga), n_keep)
+            keep[g.id] = _select(cg, g, CRITERIA[criterion](cg, g, rng, ga), n_keep)
     if not keep:
         raise CannotPruneError(
             "no channel group can be pruned at this ratio: every group is a barrier, excluded "
             "or too small; run 'onnxprune inspect' to see why"
         )
     return make_plan(cg, keep, method={"ratio": ratio, "criterion": criterion})
+
+
+def _select(cg, group, scores: np.ndarray, width: int) -> np.ndarray:  # type: ignore[no-untyped-def]
+    """The ``width`` best channels by ``scores``, keeping at least one of every part.
+
+    A part is a tensor holding only some of the group's channels and nothing else (a Split or
+    channel-Slice output): emptying it would leave a zero-channel tensor. Its best channel
+    replaces the weakest kept channel that no other part needs.
+    """
+    keep = set(top_k(scores, width).tolist())
+    parts = []
+    for owner in group.members.values():
+        if (owner < 0).any():
+            continue
+        chans = set(np.unique(owner).tolist())
+        if len(chans) < group.size:
+            parts.append(chans)
+    for part in parts:
+        if keep & part:
+            continue
+        best = max(part, key=lambda c: (scores[c], -c))
+        needed = {c for p in parts if len(keep & p) == 1 for c in keep & p}
+        spare = [c for c in keep if c not in needed]
+        if not spare:
+            break  # surgery's check_plan refuses the plan with a clear message
+        keep.discard(min(spare, key=lambda c: (scores[c], -c)))
+        keep.add(best)
+    return np.array(sorted(keep), dtype=np.int64)
 
 
 def _check_criterion(criterion: str, analysis: AnalysisResult | None) -> None:
@@ -453,7 +481,7 @@ def _target_plan(model: Model, target: float, opts: Options, analysis: AnalysisR
     rng = np.random.default_rng(opts.seed)
     for gid, width in result.widths.items():
         g = cg.group(gid)
-        keep[gid] = top_k(CRITERIA[opts.criterion](cg, g, rng, ga(gid)), width)
+        keep[gid] = _select(cg, g, CRITERIA[opts.criterion](cg, g, rng, ga(gid)), width)
         a = ga(gid)
         info[gid] = {
             "width": width, "criterion": opts.criterion,

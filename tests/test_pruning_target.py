@@ -300,3 +300,28 @@ def test_cli_check_and_max_drop(tmp_path: Path) -> None:
     assert bad.returncode == 3, bad.stderr
     assert "--max-drop" in bad.stderr and "nothing written" in bad.stderr
     assert not out.exists()
+
+
+class _SplitNet(torch.nn.Module):
+    """conv(3->8) split into parts of 2 and 6 channels; the 2-channel part has tiny filters."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.conv = torch.nn.Conv2d(3, 8, 3, padding=1)
+        self.a = torch.nn.Conv2d(2, 4, 1)
+        self.b = torch.nn.Conv2d(6, 4, 1)
+        with torch.no_grad():
+            self.conv.weight[:2] *= 1e-3
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        p, q = torch.split(torch.relu(self.conv(x)), [2, 6], dim=1)
+        return self.a(p) + self.b(q)
+
+
+def test_selection_keeps_one_channel_of_every_split_part(tmp_path: Path) -> None:
+    path = export_onnx(_SplitNet().eval(), (1, 3, 8, 8), tmp_path / "split.onnx", dynamo=False)
+    model = onnxprune.load(path, input_shapes={"input": (1, 3, 8, 8)})
+    res = onnxprune.prune(model, ratio=0.5, criterion="l1")
+    (g,) = [g for g in res.plan.groups if g.size == 8]
+    assert len(g.keep) == 4 and {0, 1} & set(g.keep) and len({2, 3, 4, 5, 6, 7} & set(g.keep)) == 3
