@@ -114,6 +114,7 @@ def run(args: argparse.Namespace) -> int:
     write(result.model, args)
     if args.save_plan:
         result.plan.save(args.save_plan)
+    print(result.groups_table())
     print(result.table())
     if result.summary():
         print(result.summary())
