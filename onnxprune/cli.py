@@ -42,10 +42,31 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _main(argv)
     except KeyboardInterrupt:
         # Also covers Ctrl-C while the command modules (torch, onnxruntime) are imported.
-        sys.stderr.write(
-            "onnxprune: interrupted; no partial output was left behind - run the command again\n"
-        )
-        return 130
+        return _interrupted()
+    except ImportError as e:
+        # A Ctrl-C inside a C extension's initialisation surfaces as an ImportError caused by
+        # the KeyboardInterrupt (onnxruntime: "initialization failed").
+        if _caused_by_interrupt(e):
+            return _interrupted()
+        raise
+
+
+def _interrupted() -> int:
+    sys.stderr.write(
+        "onnxprune: interrupted; no partial output was left behind - run the command again\n"
+    )
+    return 130
+
+
+def _caused_by_interrupt(e: BaseException) -> bool:
+    seen: set[int] = set()
+    cur: BaseException | None = e
+    while cur is not None and id(cur) not in seen:
+        if isinstance(cur, KeyboardInterrupt):
+            return True
+        seen.add(id(cur))
+        cur = cur.__cause__ or cur.__context__
+    return False
 
 
 def _one_line(text: str) -> str:

@@ -515,3 +515,19 @@ def test_sigint_from_outside_at_several_moments(sigint_model: Path, tmp_path: Pa
         _check_interrupted(tmp_path, model, before, proc.returncode, err, out)
         out.unlink(missing_ok=True)
     assert 130 in codes, codes
+
+
+def test_interrupt_inside_an_extension_import_is_exit_130(monkeypatch, capsys) -> None:
+    """Ctrl-C while onnxruntime initialises surfaces as ImportError caused by the interrupt."""
+    from onnxprune import cli
+
+    def broken() -> None:
+        try:
+            raise KeyboardInterrupt
+        except KeyboardInterrupt as k:
+            raise ImportError("initialization failed") from k
+
+    monkeypatch.setattr(cli, "build_parser", broken)
+    assert cli.main(["inspect", "x.onnx"]) == 130
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "interrupted" in err
