@@ -350,8 +350,10 @@ def prune(
         steps=steps, seed=seed, objective=objective, ridge=ridge, device=device,
         progress=progress,
     )
-    if analysis is not None and (steps > 1 or data is None) and distill_epochs:
-        raise InputError("distillation needs the calibration data itself: pass data")
+    if data is None and (distill_epochs or (steps > 1 and opts.needs_analysis)):
+        raise InputError(
+            "distillation and --steps re-analysis need the calibration data itself: pass data"
+        )
     if opts.ratio is not None:
         result = _ratio_step(model, opts, data, analysis)
     else:
