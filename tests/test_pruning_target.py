@@ -267,7 +267,9 @@ def _initializers_of(m: onnx.ModelProto) -> dict[str, bytes]:
 
 
 def test_steps_reach_the_target_and_compose_the_plan(digits) -> None:
-    model, data, _ = digits
+    model, data, an = digits
+    with pytest.raises(onnxprune.InputError, match="calibration data itself"):
+        onnxprune.prune(model, target_macs=0.4, analysis=an, steps=2)
     res = onnxprune.prune(model, target_macs=0.4, data=data, steps=2, compensate=False)
     assert abs(res.after.macs / res.before.macs - 0.4) < 0.02
     replay = onnxprune.apply(model, res.plan)
