@@ -213,3 +213,15 @@ def test_model_where_every_group_is_a_barrier_exits_3(
     assert code == 3
     assert err.startswith("onnxprune: error: ") and err.count("\n") == 1
     assert _snapshot(tmp_path) == before
+
+
+def test_cli_start_up_does_not_import_torch() -> None:
+    """inspect/apply/bench and --help stay fast: torch loads only when analyze/prune run."""
+    import subprocess
+    import sys
+
+    code = ("import sys, onnxprune.cli; onnxprune.cli.build_parser(); "
+            "print('torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True)
+    assert out.stdout.strip() == "False"

@@ -24,6 +24,7 @@ from onnxprune.analysis.specs import group_specs
 from onnxprune.analysis.spectrum import ENERGY_EPS, REL_TOL, Spectrum, spectrum
 from onnxprune.analysis.summary import summarise, warn
 from onnxprune.data import Dataset, load_data
+from onnxprune.defaults import RANDOM_SAMPLES
 from onnxprune.errors import InputError
 from onnxprune.model import Model
 from onnxprune.shim.module import Shim
@@ -39,8 +40,6 @@ __all__ = [
 MIN_SAMPLES = 2
 """Fewer samples than this cannot show redundancy *across* inputs."""
 
-RANDOM_SAMPLES = 32
-"""Seeded normal samples drawn when no data is given."""
 
 
 def analyze(

@@ -20,9 +20,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from onnxprune.defaults import OBJECTIVES as OBJECTIVES  # re-export (torch-free home)
 from onnxprune.errors import InputError
-
-OBJECTIVES = ("gauss-newton", "labels", "pseudo-label")
 
 
 def gn_directions(seed: int, index: int, directions: int, size: int) -> torch.Tensor:

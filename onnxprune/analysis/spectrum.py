@@ -30,11 +30,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-ENERGY_EPS = 1e-4
-"""Default ε: share of the spectral energy the effective rank may leave out."""
-
-REL_TOL = 1e-3
-"""Default τ: singular values at or below τ·σ_1 do not count towards the threshold rank."""
+from onnxprune.defaults import ENERGY_EPS, REL_TOL
 
 
 @dataclass(frozen=True)

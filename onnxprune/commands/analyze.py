@@ -8,9 +8,9 @@ import sys
 from typing import Any
 
 from onnxprune import ir
-from onnxprune.analysis import ENERGY_EPS, OBJECTIVES, RANDOM_SAMPLES, REL_TOL, analyze
 from onnxprune.commands.common import add_model_args, load_model
 from onnxprune.data import load_data
+from onnxprune.defaults import ENERGY_EPS, OBJECTIVES, RANDOM_SAMPLES, REL_TOL
 
 
 def register(sub: Any) -> None:
@@ -51,6 +51,8 @@ def register(sub: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Load model and data, analyse, print the table (or JSON), optionally plot."""
+    from onnxprune.analysis import analyze  # imports torch: only when the command runs
+
     model = load_model(args)
     random = None if args.data is not None else (args.random_data or RANDOM_SAMPLES)
     data = load_data(

@@ -7,7 +7,6 @@ import logging
 
 from onnxprune import ir
 from onnxprune.allocation import ALLOCATIONS
-from onnxprune.analysis import OBJECTIVES
 from onnxprune.check import check, check_max_drop, enforce
 from onnxprune.commands.common import (
     add_model_args,
@@ -19,6 +18,7 @@ from onnxprune.commands.common import (
 from onnxprune.compensation import RIDGE
 from onnxprune.criteria import CRITERIA
 from onnxprune.data import load_data
+from onnxprune.defaults import OBJECTIVES
 from onnxprune.pruning import prune
 
 
