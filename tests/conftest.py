@@ -1,13 +1,25 @@
-"""Shared pytest fixtures: a session-wide cache of exported test architectures."""
+"""Shared pytest fixtures: one torch thread, a session-wide cache of exported architectures."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 from onnxprune.testing import exported_path
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _one_torch_thread() -> Iterator[None]:
+    """One torch thread for the whole session: the test models are tiny, and on a small shared
+    machine thread hand-offs cost more than they give."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="session")

@@ -15,7 +15,6 @@ rank as in the unplanted model. Every planted case is exact by construction:
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -152,14 +151,6 @@ def _ranks(path: Path) -> tuple[dict[int, tuple[int, int]], AnalysisResult]:
     ranks = {g.id: (g.rank, g.rank_threshold) for g in result.groups if g.analysed}
     return ranks, result
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread() -> Iterator[None]:
-    """One torch thread: these tiny models run much faster without thread hand-offs."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")

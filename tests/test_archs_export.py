@@ -33,7 +33,6 @@ def _torch_outputs(name: str, x: torch.Tensor) -> list[np.ndarray]:
 def test_export_matches_torch(
     name: str, exporter: str, arch_model: Callable[[str, str], Path]
 ) -> None:
-    torch.set_num_threads(1)
     x = example_input(ARCHS[name])
     got = _ort_outputs(arch_model(name, exporter), x.numpy())
     want = _torch_outputs(name, x)

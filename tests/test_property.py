@@ -21,7 +21,6 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
-import torch
 from hypothesis import HealthCheck, Phase, event, given, settings
 from hypothesis import strategies as st
 
@@ -32,8 +31,6 @@ from onnxprune.surgery import apply_plan
 from onnxprune.testing import oracle
 from onnxprune.testing.export import export_onnx
 from onnxprune.testing.random_nets import HEADS, KINDS, Block, NetSpec, build_net, input_shape
-
-torch.set_num_threads(1)
 
 EXAMPLES = int(os.environ.get("ONNXPRUNE_HYPOTHESIS_EXAMPLES", "200"))
 DYNAMO_EXAMPLES = max(3, EXAMPLES // 60)

@@ -26,7 +26,6 @@ MODELS = ROOT / "models"
 
 @pytest.fixture(scope="module")
 def digits() -> tuple[onnxprune.Model, Dataset, object]:
-    torch.set_num_threads(1)
     model = onnxprune.load(MODELS / "digits_resnet.onnx")
     data = load_data(MODELS / "digits_calib.npz", ir.io_specs(model.proto), model.input_shapes,
                      limit=64)

@@ -120,18 +120,13 @@ def test_mtcnn_onnx_matches_torch(
     net = fetcher.load_mtcnn(name, Path(r["wheel"]))
     sess = _session(r["path"])
     x = _calib(r)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        for i in range(len(x)):
-            with torch.no_grad():
-                want = [t.numpy() for t in net(torch.from_numpy(x[i : i + 1]))]
-            got = sess.run(None, {r["input_name"]: x[i : i + 1]})
-            assert [o.shape for o in got] == [w.shape for w in want]
-            for g, w in zip(got, want, strict=True):
-                np.testing.assert_allclose(g, w, rtol=0, atol=1e-4)
-    finally:
-        torch.set_num_threads(threads)
+    for i in range(len(x)):
+        with torch.no_grad():
+            want = [t.numpy() for t in net(torch.from_numpy(x[i : i + 1]))]
+        got = sess.run(None, {r["input_name"]: x[i : i + 1]})
+        assert [o.shape for o in got] == [w.shape for w in want]
+        for g, w in zip(got, want, strict=True):
+            np.testing.assert_allclose(g, w, rtol=0, atol=1e-4)
 
 
 def test_mtcnn_state_dict_keys_match_wheel(
@@ -195,7 +190,6 @@ def test_shim_matches_onnxruntime(
     onnxruntime either and are skipped, saying where.
     """
     import onnx
-    import torch
 
     from onnxprune.shim.testing import describe_ort_error, free_batch, run_ort, run_shim
 
@@ -210,12 +204,7 @@ def test_shim_matches_onnxruntime(
         if batch == 1:
             raise
         pytest.skip(f"{name} fixes its batch at 1: {describe_ort_error(e)}")
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        got = run_shim(model, {r["input_name"]: x})
-    finally:
-        torch.set_num_threads(threads)
+    got = run_shim(model, {r["input_name"]: x})
     assert [g.shape for g in got] == [o.shape for o in ref]
     for i, (g, o) in enumerate(zip(got, ref, strict=True)):
         scale = float(np.abs(o).max())

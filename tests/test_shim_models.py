@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 import io
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -216,13 +216,6 @@ def test_exported_module_matches_onnxruntime(name: str, exporter: str, batch: in
 # -- every test architecture of onnxprune.testing, both exporters, batch 1 and 4 -----------
 
 
-@pytest.fixture(scope="module")
-def _one_thread() -> Iterator[None]:
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 
 def ort_or_skip(model: onnx.ModelProto, feeds: dict[str, np.ndarray], batch: int) -> list:
     """onnxruntime's outputs; skip (with its error) when the graph cannot take this batch."""
@@ -234,7 +227,6 @@ def ort_or_skip(model: onnx.ModelProto, feeds: dict[str, np.ndarray], batch: int
         pytest.skip(f"the export fixes the batch at 1: {describe_ort_error(e)}")
 
 
-@pytest.mark.usefixtures("_one_thread")
 @pytest.mark.parametrize("batch", [1, 4], ids=["b1", "b4"])
 @pytest.mark.parametrize(("name", "exporter"), ARCH_CASES)
 def test_test_architecture_matches_onnxruntime(

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-from collections.abc import Iterator
 
 import numpy as np
 import onnx
@@ -18,14 +17,6 @@ from onnxprune.shim.testing import model_from_text, run_ort
 
 STATS = {"bn.running_mean", "bn.running_var"}
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread() -> Iterator[None]:
-    """One torch thread: these tiny models run much faster without thread hand-offs."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 class ConvBnNet(nn.Module):

@@ -12,7 +12,6 @@ from typing import Any
 
 import numpy as np
 import pytest
-import torch
 
 import onnxprune
 from onnxprune import ir
@@ -32,7 +31,6 @@ def _kept(res: onnxprune.PruneResult) -> float:
 
 @pytest.mark.parametrize(("name", "exporter"), ARCH_CASES)
 def test_target_on_architecture(name: str, exporter: str, arch_model) -> None:
-    torch.set_num_threads(1)
     model = onnxprune.load(arch_model(name, exporter))
     data = load_data(None, ir.io_specs(model.proto), model.input_shapes, random_samples=4)
     res = onnxprune.prune(model, target_macs=TARGET, data=data)
@@ -48,7 +46,6 @@ def _load(rec: dict[str, Any]) -> onnxprune.Model:
 @pytest.mark.real
 @pytest.mark.parametrize("name", REAL)
 def test_target_on_real_model(real_records, name: str) -> None:
-    torch.set_num_threads(1)
     rec = real_records[name]
     model = _load(rec)
     if name in FULL_METHOD_REAL:
