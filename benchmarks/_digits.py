@@ -323,19 +323,7 @@ def distill_torch(
 
 
 def export_torch(model, path: Path) -> onnx.ModelProto:
-    """Export like tools/make_digits_models.py (legacy exporter, opset 17, dynamic batch)."""
-    import torch
-
+    """Export exactly as the bundled models were (``tools/make_digits_models.export``)."""
     model.eval()
-    torch.onnx.export(
-        model,
-        (torch.zeros(*INPUT_SHAPE),),
-        str(path),
-        dynamo=False,
-        opset_version=17,
-        input_names=["input"],
-        output_names=["logits"],
-        dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}},
-        do_constant_folding=True,
-    )
+    make_digits_module().export(model, Path(path))
     return onnx.load(str(path))
