@@ -309,7 +309,7 @@ def global_ranking(
 ) -> Allocation:
     """Remove the channels with the lowest normalised scores, model-wide, until the target."""
     col = {gid: i for i, gid in enumerate(cm.ids)}
-    entries = []
+    entries: list[tuple[float, int]] = []
     for gid, s in scores.items():
         s = np.asarray(s, dtype=np.float64)
         norm = s / (s.mean() if s.mean() > 0 else 1.0)

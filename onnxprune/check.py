@@ -8,32 +8,35 @@ else 1 − the mean cosine of the least faithful output.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import onnx
 
 from onnxprune.data import Dataset
 from onnxprune.errors import CannotPruneError, InputError
 
+if TYPE_CHECKING:
+    from onnxprune.bench import FidelityReport
+
 
 @dataclass(frozen=True)
 class CheckResult:
     """The fidelity report, the drop and what it measures."""
 
-    fidelity: object
+    fidelity: FidelityReport
     drop: float
     measure: str
 
     def lines(self) -> list[str]:
         """Printable lines: one per output, then the drop."""
         fid = self.fidelity
-        out = [f"check on {fid.samples} calibration samples ({fid.source}):"]  # type: ignore[attr-defined]
-        for o in fid.outputs:  # type: ignore[attr-defined]
+        out = [f"check on {fid.samples} calibration samples ({fid.source}):"]
+        for o in fid.outputs:
             top1 = "" if o.top1_agreement is None else f", top-1 agreement {o.top1_agreement:.4f}"
             out.append(f"  output {o.name}: cosine mean {o.cosine:.5f} min {o.cosine_min:.5f}, "
                        f"max |diff| {o.max_abs:.4g}{top1}")
-        if fid.accuracy_original is not None:  # type: ignore[attr-defined]
-            out.append(f"  accuracy {fid.accuracy_original:.4f} -> "  # type: ignore[attr-defined]
-                       f"{fid.accuracy_pruned:.4f}")  # type: ignore[attr-defined]
+        if fid.accuracy_original is not None:
+            out.append(f"  accuracy {fid.accuracy_original:.4f} -> {fid.accuracy_pruned:.4f}")
         out.append(f"  drop ({self.measure}): {self.drop:.4f}")
         return out
 

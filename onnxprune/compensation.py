@@ -176,17 +176,16 @@ def _compensate_one(
     ctx.set_input_const(node, w_index, np.moveaxis(new, 0, ref.weight.axis).astype(w.dtype))
     if not np.any(contrib):
         return True
-    return _add_bias(cg, node, contrib)
+    return _add_bias(cg, node, contrib, w.dtype)
 
 
-def _add_bias(cg: ChannelGraph, node: gs.Node, contrib: np.ndarray) -> bool:
+def _add_bias(cg: ChannelGraph, node: gs.Node, contrib: np.ndarray, dtype: np.dtype) -> bool:
     ctx = cg.ctx
     if node.op in ("Conv", "ConvTranspose"):
-        w = ctx.input_const(node, 1)
         old = ctx.input_const(node, 2) if len(node.inputs) > 2 and node.inputs[2].name else None
         if old is None and len(node.inputs) > 2 and node.inputs[2].name:
             return False  # a run-time bias
-        base = np.zeros(contrib.shape, dtype=w.dtype) if old is None else old
+        base = np.zeros(contrib.shape, dtype=dtype) if old is None else old
         ctx.set_input_const(node, 2, (base + contrib).astype(base.dtype))
         return True
     if node.op == "Gemm":
@@ -202,7 +201,7 @@ def _add_bias(cg: ChannelGraph, node: gs.Node, contrib: np.ndarray) -> bool:
         if old is None:
             if not has_c and beta != 1.0:
                 node.attrs["beta"] = 1.0
-            ctx.set_input_const(node, 2, add.astype(ctx.input_const(node, 1).dtype))
+            ctx.set_input_const(node, 2, add.astype(dtype))
             return True
         if old.size not in (1, add.size) or (old.ndim and old.shape[-1] not in (1, add.size)):
             return False

@@ -200,6 +200,7 @@ def _loss(student: Shim, data: Dataset, targets: list[torch.Tensor] | None, idx:
     feeds = {k: v[idx] for k, v in data.inputs.items()}
     ys = student(feeds)
     if labels:
+        assert data.labels is not None  # checked by distill()
         y = torch.as_tensor(data.labels[idx], device=ys[0].device).long()
         logits = ys[0].reshape(len(idx), -1)
         return torch.nn.functional.cross_entropy(logits, y)

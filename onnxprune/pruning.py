@@ -19,6 +19,7 @@ import onnx
 
 from onnxprune import allocation as alloc_mod
 from onnxprune import ir, metrics
+from onnxprune.channels.graph import Group
 from onnxprune.compensation import RIDGE, CompensationReport, compensate
 from onnxprune.criteria import CRITERIA, NEEDS_ANALYSIS, top_k
 from onnxprune.errors import CannotPruneError, InputError
@@ -133,7 +134,7 @@ def ratio_plan(
         n_keep = max(1, g.size - int(round(ratio * g.size)))
         if n_keep < g.size:
             ga = analysis.group(g.id) if analysis is not None else None
-            keep[g.id] = _select(cg, g, CRITERIA[criterion](cg, g, rng, ga), n_keep)
+            keep[g.id] = _select(g, CRITERIA[criterion](cg, g, rng, ga), n_keep)
     if not keep:
         raise CannotPruneError(
             "no channel group can be pruned at this ratio: every group is a barrier, excluded "
@@ -142,8 +143,8 @@ def ratio_plan(
     return make_plan(cg, keep, method={"ratio": ratio, "criterion": criterion})
 
 
-def _select(cg, group, scores: np.ndarray, width: int) -> np.ndarray:  # type: ignore[no-untyped-def]
-    """The ``width`` best channels by ``scores``, keeping at least one of every part.
+def _select(group: Group, scores: np.ndarray, width: int) -> np.ndarray:
+    """Pick the ``width`` best channels by ``scores``, keeping at least one of every part.
 
     A part is a tensor holding only some of the group's channels and nothing else (a Split or
     channel-Slice output): emptying it would leave a zero-channel tensor. Its best channel
@@ -450,20 +451,21 @@ def _target_plan(model: Model, target: float, opts: Options, analysis: AnalysisR
         assert analysis is not None
         budgets = []
         for gid, wd in allowed.items():
-            b = _budget(gid, wd, ga(gid), analysis.samples)
+            a = ga(gid)
+            b = _budget(gid, wd, a, analysis.samples)
             if b is None:
-                notes.append(f"group {gid}: {ga(gid).status if ga(gid) else 'not analysed'}; "
-                             "left unpruned")
+                notes.append(f"group {gid}: {a.status if a else 'not analysed'}; left unpruned")
             else:
                 budgets.append(b)
         result = alloc_mod.hierarchical(cm, budgets, target, opts.metric)
     elif opts.allocation == "uniform":
         result = alloc_mod.uniform(cm, allowed, target, opts.metric)
     else:
-        scores = {gid: CRITERIA[opts.criterion](cg, cg.group(gid), rng, ga(gid))
+        # The effective criterion's scores are pivot ranks; across groups compare the energy
+        # each channel adds when it is taken instead.
+        scores = {gid: _residuals(ga(gid)) if opts.criterion == "effective"
+                  else CRITERIA[opts.criterion](cg, cg.group(gid), rng, ga(gid))
                   for gid in allowed}
-        if opts.criterion == "effective":
-            scores = {gid: _residuals(ga(gid)) for gid in allowed}
         result = alloc_mod.global_ranking(cm, allowed, scores, target, opts.metric)
     result.notes.extend(notes)
     if result.estimate > target + alloc_mod.TOLERANCE:
@@ -483,7 +485,7 @@ def _target_plan(model: Model, target: float, opts: Options, analysis: AnalysisR
     rng = np.random.default_rng(opts.seed)
     for gid, width in result.widths.items():
         g = cg.group(gid)
-        keep[gid] = _select(cg, g, CRITERIA[opts.criterion](cg, g, rng, ga(gid)), width)
+        keep[gid] = _select(g, CRITERIA[opts.criterion](cg, g, rng, ga(gid)), width)
         a = ga(gid)
         info[gid] = {
             "width": width, "criterion": opts.criterion,
