@@ -351,6 +351,8 @@ def prune(
         steps=steps, seed=seed, objective=objective, ridge=ridge, device=device,
         progress=progress,
     )
+    if distill_epochs < 0:
+        raise InputError(f"--distill-epochs {distill_epochs}: must be 0 (none) or more")
     if data is None and (distill_epochs or (steps > 1 and opts.needs_analysis)):
         raise InputError(
             "distillation and --steps re-analysis need the calibration data itself: pass data"

@@ -129,6 +129,9 @@ def test_analysis_criteria_without_data_are_refused() -> None:
     with pytest.raises(onnxprune.InputError, match="kept fraction"):
         onnxprune.prune(model, target_macs=1.5, allocation="uniform", criterion="l1",
                         compensate=False)
+    with pytest.raises(onnxprune.InputError, match="distill-epochs"):
+        onnxprune.prune(model, target_macs=0.5, allocation="uniform", criterion="l1",
+                        compensate=False, distill_epochs=-1)
     with pytest.raises(onnxprune.InputError, match="no group id"):
         onnxprune.prune(model, target_macs=0.5, allocation="uniform", criterion="l1",
                         compensate=False, exclude=["nope"])
