@@ -10,8 +10,9 @@ from onnxprune.errors import (
     VerificationError,
 )
 from onnxprune.model import Model, load
-from onnxprune.plan import Plan, load_plan
 from onnxprune.pruning import PruneResult, apply, prune
+from onnxprune.pruning.options import PruneOptions
+from onnxprune.pruning.plan import Plan, load_plan
 from onnxprune.report import InspectReport, inspect
 
 __all__ = [
@@ -21,6 +22,7 @@ __all__ = [
     "Model",
     "OnnxPruneError",
     "Plan",
+    "PruneOptions",
     "PruneResult",
     "UnsupportedOpError",
     "VerificationError",

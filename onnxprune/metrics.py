@@ -53,6 +53,7 @@ def cost(model: onnx.ModelProto, shapes: Mapping[str, tuple[int, ...]] | None = 
         model: the model; dynamic input dims must be resolved (``ir.with_input_shapes``) or
             given as ``shapes``.
         shapes: static tensor shapes; inferred from ``model`` when omitted.
+
     """
     if shapes is None:
         shapes = ir.static_shapes(ir.infer_shapes(model))

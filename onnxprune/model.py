@@ -60,6 +60,7 @@ def load(
 
     Raises:
         InputError: the file is not a usable ONNX model or the shapes do not fit it.
+
     """
     if isinstance(path, onnx.ModelProto):
         proto, where = path, None

@@ -79,6 +79,7 @@ def inspect(model: Model) -> InspectReport:
 
     Returns:
         The groups with channels, roots, MACs share, status and barrier reasons.
+
     """
     cg = model.groups
     cost = model.cost

@@ -26,6 +26,7 @@ def check_plan(cg: ChannelGraph, plan: Mapping[int, Sequence[int]]) -> None:
     Raises:
         InputError: the plan does not fit the model's groups.
         CannotPruneError: the plan would remove every channel of some tensor.
+
     """
     ids = {g.id for g in cg.groups}
     for gid, kept in plan.items():
@@ -51,6 +52,7 @@ def _check_nothing_emptied(cg: ChannelGraph, plan: Mapping[int, Sequence[int]]) 
 
     Raises:
         CannotPruneError: a tensor would lose all its channels.
+
     """
     keep = cg.keep({g: [int(i) for i in k] for g, k in plan.items()})
     for space, kept in keep.items():
@@ -86,6 +88,7 @@ def apply_plan(
     Raises:
         InputError: the plan does not fit the model.
         VerificationError: the pruned model failed a check; nothing should be written.
+
     """
     cg = model.channel_graph()
     check_plan(cg, plan)

@@ -38,8 +38,9 @@ def verify(
 
     Raises:
         VerificationError: a check failed; the message names the stage and the node.
+
     """
-    large = ir.model_bytes(model) > ir.LIGHT_BYTES
+    large = ir.model_bytes(model) > ir.limits.LIGHT_BYTES
     try:
         if large:
             _check_light(model)
@@ -66,7 +67,7 @@ def _check_light(model: onnx.ModelProto) -> None:
     with tempfile.TemporaryDirectory(prefix="onnxprune-check-") as folder:
         path = Path(folder) / "model.onnx"
         path.write_bytes(ir.light_copy(model).SerializeToString())
-        (Path(folder) / ir.STRIPPED).touch()
+        (Path(folder) / ir.limits.STRIPPED).touch()
         onnx.checker.check_model(str(path), full_check=True)
 
 
@@ -96,7 +97,7 @@ def _session(model: onnx.ModelProto) -> object:
     """Open an onnxruntime session; a model over 2 GB goes through a temp external-data file."""
     from onnxprune.bench import make_session
 
-    if ir.model_bytes(model) <= ir.EXTERNAL_DATA_BYTES:
+    if ir.model_bytes(model) <= ir.limits.EXTERNAL_DATA_BYTES:
         return make_session(model)
     with tempfile.TemporaryDirectory(prefix="onnxprune-verify-") as folder:
         path = ir.save_external(model, Path(folder) / "model.onnx")

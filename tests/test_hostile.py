@@ -90,7 +90,7 @@ def _pruned_exactly(model: Path, out: Path, capsys: pytest.CaptureFixture[str]) 
     loaded = onnxprune.load(model)
     pruned = onnx.load(str(out))
     plan = {int(k): v for k, v in
-            onnxprune.plan.load_plan(out.with_suffix(".json"), loaded.groups).keep().items()}
+            onnxprune.pruning.plan.load_plan(out.with_suffix(".json"), loaded.groups).keep().items()}
     assert plan, "nothing was pruned"
     feeds = oracle.random_feeds(loaded, seed=3)
     got, want = oracle.run(pruned, feeds), oracle.run(oracle.zeroed(loaded, plan), feeds)
@@ -368,8 +368,8 @@ def test_output_over_the_threshold_goes_to_external_data(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # The >2 GB path (external-data save, verify through a temp file, load) on a small model.
-    monkeypatch.setattr(ir, "EXTERNAL_DATA_BYTES", 2_000)
-    monkeypatch.setattr(ir, "LIGHT_BYTES", 2_000)
+    monkeypatch.setattr(ir.limits, "EXTERNAL_DATA_BYTES", 2_000)
+    monkeypatch.setattr(ir.limits, "LIGHT_BYTES", 2_000)
     model = _external(tmp_path, "m.onnx.data")
     out = tmp_path / "m" / "out.onnx"
     pruned = _pruned_exactly(model, out, capsys)
@@ -418,7 +418,7 @@ DRIVER = textwrap.dedent("""
             return f(*a, **k)
         setattr(owner, name, g)
     if point.startswith("external"):
-        ir.EXTERNAL_DATA_BYTES = 1000
+        ir.limits.EXTERNAL_DATA_BYTES = 1000
     if point == "load":
         before(ir, "infer_shapes")
     elif point == "verify":

@@ -89,10 +89,10 @@ def test_large_model_writer_uses_external_data(tmp_path: Path) -> None:
 def test_save_model_switches_to_external_data_above_the_threshold(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(ir, "EXTERNAL_DATA_BYTES", 1000)
+    monkeypatch.setattr(ir.limits, "EXTERNAL_DATA_BYTES", 1000)
     ir.save_model(_conv_model(64), tmp_path / "o.onnx")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["o.onnx", "o.onnx.data"]
-    monkeypatch.setattr(ir, "EXTERNAL_DATA_BYTES", 10**9)
+    monkeypatch.setattr(ir.limits, "EXTERNAL_DATA_BYTES", 10**9)
     ir.save_model(_conv_model(64), tmp_path / "p.onnx")
     assert not (tmp_path / "p.onnx.data").exists()
 

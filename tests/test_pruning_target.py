@@ -13,9 +13,10 @@ import torch
 from onnx import numpy_helper
 
 import onnxprune
-from onnxprune import allocation, ir
+from onnxprune import ir
+from onnxprune.pruning import allocation
 from onnxprune.analysis import analyze
-from onnxprune.criteria import pivot_order
+from onnxprune.pruning.criteria import pivot_order
 from onnxprune.data import Dataset, load_data
 from onnxprune.testing.export import export_onnx
 from onnxprune.testing.oracle import run
@@ -101,7 +102,7 @@ def test_cost_model_is_exact_for_macs(digits) -> None:
     w = cm.sizes.copy()
     for gid, k in plan.items():
         w[cm.ids.index(gid)] = len(k)
-    res = onnxprune.apply(model, onnxprune.plan.make_plan(model.groups, plan))
+    res = onnxprune.apply(model, onnxprune.pruning.plan.make_plan(model.groups, plan))
     assert cm.cost(w) == pytest.approx(res.after.macs, rel=1e-9)
 
 
@@ -188,13 +189,12 @@ def test_compensation_is_exact_on_planted_dependence(tmp_path: Path) -> None:
     g = next(a for a in an.groups if a.channels == 8)
     assert g.rank == 5
     keep = {g.id: list(range(5))}
-    plan = onnxprune.plan.make_plan(model.groups, keep)
-    from onnxprune.pruning import _finish, _options
+    plan = onnxprune.pruning.plan.make_plan(model.groups, keep)
+    from onnxprune.pruning.options import PruneOptions
+    from onnxprune.pruning.pipeline import _finish
 
-    opts = _options(ratio=0.5, target_macs=None, target_params=None, criterion="l1",
-                    allocation=None, compensate=True, has_data=True, round_to=1,
-                    min_channels=1, exclude=(), steps=1, seed=0, objective="gauss-newton",
-                    ridge=1e-9, device="cpu", progress=False)
+    opts = PruneOptions(ratio=0.5, criterion="l1", compensate=True,
+                        ridge=1e-9).resolved(has_data=True)
     comp = _finish(model, plan, opts, an, None, [])
     plain = onnxprune.apply(model, plan)
     feeds = {"input": rng.normal(size=(1, 3, 10, 10)).astype(np.float32)}
@@ -208,7 +208,7 @@ def test_compensation_is_exact_on_planted_dependence(tmp_path: Path) -> None:
 
 
 def test_effective_selection_keeps_an_independent_basis(tmp_path: Path) -> None:
-    from onnxprune.criteria import CRITERIA, top_k
+    from onnxprune.pruning.criteria import CRITERIA, top_k
 
     path = export_onnx(_Planted().eval(), (1, 3, 10, 10), tmp_path / "planted.onnx", dynamo=False)
     model = onnxprune.load(path, input_shapes={"input": (1, 3, 10, 10)})

@@ -20,6 +20,7 @@ class Context:
         shapes: static shape of every tensor whose shape is known (inferred with concrete
             input shapes).
         opset: the model's default-domain opset.
+
     """
 
     def __init__(self, graph: gs.Graph, shapes: Mapping[str, tuple[int, ...]], opset: int):

@@ -156,6 +156,7 @@ class ChannelGraph:
 
     Args:
         ctx: the graph and its static shapes.
+
     """
 
     def __init__(self, ctx: Context):

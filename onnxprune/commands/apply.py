@@ -4,9 +4,15 @@ from __future__ import annotations
 
 import argparse
 
-from onnxprune.commands.common import add_model_args, add_output_args, load_model, output_path, write
-from onnxprune.plan import load_plan
+from onnxprune.commands.common import (
+    add_model_args,
+    add_output_args,
+    load_model,
+    output_path,
+    write,
+)
 from onnxprune.pruning import apply
+from onnxprune.pruning.plan import load_plan
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]

@@ -6,7 +6,6 @@ import argparse
 import logging
 
 from onnxprune import ir
-from onnxprune.allocation import ALLOCATIONS
 from onnxprune.check import check, check_max_drop, enforce
 from onnxprune.commands.common import (
     add_model_args,
@@ -15,11 +14,13 @@ from onnxprune.commands.common import (
     output_path,
     write,
 )
-from onnxprune.compensation import RIDGE
-from onnxprune.criteria import CRITERIA
 from onnxprune.data import load_data
 from onnxprune.defaults import OBJECTIVES
 from onnxprune.pruning import prune
+from onnxprune.pruning.allocation import ALLOCATIONS
+from onnxprune.pruning.compensation import RIDGE
+from onnxprune.pruning.criteria import CRITERIA
+from onnxprune.pruning.options import PruneOptions
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -80,6 +81,19 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.set_defaults(run=run)
 
 
+def options_from(args: argparse.Namespace) -> PruneOptions:
+    """Return the prune options the command line asked for."""
+    return PruneOptions(
+        ratio=args.ratio, target_macs=args.target_macs, target_params=args.target_params,
+        criterion=args.criterion, allocation=args.allocation, objective=args.objective,
+        compensate=False if args.no_compensation else None, ridge=args.ridge,
+        distill_epochs=args.distill_epochs, distill_lr=args.distill_lr,
+        distill_labels=args.labels is not None, round_to=args.round_to,
+        min_channels=args.min_channels, exclude=tuple(args.exclude), steps=args.steps,
+        seed=args.seed, device=args.device, progress=args.progress,
+    )
+
+
 def run(args: argparse.Namespace) -> int:
     """Prune, verify, optionally check, write, print the before/after table."""
     output_path(args)
@@ -98,15 +112,7 @@ def run(args: argparse.Namespace) -> int:
         )
     if args.progress:
         logging.getLogger("onnxprune").setLevel(logging.INFO)
-    result = prune(
-        model, ratio=args.ratio, target_macs=args.target_macs, target_params=args.target_params,
-        criterion=args.criterion, allocation=args.allocation, data=data,
-        objective=args.objective, compensate=False if args.no_compensation else None,
-        ridge=args.ridge, distill_epochs=args.distill_epochs, distill_lr=args.distill_lr,
-        distill_labels=args.labels is not None, round_to=args.round_to,
-        min_channels=args.min_channels, exclude=args.exclude, steps=args.steps, seed=args.seed,
-        device=args.device, progress=args.progress,
-    )
+    result = prune(model, data=data, options=options_from(args))
     checked = None
     if (args.check or args.max_drop is not None) and data is not None:
         checked = check(model.proto, result.model, data)

@@ -30,6 +30,7 @@ def arch_cases() -> list[Any]:
 
     Returns:
         The parameter list, in registry order, exporters innermost.
+
     """
     import pytest
 

@@ -26,6 +26,7 @@ class ArchSpec:
         name: registry key, also used for file names of exports.
         build: returns a fresh, deterministic module in eval mode.
         input_shape: static NCHW shape of the single input.
+
     """
 
     name: str
@@ -42,6 +43,7 @@ def randomize_norms(module: nn.Module, *, seed: int = SEED) -> nn.Module:
 
     Returns:
         The same module, for chaining.
+
     """
     gen = torch.Generator().manual_seed(seed)
     with torch.no_grad():
@@ -79,6 +81,7 @@ def example_input(spec: ArchSpec, *, seed: int = SEED) -> torch.Tensor:
 
     Returns:
         A float32 tensor of shape ``spec.input_shape``.
+
     """
     gen = torch.Generator().manual_seed(seed)
     return torch.randn(spec.input_shape, generator=gen)
@@ -245,6 +248,7 @@ def resnet50(width: int = 64, image: int = 224) -> ArchSpec:
 
     Returns:
         The spec, named ``resnet50`` (``resnet50_w{width}`` when the width is not 64).
+
     """
 
     def factory() -> nn.Module:
@@ -262,6 +266,7 @@ def mobilenetv2_full(image: int = 224) -> ArchSpec:
 
     Returns:
         The spec, named ``mobilenetv2_full``.
+
     """
 
     def factory() -> nn.Module:
@@ -297,6 +302,7 @@ def get_spec(name: str) -> ArchSpec:
 
     Raises:
         KeyError: when no registry has ``name`` (the message lists the known names).
+
     """
     spec = ARCHS.get(name) or LARGE_ARCHS.get(name)
     if spec is None:

@@ -33,6 +33,7 @@ def output_names(count: int) -> list[str]:
 
     Returns:
         The output names in order.
+
     """
     return ["output"] if count == 1 else [f"output{i}" for i in range(count)]
 
@@ -54,6 +55,7 @@ def export_onnx(
 
     Returns:
         The written path.
+
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -129,6 +131,7 @@ def exported_path(name: str, exporter: str, cache_dir: str | os.PathLike[str]) -
 
     Raises:
         ValueError: when ``exporter`` is not in :data:`EXPORTERS`.
+
     """
     if exporter not in EXPORTERS:
         raise ValueError(f"unknown exporter {exporter!r}; use one of {EXPORTERS}")

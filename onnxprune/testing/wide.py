@@ -31,6 +31,7 @@ def wide_conv_stack(
 
     Returns:
         The model, weights in memory (save it with ``onnxprune.ir.save_model``).
+
     """
     rng = np.random.default_rng(seed)
     nodes, shapes = [], []

@@ -155,7 +155,8 @@ class ResizeRule(AxisRule):
 @register("Expand")
 class ExpandRule(AxisRule):
     """Same-sized axes pass; an axis broadcast to the channel count takes its size from a shape
-    constant, which is rewritten (its channels come from whatever it is combined with)."""
+    constant, which is rewritten (its channels come from whatever it is combined with).
+    """
 
     def axis_map(self, ctx: Context, node: gs.Node) -> Mapping[int, int] | str:
         """Input axes aligned from the right onto the output's."""

@@ -10,7 +10,7 @@ import onnx_graphsurgeon as gs
 from onnxprune.channels.context import Context
 from onnxprune.channels.rules import register
 from onnxprune.channels.rules.base import AxisRule
-from onnxprune.channels.types import Coupling, Space, barrier
+from onnxprune.channels.types import Coupling, Space
 
 
 def _extra_outputs_used(ctx: Context, node: gs.Node) -> bool:

@@ -70,7 +70,7 @@ def _jsonable(value: object) -> object:
 
 
 def fingerprint(cg: ChannelGraph) -> str:
-    """A short hash of the groups' structure (ids, sizes, roots) that a plan must match."""
+    """Return a short hash of the groups' structure (ids, sizes, roots) that a plan must match."""
     text = ";".join(f"{g.id}:{g.size}:{','.join(g.root_nodes)}" for g in cg.groups)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
@@ -98,6 +98,7 @@ def load_plan(path: str | os.PathLike[str], cg: ChannelGraph) -> Plan:
 
     Raises:
         InputError: unreadable, of another format, or made for a different model.
+
     """
     p = Path(path)
     try:

@@ -1,0 +1,73 @@
+"""Conversion between protobuf models and onnx-graphsurgeon graphs."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import onnx
+import onnx_graphsurgeon as gs
+
+log = logging.getLogger(__name__)
+
+def to_graph(model: onnx.ModelProto) -> gs.Graph:
+    """Import a model into onnx-graphsurgeon, folding ``Constant`` nodes into constants.
+
+    Paddle exports keep weights in ``Constant`` nodes; folding them lets every rule treat
+    weights one way.
+    """
+    graph = gs.import_onnx(model)
+    outputs = {t.name for t in graph.outputs}
+    for node in [n for n in graph.nodes if n.op == "Constant" and len(n.outputs) == 1]:
+        value = _constant_value(node)
+        out = node.outputs[0]
+        if value is None or out.name in outputs:
+            continue
+        const = gs.Constant(out.name, value)
+        for consumer in list(out.outputs):
+            for i, t in enumerate(list(consumer.inputs)):
+                if t is out:
+                    consumer.inputs[i] = const
+        node.outputs.clear()
+    graph.cleanup()
+    # Constant subgraphs (a Paddle bias Reshape'd to [1,C,1,1]) become plain constants, so
+    # rules see per-channel constants; run-time shapes are left alone.
+    graph.fold_constants(fold_shapes=False, partitioning=None, error_ok=True)
+    graph.cleanup()
+    return graph
+
+
+def _constant_value(node: gs.Node) -> np.ndarray | None:
+    attrs = node.attrs
+    if "value" in attrs:
+        return np.asarray(attrs["value"].values)
+    for key, dtype in (("value_float", np.float32), ("value_int", np.int64)):
+        if key in attrs:
+            return np.asarray(attrs[key], dtype=dtype)
+    for key, dtype in (("value_floats", np.float32), ("value_ints", np.int64)):
+        if key in attrs:
+            return np.asarray(list(attrs[key]), dtype=dtype)
+    return None
+
+
+def from_graph(graph: gs.Graph, like: onnx.ModelProto) -> onnx.ModelProto:
+    """Export a graph back to a model keeping ``like``'s opsets, IR version and metadata."""
+    model = gs.export_onnx(graph, do_type_check=False)
+    model.ir_version = like.ir_version
+    del model.opset_import[:]
+    model.opset_import.extend(like.opset_import)
+    model.producer_name = like.producer_name
+    model.producer_version = like.producer_version
+    del model.metadata_props[:]
+    model.metadata_props.extend(like.metadata_props)
+    del model.graph.value_info[:]
+    if model.ir_version < 4:  # before IR 4 every initializer must also be a graph input
+        listed = {v.name for v in model.graph.input}
+        for t in model.graph.initializer:
+            if t.name not in listed:
+                model.graph.input.append(
+                    onnx.helper.make_tensor_value_info(t.name, t.data_type, list(t.dims))
+                )
+    return model
+
+

@@ -1,0 +1,17 @@
+"""Size and opset limits of the protobuf layer (tests may monkeypatch them here)."""
+
+from __future__ import annotations
+
+import logging
+
+log = logging.getLogger(__name__)
+
+_TWO_GB = 2**31 - 1
+EXTERNAL_DATA_BYTES = _TWO_GB
+"""Models larger than this are written (and verified) with their weights in a ``.data`` file."""
+LIGHT_BYTES = 2**28
+"""Above this size, shape inference and the checker work on a copy without the weights."""
+LIGHT_TENSOR_BYTES = 1024
+STRIPPED = "__onnxprune_weights_not_loaded__"
+MIN_OPSET = 7
+MAX_OPSET = 23

@@ -1,0 +1,165 @@
+"""What a prune is asked for: one frozen :class:`PruneOptions`, validated once.
+
+The CLI builds it from its flags, Python callers pass its fields as keyword arguments of
+:func:`onnxprune.prune`. Adding an option is adding a field here (with its default and its
+check in :meth:`PruneOptions.resolved`), a flag in ``commands/prune.py`` and its use.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields, replace
+
+from onnxprune.errors import InputError
+from onnxprune.pruning import allocation as alloc_mod
+from onnxprune.pruning.compensation import RIDGE
+from onnxprune.pruning.criteria import CRITERIA, NEEDS_ANALYSIS
+
+
+@dataclass(frozen=True)
+class PruneOptions:
+    """Everything :func:`onnxprune.prune` can be asked for.
+
+    Exactly one of ``ratio``, ``target_macs`` and ``target_params`` is given. ``None`` for
+    ``criterion``, ``allocation`` and ``compensate`` means "the default for the data given"
+    and is filled in by :meth:`resolved`.
+
+    Attributes:
+        ratio: remove this share of every prunable group (the classic uniform baseline).
+        target_macs: fraction of the MACs to keep, in (0, 1).
+        target_params: fraction of the parameters to keep, in (0, 1).
+        criterion: which channels to keep: ``effective`` (default with data), ``taylor``,
+            ``l1`` (default without data), ``l2``, ``random``.
+        allocation: how many per group: ``hierarchical`` (default with data), ``uniform``,
+            ``global``.
+        objective: objective of the analysis.
+        compensate: fold dropped channels into kept ones (default: on when data is given).
+        ridge: compensation ridge relative to the Gram's mean diagonal.
+        distill_epochs: epochs of distillation against the original (0: none).
+        distill_lr: Adam learning rate of distillation (None: 1e-4).
+        distill_batch: distillation batch size (None: 32).
+        distill_labels: distil with cross-entropy on the data's labels instead.
+        round_to: widths are multiples of this (the full width is always allowed).
+        min_channels: no group goes below this width.
+        exclude: group ids (as text) or root node names to leave alone.
+        steps: reach the target in this many steps, re-analysing in between.
+        seed: seed of ``random``, the analysis directions and distillation.
+        device: torch device of the analysis and distillation.
+        progress: report progress on stderr.
+
+    """
+
+    ratio: float | None = None
+    target_macs: float | None = None
+    target_params: float | None = None
+    criterion: str | None = None
+    allocation: str | None = None
+    objective: str = "gauss-newton"
+    compensate: bool | None = None
+    ridge: float = RIDGE
+    distill_epochs: int = 0
+    distill_lr: float | None = None
+    distill_batch: int | None = None
+    distill_labels: bool = False
+    round_to: int = 1
+    min_channels: int = 1
+    exclude: tuple[str, ...] = ()
+    steps: int = 1
+    seed: int = 0
+    device: str = "cpu"
+    progress: bool = False
+
+    @classmethod
+    def of(cls, base: PruneOptions | None = None, **changes: object) -> PruneOptions:
+        """Build options from ``base`` (or the defaults) with keyword changes.
+
+        Raises:
+            InputError: a keyword that is not an option.
+
+        """
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(changes) - known)
+        if unknown:
+            raise InputError(f"unknown prune option '{unknown[0]}'; options are "
+                             f"{', '.join(sorted(known))}")
+        if "exclude" in changes:
+            changes["exclude"] = tuple(changes["exclude"])  # type: ignore[arg-type]
+        return replace(base or cls(), **changes)  # type: ignore[arg-type]
+
+    # -- derived ---------------------------------------------------------------------------
+    @property
+    def metric(self) -> str | None:
+        """``macs`` or ``params`` for a target, None for a ratio."""
+        if self.ratio is not None:
+            return None
+        return "macs" if self.target_macs is not None else "params"
+
+    @property
+    def target(self) -> float | None:
+        """The fraction of the metric to keep (None for a ratio)."""
+        return self.target_macs if self.target_macs is not None else self.target_params
+
+    @property
+    def needs_analysis(self) -> bool:
+        """Return whether the analysis (and so data) is needed."""
+        return (self.allocation == "hierarchical" or self.criterion in NEEDS_ANALYSIS
+                or bool(self.compensate))
+
+    # -- validation ------------------------------------------------------------------------
+    def resolved(self, *, has_data: bool) -> PruneOptions:
+        """Fill in the data-dependent defaults and check every option, once.
+
+        Raises:
+            InputError: an option out of range, a combination that does not make sense, or
+                options that need calibration data without it.
+
+        """
+        self._check_goal()
+        allocation = self.allocation or (
+            "hierarchical" if has_data and self.ratio is None else "uniform")
+        criterion = self.criterion or ("effective" if has_data and self.ratio is None
+                                       else "l1")
+        compensate = (has_data and self.ratio is None) if self.compensate is None \
+            else bool(self.compensate)
+        opts = replace(self, allocation=allocation, criterion=criterion, compensate=compensate,
+                       exclude=tuple(self.exclude))
+        opts._check_values()
+        if opts.needs_analysis and not has_data:
+            need = [w for w, on in (
+                (f"--allocation {allocation}", allocation == "hierarchical"),
+                (f"--criterion {criterion}", criterion in NEEDS_ANALYSIS),
+                ("compensation", compensate)) if on]
+            raise InputError(
+                f"{' and '.join(need)} need(s) calibration data: pass --data FILE.npz (or "
+                "--random-data N), or use --allocation uniform --criterion l1 --no-compensation"
+            )
+        return opts
+
+    def _check_goal(self) -> None:
+        given = [n for n, v in (("ratio", self.ratio), ("target-macs", self.target_macs),
+                                ("target-params", self.target_params)) if v is not None]
+        if len(given) != 1:
+            raise InputError("give exactly one of --target-macs, --target-params or --ratio "
+                             f"(got {', '.join(given) or 'none'})")
+        if self.metric is not None:
+            alloc_mod.check_target(self.target, f"target-{self.metric}")
+        if self.ratio is not None and self.allocation not in (None, "uniform"):
+            raise InputError("--ratio removes the same share of every group; use --target-macs "
+                             "for --allocation hierarchical/global")
+
+    def _check_values(self) -> None:
+        if self.allocation not in alloc_mod.ALLOCATIONS:
+            raise InputError(f"unknown allocation '{self.allocation}'; choose one of "
+                             f"{', '.join(alloc_mod.ALLOCATIONS)}")
+        if self.criterion not in CRITERIA:
+            raise InputError(f"unknown criterion '{self.criterion}'; choose one of "
+                             f"{sorted(CRITERIA)}")
+        if self.round_to < 1 or self.min_channels < 1:
+            raise InputError("--round-to and --min-channels must be at least 1")
+        if self.steps < 1:
+            raise InputError(f"--steps {self.steps}: must be at least 1")
+        if self.steps > 1 and self.ratio is not None:
+            raise InputError("--steps needs --target-macs or --target-params")
+        if self.ridge <= 0:
+            raise InputError(f"ridge {self.ridge}: must be positive, e.g. {RIDGE:g}")
+        if self.distill_epochs < 0:
+            raise InputError(f"--distill-epochs {self.distill_epochs}: must be 0 (none) or more")

@@ -1,0 +1,129 @@
+"""How many channels: widths for a MACs/params target from the analysis, and their plan."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from onnxprune import metrics
+from onnxprune.errors import CannotPruneError
+from onnxprune.model import Model
+from onnxprune.pruning import allocation as alloc_mod
+from onnxprune.pruning.criteria import CRITERIA
+from onnxprune.pruning.options import PruneOptions
+from onnxprune.pruning.plan import Plan, make_plan
+from onnxprune.pruning.select import excluded, residuals, select
+
+if TYPE_CHECKING:
+    from onnxprune.analysis import AnalysisResult, GroupAnalysis
+
+
+
+USABLE = ("ok", "data-limited", "taylor-fallback")
+"""Analysis statuses whose spectrum the hierarchical allocation may use."""
+
+
+def metric_of(cost: metrics.Cost, metric: str) -> int:
+    """Return the MACs or parameter count of a cost, by metric name."""
+    return cost.macs if metric == "macs" else cost.params
+
+
+def target_plan(model: Model, target: float, opts: PruneOptions, analysis: AnalysisResult | None
+                 ) -> tuple[Plan, alloc_mod.Allocation]:
+    """Allocate widths to reach ``target`` (of this model) and pick the channels."""
+    assert opts.metric is not None
+    cg = model.groups
+    skip = excluded(model, opts.exclude)
+    allowed: dict[int, alloc_mod.Widths] = {}
+    notes: list[str] = []
+    for g in cg.groups:
+        if g.prunable and g.id not in skip:
+            wd = alloc_mod.widths_for(g, opts.round_to, opts.min_channels)
+            if wd.floor < g.size:
+                allowed[g.id] = wd
+    total = metric_of(model.cost, opts.metric)
+    cm = alloc_mod.CostModel(cg, opts.metric, total)
+    rng = np.random.default_rng(opts.seed)
+
+    def ga(gid: int) -> GroupAnalysis | None:
+        return analysis.group(gid) if analysis is not None else None
+
+    if opts.allocation == "hierarchical":
+        assert analysis is not None
+        budgets = []
+        for gid, wd in allowed.items():
+            a = ga(gid)
+            b = budget(gid, wd, a, analysis.samples)
+            if b is None:
+                notes.append(f"group {gid}: {a.status if a else 'not analysed'}; left unpruned")
+            else:
+                budgets.append(b)
+        result = alloc_mod.hierarchical(cm, budgets, target, opts.metric)
+    elif opts.allocation == "uniform":
+        result = alloc_mod.uniform(cm, allowed, target, opts.metric)
+    else:
+        # The effective criterion's scores are pivot ranks; across groups compare the energy
+        # each channel adds when it is taken instead.
+        scores = {gid: residuals(ga(gid)) if opts.criterion == "effective"
+                  else CRITERIA[opts.criterion](cg, cg.group(gid), rng, ga(gid))
+                  for gid in allowed}
+        result = alloc_mod.global_ranking(cm, allowed, scores, target, opts.metric)
+    result.notes.extend(notes)
+    if result.estimate > target + alloc_mod.TOLERANCE:
+        raise alloc_mod.unreachable(result, opts.metric)
+    if result.estimate < target - alloc_mod.TOLERANCE:
+        result.notes.append(
+            f"the {opts.allocation} widths (round-to {opts.round_to}) cannot land within "
+            f"{alloc_mod.TOLERANCE:.0%} of the target: {opts.metric} kept "
+            f"{result.estimate:.3f} instead of {target:.3f}"
+        )
+    if not result.widths:
+        raise CannotPruneError(
+            "no channel group can be pruned: every group is a barrier, excluded, too small "
+            "or without signal on the data; run 'onnxprune inspect' / 'analyze' to see why"
+        )
+    keep, info = {}, {}
+    rng = np.random.default_rng(opts.seed)
+    for gid, width in result.widths.items():
+        g = cg.group(gid)
+        keep[gid] = select(g, CRITERIA[opts.criterion](cg, g, rng, ga(gid)), width)
+        a = ga(gid)
+        info[gid] = {
+            "width": width, "criterion": opts.criterion,
+            **({"rank": a.rank, "rank_threshold": a.rank_threshold, "max_rate": a.max_rate,
+                "status": a.status,
+                "energy_kept": energy_kept(a, width)} if a is not None and a.rank else {}),
+            **({"past_rank": True} if gid in result.past_rank else {}),
+        }
+    method = {"target": target, "metric": opts.metric, "allocation": opts.allocation,
+              "criterion": opts.criterion, "round_to": opts.round_to,
+              "min_channels": opts.min_channels, "estimate": round(result.estimate, 6)}
+    return make_plan(cg, keep, method=method, info=info), result
+
+
+def budget(gid: int, wd: alloc_mod.Widths, a: GroupAnalysis | None, samples: int
+            ) -> alloc_mod.GroupBudget | None:
+    """Build a group's allocation budget from its spectrum, or None when it cannot be used."""
+    if a is None or a.status not in USABLE or a.singular_values is None or a.rank is None:
+        return None
+    lam = np.asarray(a.singular_values, dtype=np.float64) ** 2 / (2.0 * max(1, samples))
+    lam = np.pad(lam, (0, max(0, wd.size - lam.size)))[: wd.size]
+    trusted = a.capacity >= wd.size
+    if not trusted and a.capacity > 0:
+        # Directions the data cannot show: assume each costs as much as the last one seen.
+        cut = min(a.capacity, wd.size)
+        lam[cut:] = lam[cut - 1]
+    # The currency is the *share* of the group's gradient energy discarded (see allocation).
+    lam = lam / max(float(lam.sum()), np.finfo(float).tiny)
+    cap = wd.at_least(a.rank) if trusted else wd.size
+    return alloc_mod.GroupBudget(gid, wd, lam, cap, a.rank)
+
+
+def energy_kept(a: GroupAnalysis, width: int) -> float:
+    """Share of the group's spectral energy kept at ``width``."""
+    lam = np.asarray(a.singular_values, dtype=np.float64) ** 2
+    total = float(lam.sum())
+    return round(float(lam[:width].sum()) / total, 6) if total > 0 else 1.0
+
+
