@@ -22,6 +22,7 @@ import onnx
 import onnx_graphsurgeon as gs
 from google.protobuf.message import DecodeError, Message
 
+from onnxprune import symbolic_shapes
 from onnxprune.errors import InputError
 
 log = logging.getLogger(__name__)
@@ -282,15 +283,16 @@ def infer_shapes(model: onnx.ModelProto, *, strict: bool = False) -> onnx.ModelP
     if model_bytes(model) > LIGHT_BYTES:
         m = light_copy(model)
         del m.graph.value_info[:]
-        return onnx.shape_inference.infer_shapes(
+        light = onnx.shape_inference.infer_shapes(
             m, check_type=True, strict_mode=strict, data_prop=True
         )
+        return light if strict else symbolic_shapes.fill_missing(light)
     m = copy.deepcopy(model)
     del m.graph.value_info[:]
     inferred = onnx.shape_inference.infer_shapes(
         m, check_type=True, strict_mode=strict, data_prop=True
     )
-    return inferred if strict else _add_folded_shapes(inferred)
+    return inferred if strict else symbolic_shapes.fill_missing(_add_folded_shapes(inferred))
 
 
 def adopt_shapes(model: onnx.ModelProto, inferred: onnx.ModelProto) -> onnx.ModelProto:
