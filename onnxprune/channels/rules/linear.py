@@ -61,6 +61,32 @@ class GemmRule(Rule):
             ctx.take_input(node, 2, c.ndim - 1, keep_out)
 
 
+def batched_coupling(ctx: Context, node: gs.Node, space: Space) -> Coupling:
+    """``Y = A·B`` of two run-time tensors (attention): batch axes (heads) tie A, B and Y; A's
+    rows and B's columns tie to Y's; the contracted axis mixes and blocks."""
+    names = [node.inputs[0].name, node.inputs[1].name, node.outputs[0].name]
+    shapes = [ctx.shape(n) for n in names]
+    if any(s is None or len(s) < 2 for s in shapes) or names[0] == names[1]:
+        return barrier(f"{ctx.describe(node)} multiplies run-time tensors of unknown shapes")
+    rank = len(shapes[2])  # type: ignore[arg-type]
+    role = names.index(space.tensor)
+    out_axis = space.axis + rank - len(shapes[role])  # type: ignore[arg-type]
+    contracted = {0: rank - 1, 1: rank - 2}.get(role)
+    if out_axis == contracted:
+        return barrier(f"{ctx.describe(node)} contracts the channels of '{space.tensor}'")
+    links = []
+    for i in (0, 1):
+        shape = shapes[i]
+        ax = out_axis - (rank - len(shape))  # type: ignore[arg-type]
+        if ax < 0 or (out_axis >= rank - 2 and out_axis != (rank - 2, rank - 1)[i]):
+            continue
+        if shape[ax] == shapes[2][out_axis]:  # type: ignore[index]
+            links.append(Link(Space(names[i], ax), Space(names[2], out_axis), Identity()))
+        elif shape[ax] != 1:  # type: ignore[index]
+            return barrier(f"{ctx.describe(node)}: input '{names[i]}' does not broadcast")
+    return Coupling(links=tuple(links))
+
+
 @register("MatMul")
 class MatMulRule(Rule):
     """``Y = X·W`` with constant 2-D W: Y's last axis is a root, X's last axis is consumed."""
@@ -79,6 +105,8 @@ class MatMulRule(Rule):
         x, y = node.inputs[0].name, node.outputs[0].name
         w = ctx.input_const(node, 1)
         xs, ys = ctx.shape(x), ctx.shape(y)
+        if w is None and ctx.const(x) is None:
+            return batched_coupling(ctx, node, space)
         if w is None or w.ndim != 2 or ctx.positions(node, space.tensor) not in ([0], []):
             return barrier(f"{ctx.describe(node)} multiplies two run-time tensors")
         if xs is None or ys is None or len(xs) < 2:
@@ -98,6 +126,8 @@ class MatMulRule(Rule):
         x, y = node.inputs[0].name, node.outputs[0].name
         w = ctx.input_const(node, 1)
         xs, ys = ctx.shape(x), ctx.shape(y)
+        if w is None and ctx.const(x) is None:
+            return  # two run-time tensors: nothing of its own to shrink
         if w is None or xs is None or ys is None:
             raise RuntimeError(f"{ctx.describe(node)}: weights vanished during surgery")
         keep_out, keep_in = keep.get(Space(y, len(ys) - 1)), keep.get(Space(x, len(xs) - 1))
