@@ -23,7 +23,7 @@ from torch import nn
 from onnxprune.testing.archs import SEED, randomize_norms
 from onnxprune.testing.export import DYNAMO_OPSET, LEGACY_OPSET, _quiet
 
-EMBED, HEADS, FFN, TOKENS = 32, 4, 64, 16
+EMBED, HEADS, FFN, TOKENS = 64, 8, 128, 16
 
 
 @dataclass(frozen=True)
