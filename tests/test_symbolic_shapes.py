@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from onnxprune import ir, symbolic_shapes
-from onnxprune.testing.graphs import build, prune_exact, structure
+from onnxprune.testing.graphs import build, const_input, prune_exact, structure
 
 # Paddle2ONNX's way of writing a reshape target: the dims go through int32, which ONNX's
 # inference (opset 12) does not propagate, so every shape after the Reshape is unknown.
@@ -17,7 +17,7 @@ g (float[1,4,6] x) => (float[1,4,5] y) {
   s32 = Cast <to=6> (s)
   d1 = Gather <axis=0> (s32, at)
   d1l = Cast <to=7> (d1)
-  target = Concat <axis=0> (one, d1l, last)
+  [cat] target = Concat <axis=0> (one, d1l, last)
   [reshape] r = Reshape (a, target)
   [fc] y = MatMul (r, w2)
 }"""
@@ -46,13 +46,13 @@ def test_symbolic_inference_resolves_what_onnx_leaves_unknown(
     assert "r" not in ir.static_shapes(ir.infer_shapes(proto))
 
 
-@pytest.mark.parametrize(("last", "prunable"), [(-1, True), (8, False)])
-def test_group_through_a_shape_computed_reshape(last: int, prunable: bool) -> None:
+@pytest.mark.parametrize(("last", "new_last"), [(-1, -1), (8, 4)])
+def test_group_through_a_shape_computed_reshape(last: int, new_last: int) -> None:
     model = _model(last)
-    assert structure(model)[0] == (8, prunable)
-    if prunable:
-        pruned = prune_exact(model, {0: [0, 2, 3, 7]})
-        assert ir.static_shapes(ir.infer_shapes(pruned))["r"] == (1, 4, 4)
+    assert structure(model)[0] == (8, True)
+    pruned = prune_exact(model, {0: [0, 2, 3, 7]})
+    assert ir.static_shapes(ir.infer_shapes(pruned))["r"] == (1, 4, 4)
+    assert const_input(pruned, "cat", 2).tolist() == [new_last]
 
 
 def test_known_shapes_are_never_overridden() -> None:
