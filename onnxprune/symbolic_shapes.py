@@ -58,6 +58,7 @@ def fill_missing(model: onnx.ModelProto) -> onnx.ModelProto:
     Returns:
         ``model``, with a value_info (or graph output type) added for every tensor whose shape
         was unknown and that symbolic inference resolves to a fully static shape.
+
     """
     known = _known(model)
     missing = {o for n in model.graph.node for o in n.output if o and o not in known}

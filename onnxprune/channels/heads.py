@@ -69,14 +69,14 @@ def split_candidates(xs: Sequence[int], a: int, ys: Sequence[int]) -> list[tuple
 
 
 def choose_split(ctx: Context, node: gs.Node, a: int) -> tuple[int, Merge] | None:
-    """The output axis of Reshape ``node`` that carries input axis ``a``'s channels, or None."""
+    """Pick the output axis of Reshape ``node`` that carries axis ``a``'s channels (or None)."""
     xs, ys = ctx.shape(node.inputs[0].name), ctx.shape(node.outputs[0].name)
     if xs is None or ys is None:
         return None
     cands = split_candidates(xs, a, ys)
     y = node.outputs[0].name
     fates = [axis_fate(ctx, y, b, _DEPTH) for b, _ in cands]
-    heads = [c for c, f in zip(cands, fates) if f == "heads"]
+    heads = [c for c, f in zip(cands, fates, strict=True) if f == "heads"]
     if heads:
         return heads[0]
     if len(cands) == 2 and fates[0] == "selected" and fates[1] != "selected":
@@ -114,7 +114,7 @@ def _node_fate(ctx: Context, node: gs.Node, tensor: str, axis: int, depth: int) 
 def _follow(
     ctx: Context, node: gs.Node, tensor: str, axis: int, xs: Sequence[int], ys: Sequence[int]
 ) -> int | None:
-    """The output axis that input axis ``axis`` becomes, for ops that keep it whole."""
+    """Return the output axis that input axis ``axis`` becomes (ops that keep it whole)."""
     if node.op in _MOVERS + ("Gather",) and ctx.positions(node, tensor) == [0]:
         rule = rule_for(node.op)
         amap = rule.axis_map(ctx, node) if isinstance(rule, AxisRule) else "no map"

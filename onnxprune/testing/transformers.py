@@ -67,7 +67,7 @@ class SelfAttention(nn.Module):
         self.attn = nn.MultiheadAttention(EMBED, HEADS, batch_first=True)
         self.fc = nn.Linear(EMBED, EMBED)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # noqa: D102
         h = self.fc(x)
         return self.attn(h, h, h, need_weights=False)[0]
 
@@ -90,7 +90,7 @@ class ViT(nn.Module):
         self.norm = nn.LayerNorm(EMBED)
         self.head = nn.Linear(EMBED, classes)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # noqa: D102
         tokens = self.patch(x).flatten(2).transpose(1, 2) + self.pos
         return self.head(self.norm(self.encoder(tokens)).mean(dim=1))
 
@@ -109,7 +109,7 @@ class BertLayer(nn.Module):
         b, n, _ = t.shape
         return t.view(b, n, HEADS, EMBED // HEADS).transpose(1, 2)
 
-    def forward(self, x: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:  # noqa: D102
         q, k, v = self._heads(self.q(x)), self._heads(self.k(x)), self._heads(self.v(x))
         scores = q @ k.transpose(-1, -2) / math.sqrt(EMBED // HEADS) + bias
         ctx = (scores.softmax(dim=-1) @ v).transpose(1, 2)
@@ -129,7 +129,9 @@ class Bert(nn.Module):
         self.layers = nn.ModuleList(BertLayer() for _ in range(depth))
         self.cls = nn.Linear(EMBED, classes)
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    def forward(  # noqa: D102
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor
+    ) -> torch.Tensor:
         bias = (1.0 - attention_mask[:, None, None, :].float()) * -10000.0
         x = self.norm(self.tokens(input_ids) + self.pos)
         for layer in self.layers:
@@ -152,7 +154,7 @@ class EncoderLayer(nn.Module):
         super().__init__()
         self.layer = nn.TransformerEncoderLayer(EMBED, HEADS, FFN, dropout=0.0, batch_first=True)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # noqa: D102
         return self.layer(x)
 
 
@@ -183,6 +185,7 @@ def export_transformer(name: str, exporter: str, cache_dir: str | os.PathLike[st
 
     Returns:
         Path of the ONNX file; graph inputs are named as in the spec, the output ``output``.
+
     """
     spec = TRANSFORMERS[name]
     path = Path(cache_dir) / f"{name}-{exporter}.onnx"

@@ -62,27 +62,29 @@ class GemmRule(Rule):
 
 
 def batched_coupling(ctx: Context, node: gs.Node, space: Space) -> Coupling:
-    """``Y = A·B`` of two run-time tensors (attention): batch axes (heads) tie A, B and Y; A's
-    rows and B's columns tie to Y's; the contracted axis mixes and blocks."""
+    """Couple ``Y = A·B`` of two run-time tensors (attention).
+
+    Batch axes (heads) tie A, B and Y; A's rows and B's columns tie to Y's; the contracted
+    axis mixes channels and blocks.
+    """
     names = [node.inputs[0].name, node.inputs[1].name, node.outputs[0].name]
-    shapes = [ctx.shape(n) for n in names]
-    if any(s is None or len(s) < 2 for s in shapes) or names[0] == names[1]:
+    found = [ctx.shape(n) for n in names]
+    shapes = [s for s in found if s is not None and len(s) >= 2]
+    if len(shapes) != 3 or names[0] == names[1]:
         return barrier(f"{ctx.describe(node)} multiplies run-time tensors of unknown shapes")
-    rank = len(shapes[2])  # type: ignore[arg-type]
+    rank = len(shapes[2])
     role = names.index(space.tensor)
-    out_axis = space.axis + rank - len(shapes[role])  # type: ignore[arg-type]
-    contracted = {0: rank - 1, 1: rank - 2}.get(role)
-    if out_axis == contracted:
+    out_axis = space.axis + rank - len(shapes[role])
+    if out_axis == {0: rank - 1, 1: rank - 2}.get(role):
         return barrier(f"{ctx.describe(node)} contracts the channels of '{space.tensor}'")
     links = []
     for i in (0, 1):
-        shape = shapes[i]
-        ax = out_axis - (rank - len(shape))  # type: ignore[arg-type]
-        if ax < 0 or (out_axis >= rank - 2 and out_axis != (rank - 2, rank - 1)[i]):
-            continue
-        if shape[ax] == shapes[2][out_axis]:  # type: ignore[index]
+        ax = out_axis - (rank - len(shapes[i]))
+        if ax < 0 or (out_axis >= rank - 2 and out_axis != rank - 2 + i):
+            continue  # a batch axis the input lacks, or the other input's row/column axis
+        if shapes[i][ax] == shapes[2][out_axis]:
             links.append(Link(Space(names[i], ax), Space(names[2], out_axis), Identity()))
-        elif shape[ax] != 1:  # type: ignore[index]
+        elif shapes[i][ax] != 1:
             return barrier(f"{ctx.describe(node)}: input '{names[i]}' does not broadcast")
     return Coupling(links=tuple(links))
 

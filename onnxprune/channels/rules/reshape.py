@@ -80,7 +80,7 @@ def _shape_elements(ctx: Context, name: str) -> list[object] | None:
 
 
 def slice_indices(ctx: Context, node: gs.Node) -> list[int] | None:
-    """Positions a Slice (opset 10+, constant arguments) takes from a 1-D input, in order."""
+    """Return the positions a Slice (opset 10+, constant arguments) takes from a 1-D input."""
     shape = ctx.shape(node.inputs[0].name)
     args = [ctx.input_const(node, i) for i in range(1, 5)]
     if shape is None or len(shape) != 1 or args[0] is None or args[1] is None:
@@ -93,7 +93,7 @@ def slice_indices(ctx: Context, node: gs.Node) -> list[int] | None:
 
 
 def _entry_source(ctx: Context, node: gs.Node, b: int) -> tuple[gs.Node, int, int] | None:
-    """Where entry ``b`` of a Reshape's target shape is stored as a constant element.
+    """Locate entry ``b`` of a Reshape's target shape as an element of a constant.
 
     Returns (node, input index, flat element index): the Reshape's own shape constant, or a
     constant input of the ``Concat`` that builds the shape (as the legacy exporter writes
@@ -117,7 +117,7 @@ def _entry_source(ctx: Context, node: gs.Node, b: int) -> tuple[gs.Node, int, in
 
 
 def _split_source(ctx: Context, node: gs.Node, b: int) -> tuple[int, Merge] | None:
-    """The input axis whose channels a head split puts on output axis ``b`` (see heads)."""
+    """Find the input axis whose channels a head split puts on output axis ``b``."""
     for a, n in enumerate(ctx.shape(node.inputs[0].name) or ()):
         chosen = choose_split(ctx, node, a) if n > 1 else None
         if chosen is not None and chosen[0] == b:
@@ -126,7 +126,7 @@ def _split_source(ctx: Context, node: gs.Node, b: int) -> tuple[int, Merge] | No
 
 
 def _links(ctx: Context, node: gs.Node, space: Space) -> Link | None:
-    """The link of ``space`` through the node: a merge, or a head split (see heads)."""
+    """Link ``space`` through the node: a merge, or a head split (see ``heads``)."""
     x, y = node.inputs[0].name, node.outputs[0].name
     xs, ys = ctx.shape(x), ctx.shape(y)
     if xs is None or ys is None:

@@ -41,7 +41,7 @@ class ShapeRule(Rule):
     def _unchecked_reader(
         self, ctx: Context, name: str, seen: set[str], at: int | None = None
     ) -> gs.Node | None:
-        """A reader the channel count reaches unchecked; ``at``: its element, when known."""
+        """Return a reader the channel count reaches unchecked (``at``: its element, if known)."""
         if name in seen:
             return None
         seen.add(name)
@@ -62,7 +62,7 @@ class ShapeRule(Rule):
 
     @staticmethod
     def _picks(ctx: Context, reader: gs.Node, name: str, at: int) -> bool:
-        """False when ``reader`` provably drops element ``at`` of the shape value ``name``."""
+        """Tell whether ``reader`` may use element ``at`` of the shape value ``name``."""
         if reader.inputs[0].name != name:
             return True
         if reader.op == "Slice":
