@@ -98,3 +98,19 @@ def test_cli_prunes_vit_with_data(tmp_path: Path, onnx_cache_dir: Path, exporter
     assert main(argv) == 0
     before, after = onnxprune.load(src).cost.macs, onnxprune.load(out).cost.macs
     assert after <= (0.7 + TOLERANCE) * before
+
+
+@pytest.mark.real
+def test_paddle_svtr_mixer_heads_are_exact(real_records: dict[str, dict[str, object]]) -> None:
+    # PP-OCRv4 recogniser: fused QKV reshaped to [B, T, 3, heads, head_dim], Q/K/V sliced.
+    rec = real_records["ppocr_rec"]
+    shapes = ir.parse_input_shapes(rec["input_shapes"])  # type: ignore[arg-type]
+    model = onnxprune.load(str(rec["path"]), input_shapes=shapes)
+    roots = (("p2o.MatMul.0",), ("p2o.MatMul.12",))
+    heads = [g for g in model.groups.groups if g.root_nodes in roots]
+    assert [(g.size, g.prunable) for g in heads] == [(8, True), (8, True)]
+    plan = {heads[0].id: [0, 2, 3, 5, 6], heads[1].id: [1, 2, 4, 7]}
+    feeds = oracle.random_feeds(model, seed=2)
+    got = oracle.run(apply_plan(model, plan), feeds)
+    want = oracle.run(oracle.zeroed(model, plan), feeds)
+    assert oracle.max_rel_error(got, want, floor=1.0) <= 1e-5

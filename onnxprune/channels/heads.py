@@ -119,6 +119,9 @@ def _follow(
         rule = rule_for(node.op)
         amap = rule.axis_map(ctx, node) if isinstance(rule, AxisRule) else "no map"
         return None if isinstance(amap, str) else amap.get(axis)
+    if node.op == "Slice" and ctx.positions(node, tensor) == [0]:
+        # Paddle picks Q, K and V with Slices along another axis; this one passes whole.
+        return axis if len(ys) == len(xs) and ys[axis] == xs[axis] else None
     if node.op in _PASS:
         out = axis + len(ys) - len(xs)
         return out if 0 <= out < len(ys) and ys[out] == xs[axis] else None
