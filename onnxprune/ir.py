@@ -276,6 +276,8 @@ def with_input_shapes(
 def infer_shapes(model: onnx.ModelProto, *, strict: bool = False) -> onnx.ModelProto:
     """Run ONNX shape inference (with data propagation) and return the inferred copy.
 
+    Unless ``strict``, shapes it leaves unknown are filled in by ``symbolic_shapes``.
+
     Models over ``LIGHT_BYTES`` are inferred on a copy without their weights (shape inference
     needs only the weights' dims), so the returned model holds no weights; the ``Shape``
     folding pass is skipped for them.

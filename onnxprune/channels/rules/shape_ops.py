@@ -7,7 +7,7 @@ import onnx_graphsurgeon as gs
 from onnxprune.channels.context import Context
 from onnxprune.channels.rules import register
 from onnxprune.channels.rules.base import Rule
-from onnxprune.channels.rules.reshape import slice_indices
+from onnxprune.channels.shape_values import slice_indices
 from onnxprune.channels.types import Coupling, Space, barrier
 
 # Ops through which a shape value may flow on its way to a Reshape/Expand that checks it.
