@@ -9,6 +9,7 @@ import pytest
 
 import onnxprune
 from onnxprune import ir
+from onnxprune.bench import make_session
 from onnxprune.surgery import apply_plan
 from onnxprune.testing import oracle
 
@@ -19,7 +20,8 @@ pytestmark = pytest.mark.real
 EXPECTED = {
     "ppocr_det": (1.0, ()),
     "ppocr_cls": (0.9999, ("unknown shape", "normalises over the channels", "computed in a way not modelled")),
-    "ppocr_rec": (0.997, ("unknown shape", "normalises over the channels", "computed in a way not modelled")),
+    # SVTR's LayerNorm is written as ReduceMean over the features: its stream stays a barrier.
+    "ppocr_rec": (0.999, ("normalises over the channels", "reduces over the channels")),
     "picodet_layout": (1.0, ()),
     "mtcnn_pnet": (1.0, ("normalises over the channels",)),
     "mtcnn_rnet": (1.0, ("normalises over the channels",)),
@@ -56,10 +58,14 @@ def test_real_exact(real_records, name: str) -> None:
     feeds = _calib(rec, model)
     # Outputs are probabilities/scores of scale ~1: compare on that scale, not on the scale
     # of an all-but-zero probability map (float rounding would dominate).
-    err = oracle.max_rel_error(
-        oracle.run(pruned, feeds), oracle.run(oracle.zeroed(model, plan), feeds), floor=1.0
-    )
-    assert err <= 1e-5
+    zeroed = oracle.zeroed(model, plan)
+    want = oracle.run(zeroed, feeds)
+    err = oracle.max_rel_error(oracle.run(pruned, feeds), want, floor=1.0)
+    # The same zeroed model run without graph optimisations differs by float rounding alone;
+    # on the recogniser (30% of every group, softmax over 6625 classes) that is ~3e-5.
+    unoptimised = make_session(zeroed, optimization="disable").run(None, feeds)
+    noise = oracle.max_rel_error(unoptimised, want, floor=1.0)
+    assert err <= max(1e-5, 4 * noise)
 
 
 @pytest.mark.parametrize("name", list(EXPECTED))

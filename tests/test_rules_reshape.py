@@ -145,26 +145,38 @@ def test_reshape_splitting_channels_into_groups_is_a_barrier() -> None:
     assert reason.startswith("node 'split_groups' (Reshape) splits the channels of 'a' axis 1")
 
 
-def test_run_time_shape_that_hard_codes_channels_is_a_barrier() -> None:
-    model = build(
-        """
-        g (float[1,3,2,3] x) => (float[1,6,4] y) {
-          [conv1] a = Conv (x, w1)
-          [shape] s = Shape (a)
-          [gather] n = Gather (s, idx0)
-          [cat] sh = Concat <axis=0> (n, eight, minus_one)
-          [to3d] t = Reshape (a, sh)
-          [tr] u = Transpose <perm=[0,2,1]> (t)
-          [mm] y = MatMul (u, w2)
-        }""",
-        {
-            "w1": (8, 3, 1, 1),
-            "idx0": _ints(0),
-            "eight": _ints(8),
-            "minus_one": _ints(-1),
-            "w2": (8, 4),
-        },
-    )
+RUN_TIME_SHAPE = """
+g (float[1,3,2,3] x) => (float[1,6,4] y{extra_out}) {{
+  [conv1] a = Conv (x, w1)
+  [shape] s = Shape (a)
+  [gather] n = Gather (s, idx0)
+  [cat] sh = Concat <axis=0> (n, eight, minus_one)
+  [to3d] t = Reshape (a, sh)
+  [tr] u = Transpose <perm=[0,2,1]> (t)
+  [mm] y = MatMul (u, w2){extra}
+}}"""
+RUN_TIME_SHAPE_WEIGHTS = {
+    "w1": (8, 3, 1, 1),
+    "idx0": _ints(0),
+    "eight": _ints(8),
+    "minus_one": _ints(-1),
+    "w2": (8, 4),
+}
+
+
+def test_run_time_shape_with_a_constant_channel_count_is_rewritten() -> None:
+    # view(x.size(0), 8, -1): the legacy exporter's Concat of a Shape entry and constants.
+    model = build(RUN_TIME_SHAPE.format(extra_out="", extra=""), RUN_TIME_SHAPE_WEIGHTS)
+    assert structure(model) == [(8, True), (4, False)]
+    pruned = prune_exact(model, {0: [1, 2, 6]})
+    assert const_input(pruned, "cat", 1).tolist() == [3]
+    assert const_input(pruned, "cat", 2).tolist() == [-1]
+
+
+def test_run_time_shape_read_elsewhere_that_hard_codes_channels_is_a_barrier() -> None:
+    # The Concat's value is also a graph output: rewriting its constant would change that too.
+    text = RUN_TIME_SHAPE.format(extra_out=", int64[3] sh", extra="")
+    model = build(text, RUN_TIME_SHAPE_WEIGHTS)
     assert structure(model) == [(8, False), (4, False)]
     assert model.groups.groups[0].barriers == (
         "node 'to3d' (Reshape) has a shape that fixes the channel count of axis 1",

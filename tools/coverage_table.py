@@ -2,10 +2,10 @@
 
     python tools/coverage_table.py [--real] [--cache DIR]
 
-Exports every test architecture with both exporters (into --cache, default a temp dir), and with
---real also runs on the models from tools/fetch_models.py. For each: prunable groups, share of
-MACs in prunable groups, the exactness error of a 30% plan against the zeroed-channel oracle,
-and the distinct barrier reasons.
+Exports every test architecture and transformer with both exporters (into --cache, default a
+temp dir), and with --real also runs on the models from tools/fetch_models.py. For each:
+prunable groups, share of MACs in prunable groups, the exactness error of a 30% plan against
+the zeroed-channel oracle, and the distinct barrier reasons.
 """
 
 from __future__ import annotations
@@ -20,16 +20,21 @@ import warnings
 from collections import Counter
 from pathlib import Path
 
+import numpy as np
+
 import onnxprune
 from onnxprune import ir
 from onnxprune.surgery import apply_plan
 from onnxprune.testing import ARCHS, EXPORTERS, exported_path, oracle
+from onnxprune.testing.transformers import TRANSFORMERS, export_transformer
 
 
-def row(label: str, model: onnxprune.Model, floor: float) -> list[str]:
+def row(
+    label: str, model: onnxprune.Model, floor: float, feeds: dict[str, np.ndarray] | None = None
+) -> list[str]:
     report = onnxprune.inspect(model)
     plan = oracle.every_other_plan(model, share=0.3, seed=1)
-    feeds = oracle.random_feeds(model, seed=2)
+    feeds = feeds if feeds is not None else oracle.random_feeds(model, seed=2)
     pruned = apply_plan(model, plan)
     err = oracle.max_rel_error(
         oracle.run(pruned, feeds), oracle.run(oracle.zeroed(model, plan), feeds), floor=floor
@@ -58,6 +63,10 @@ def main() -> int:
         for exporter in EXPORTERS:
             model = onnxprune.load(exported_path(name, exporter, cache))
             notes += row(f"{name} ({exporter})", model, 1e-6)
+    for name, spec in TRANSFORMERS.items():
+        for exporter in EXPORTERS:
+            model = onnxprune.load(export_transformer(name, exporter, cache))
+            notes += row(f"{name} ({exporter})", model, 1e-6, spec.example(seed=2))
     if args.real:
         out = subprocess.run([sys.executable, "tools/fetch_models.py", "--json"],
                              capture_output=True, text=True, check=True)

@@ -10,7 +10,7 @@ import onnx
 import onnx_graphsurgeon as gs
 from google.protobuf.message import Message
 
-from onnxprune.ir import limits
+from onnxprune.ir import limits, symbolic
 from onnxprune.ir.load import has_tensor_attr, model_bytes
 
 log = logging.getLogger(__name__)
@@ -18,22 +18,24 @@ log = logging.getLogger(__name__)
 def infer_shapes(model: onnx.ModelProto, *, strict: bool = False) -> onnx.ModelProto:
     """Run ONNX shape inference (with data propagation) and return the inferred copy.
 
-    Models over ``limits.LIGHT_BYTES`` are inferred on a copy without their weights (shape inference
-    needs only the weights' dims), so the returned model holds no weights; the ``Shape``
-    folding pass is skipped for them.
+    Models over ``limits.LIGHT_BYTES`` are inferred on a copy without their weights (shape
+    inference needs only the weights' dims), so the returned model holds no weights; the ``Shape``
+    folding pass is skipped for them. Unless ``strict``, shapes it leaves unknown are
+    filled in by :func:`onnxprune.ir.symbolic.fill_missing`.
     """
     if model_bytes(model) > limits.LIGHT_BYTES:
         m = light_copy(model)
         del m.graph.value_info[:]
-        return onnx.shape_inference.infer_shapes(
+        light = onnx.shape_inference.infer_shapes(
             m, check_type=True, strict_mode=strict, data_prop=True
         )
+        return light if strict else symbolic.fill_missing(light)
     m = copy.deepcopy(model)
     del m.graph.value_info[:]
     inferred = onnx.shape_inference.infer_shapes(
         m, check_type=True, strict_mode=strict, data_prop=True
     )
-    return inferred if strict else _add_folded_shapes(inferred)
+    return inferred if strict else symbolic.fill_missing(_add_folded_shapes(inferred))
 
 
 def adopt_shapes(model: onnx.ModelProto, inferred: onnx.ModelProto) -> onnx.ModelProto:

@@ -130,6 +130,13 @@ class CostModel:
     def _shares(cg: ChannelGraph, node, owned, n_groups: int):  # type: ignore[no-untyped-def]
         x, y = node.inputs[0].name, node.outputs[0].name
         xs, ys = cg.ctx.shape(x), cg.ctx.shape(y)
+        if node.op == "MatMul" and cg.ctx.const(node.inputs[1].name) is None and ys:
+            # Attention (Q·Kᵀ, softmax·V): its MACs shrink with the heads on a batch axis.
+            share = np.zeros(n_groups)
+            for axis, n in enumerate(ys):
+                for col, count in owned.get(Space(y, axis), ()):
+                    share[col] = max(share[col], count / n)
+            return np.zeros(n_groups), share
         if node.op == "Gemm":
             ax_in = 0 if cg.ctx.attr(node, "transA", 0) else 1
             ax_out = 1

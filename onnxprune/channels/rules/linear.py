@@ -61,6 +61,34 @@ class GemmRule(Rule):
             ctx.take_input(node, 2, c.ndim - 1, keep_out)
 
 
+def batched_coupling(ctx: Context, node: gs.Node, space: Space) -> Coupling:
+    """Couple ``Y = A·B`` of two run-time tensors (attention).
+
+    Batch axes (heads) tie A, B and Y; A's rows and B's columns tie to Y's; the contracted
+    axis mixes channels and blocks.
+    """
+    names = [node.inputs[0].name, node.inputs[1].name, node.outputs[0].name]
+    found = [ctx.shape(n) for n in names]
+    shapes = [s for s in found if s is not None and len(s) >= 2]
+    if len(shapes) != 3 or names[0] == names[1]:
+        return barrier(f"{ctx.describe(node)} multiplies run-time tensors of unknown shapes")
+    rank = len(shapes[2])
+    role = names.index(space.tensor)
+    out_axis = space.axis + rank - len(shapes[role])
+    if out_axis == {0: rank - 1, 1: rank - 2}.get(role):
+        return barrier(f"{ctx.describe(node)} contracts the channels of '{space.tensor}'")
+    links = []
+    for i in (0, 1):
+        ax = out_axis - (rank - len(shapes[i]))
+        if ax < 0 or (out_axis >= rank - 2 and out_axis != rank - 2 + i):
+            continue  # a batch axis the input lacks, or the other input's row/column axis
+        if shapes[i][ax] == shapes[2][out_axis]:
+            links.append(Link(Space(names[i], ax), Space(names[2], out_axis), Identity()))
+        elif shapes[i][ax] != 1:
+            return barrier(f"{ctx.describe(node)}: input '{names[i]}' does not broadcast")
+    return Coupling(links=tuple(links))
+
+
 @register("MatMul")
 class MatMulRule(Rule):
     """``Y = X·W`` with constant 2-D W: Y's last axis is a root, X's last axis is consumed."""
@@ -79,6 +107,8 @@ class MatMulRule(Rule):
         x, y = node.inputs[0].name, node.outputs[0].name
         w = ctx.input_const(node, 1)
         xs, ys = ctx.shape(x), ctx.shape(y)
+        if w is None and ctx.const(x) is None:
+            return batched_coupling(ctx, node, space)
         if w is None or w.ndim != 2 or ctx.positions(node, space.tensor) not in ([0], []):
             return barrier(f"{ctx.describe(node)} multiplies two run-time tensors")
         if xs is None or ys is None or len(xs) < 2:
@@ -98,6 +128,8 @@ class MatMulRule(Rule):
         x, y = node.inputs[0].name, node.outputs[0].name
         w = ctx.input_const(node, 1)
         xs, ys = ctx.shape(x), ctx.shape(y)
+        if w is None and ctx.const(x) is None:
+            return  # two run-time tensors: nothing of its own to shrink
         if w is None or xs is None or ys is None:
             raise RuntimeError(f"{ctx.describe(node)}: weights vanished during surgery")
         keep_out, keep_in = keep.get(Space(y, len(ys) - 1)), keep.get(Space(x, len(xs) - 1))

@@ -7,6 +7,7 @@ import onnx_graphsurgeon as gs
 from onnxprune.channels.context import Context
 from onnxprune.channels.rules import register
 from onnxprune.channels.rules.base import Rule
+from onnxprune.channels.shape_values import slice_indices
 from onnxprune.channels.types import Coupling, Space, barrier
 
 # Ops through which a shape value may flow on its way to a Reshape/Expand that checks it.
@@ -32,18 +33,23 @@ class ShapeRule(Rule):
         start = start + rank if start < 0 else start
         if not start <= space.axis < end:
             return Coupling(absorbs=True)
-        bad = self._unchecked_reader(ctx, node.outputs[0].name, set())
+        bad = self._unchecked_reader(ctx, node.outputs[0].name, set(), space.axis - start)
         if bad is not None:
             return barrier(f"the shape of '{space.tensor}' flows into {ctx.describe(bad)}")
         return Coupling(absorbs=True)
 
-    def _unchecked_reader(self, ctx: Context, name: str, seen: set[str]) -> gs.Node | None:
+    def _unchecked_reader(
+        self, ctx: Context, name: str, seen: set[str], at: int | None = None
+    ) -> gs.Node | None:
+        """Return a reader the channel count reaches unchecked (``at``: its element, if known)."""
         if name in seen:
             return None
         seen.add(name)
         for reader in ctx.consumers(name):
             if reader.op in _CHECKED_READERS and reader.inputs[0].name != name:
                 continue
+            if at is not None and not self._picks(ctx, reader, name, at):
+                continue  # a Slice/Gather that leaves the channel count out (head_dim)
             if reader.op not in _SHAPE_ARITHMETIC:
                 return reader
             for out in reader.outputs:
@@ -53,3 +59,17 @@ class ShapeRule(Rule):
         if name in ctx.outputs:
             return ctx.producer(name)
         return None
+
+    @staticmethod
+    def _picks(ctx: Context, reader: gs.Node, name: str, at: int) -> bool:
+        """Tell whether ``reader`` may use element ``at`` of the shape value ``name``."""
+        if reader.inputs[0].name != name:
+            return True
+        if reader.op == "Slice":
+            picked = slice_indices(ctx, reader)
+            return picked is None or at in picked
+        if reader.op == "Gather":
+            idx = ctx.input_const(reader, 1)
+            size = (ctx.shape(name) or (0,))[0]
+            return idx is None or at in {int(i) % max(size, 1) for i in idx.reshape(-1)}
+        return True
