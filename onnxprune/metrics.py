@@ -13,7 +13,8 @@ from onnxprune import ir
 
 @dataclass(frozen=True)
 class Cost:
-    """MACs (multiply-accumulates) of Conv/ConvTranspose/Gemm/MatMul, parameters and bytes."""
+    """MACs (multiply-accumulates) of Conv/ConvTranspose/Gemm/MatMul/LSTM/GRU/RNN, parameters
+    and bytes."""
 
     macs: int
     params: int
@@ -23,6 +24,24 @@ class Cost:
 
 def _prod(xs: Sequence[int]) -> int:
     return int(np.prod(xs, dtype=np.int64)) if len(xs) else 1
+
+
+RECURRENT_GATES = {"LSTM": 4, "GRU": 3, "RNN": 1}
+"""Gate blocks of each recurrent op (rows of W and R per direction and hidden unit)."""
+
+
+def recurrent_macs(op: str, x: Sequence[int], w: Sequence[int]) -> tuple[int, int]:
+    """MACs of a recurrent op: (input projection X·Wᵀ, recurrence H·Rᵀ), gates included.
+
+    Args:
+        op: "LSTM", "GRU" or "RNN".
+        x: X's shape (``[T, N, I]``, or ``[N, T, I]`` with ``layout=1``).
+        w: W's shape ``[num_directions, gates·hidden, input_size]``.
+    """
+    steps_batch = int(x[0]) * int(x[1])
+    rows = int(w[0]) * int(w[1])  # directions x gates x hidden
+    hidden = int(w[1]) // RECURRENT_GATES[op]
+    return steps_batch * rows * int(w[2]), steps_batch * rows * hidden
 
 
 def node_macs(
@@ -43,6 +62,8 @@ def node_macs(
         return _prod(out_shape) * int(k)
     if op in ("MatMul", "MatMulInteger") and w is not None:
         return _prod(out_shape) * int(x[-1])
+    if op in RECURRENT_GATES and w is not None:
+        return sum(recurrent_macs(op, x, w))
     return 0
 
 
@@ -59,7 +80,7 @@ def cost(model: onnx.ModelProto, shapes: Mapping[str, tuple[int, ...]] | None = 
     consts = {t.name: tuple(t.dims) for t in model.graph.initializer}
     per_node: dict[str, int] = {}
     for i, node in enumerate(model.graph.node):
-        if node.op_type not in ("Conv", "ConvTranspose", "Gemm", "MatMul"):
+        if node.op_type not in ("Conv", "ConvTranspose", "Gemm", "MatMul", *RECURRENT_GATES):
             continue
         attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
         ins = [shapes.get(n) or consts.get(n) for n in node.input]

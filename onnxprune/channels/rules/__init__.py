@@ -25,6 +25,7 @@ RULE_MODULES = (
     "layout",
     "reduce",
     "shape_ops",
+    "recurrent",
     "barriers",
 )
 

@@ -10,9 +10,6 @@ from onnxprune.channels.rules.base import Rule
 from onnxprune.channels.types import Coupling, Space, WeightUse, barrier
 
 REASONS = {
-    "LSTM": "recurrent ops are not pruned",
-    "GRU": "recurrent ops are not pruned",
-    "RNN": "recurrent ops are not pruned",
     "Loop": "control flow is not pruned",
     "If": "control flow is not pruned",
     "Scan": "control flow is not pruned",

@@ -70,7 +70,25 @@ def _shape_elements(ctx: Context, name: str) -> list[object] | None:
         if data is None or idx is None:
             return None
         return [data[int(i)] for i in idx.reshape(-1)]
+    if node.op == "Slice":
+        return _sliced_elements(ctx, node)
     return None
+
+
+def _sliced_elements(ctx: Context, node: gs.Node) -> list[object] | None:
+    """A Slice of a 1-D shape tensor with constant bounds (the legacy exporter's flatten)."""
+    data = _shape_elements(ctx, node.inputs[0].name)
+    if ctx.opset < 10:
+        bounds = [ctx.attr(node, k) for k in ("starts", "ends", "axes")] + [[1]]
+    else:
+        bounds = [ctx.input_const(node, i) if ctx.input_name(node, i) else None for i in range(1, 5)]
+    starts, ends, axes, steps = (None if b is None else [int(v) for v in np.ravel(b)] for b in bounds)
+    if data is None or starts is None or ends is None or len(starts) != 1:
+        return None
+    if (axes or [0])[0] not in (0, -1) or (steps or [1])[0] == 0:
+        return None
+    # ONNX's clamping of 1-D slice bounds is Python's (both signs of step).
+    return data[starts[0] : ends[0] : (steps or [1])[0]]
 
 
 @register("Flatten", "Reshape")

@@ -1,0 +1,86 @@
+"""LSTM/GRU/RNN channel rule: X's features are consumed by W, the hidden size is a barrier."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from onnxprune.testing.graphs import build, const_input, original, prune_exact, structure
+
+# A conv map [N, C, 1, T] made a sequence [T, N, C] (Squeeze + Transpose), then the op.
+CONV_SEQ = """
+g (float[2,3,1,7] x) => (float y, float yh) {{
+  [conv] a = Conv (x, wc, bc)
+  [relu] r = Relu(a)
+  [sq] s = Squeeze(r, axes)
+  [tr] t = Transpose <perm=[2,0,1]> (s)
+  [rec] y, yh = {op} <hidden_size=3, direction="{direction}"> (t, W, R, B)
+}}"""
+
+GATES = {"LSTM": 4, "GRU": 3, "RNN": 1}
+
+
+def _weights(op: str, dirs: int) -> dict[str, object]:
+    g = GATES[op]
+    return {
+        "wc": (8, 3, 1, 1), "bc": (8,), "axes": np.array([2], np.int64),
+        "W": (dirs, g * 3, 8), "R": (dirs, g * 3, 3), "B": (dirs, 2 * g * 3),
+    }  # fmt: skip
+
+
+@pytest.mark.parametrize("op", ["LSTM", "GRU", "RNN"])
+@pytest.mark.parametrize(("direction", "dirs"), [("forward", 1), ("bidirectional", 2)])
+def test_features_feeding_x_are_pruned_with_w_columns(op: str, direction: str, dirs: int) -> None:
+    model = build(CONV_SEQ.format(op=op, direction=direction), _weights(op, dirs), opset=14)
+    assert structure(model) == [(8, True)]
+    group = model.groups.groups[0]
+    assert [(c.node, c.weight.name, c.weight.axis) for c in group.consumers] == [("rec", "W", 2)]
+    keep = [0, 2, 3, 7]
+    pruned = prune_exact(model, {0: keep})
+    np.testing.assert_array_equal(const_input(pruned, "rec", 1), original(model, "W")[:, :, keep])
+    np.testing.assert_array_equal(const_input(pruned, "rec", 2), original(model, "R"))
+
+
+LAYOUT1 = """
+g (float[2,5,4] x) => (float y) {
+  [mm] a = MatMul (x, wm)
+  [rec] y = GRU <hidden_size=3, layout=1, linear_before_reset=1> (a, W, R)
+}"""
+
+
+def test_batch_first_layout_consumes_the_last_axis() -> None:
+    # Structure only: onnxruntime's CPU kernels refuse layout=1, so no pruned run to compare.
+    model = build(LAYOUT1, {"wm": (4, 6), "W": (1, 9, 6), "R": (1, 9, 3)}, opset=14)
+    assert structure(model) == [(6, True)]
+    (consumer,) = model.groups.groups[0].consumers
+    assert (consumer.node, consumer.space.axis, consumer.weight.axis) == ("rec", 2, 2)
+
+
+HIDDEN = """
+g (float[5,2,4] x, float[1,2,6] z) => (float y) {
+  [rec] seq, yh = LSTM <hidden_size=3> (x, W, R)
+  [mm] m = MatMul (z, wm)
+  [add] y = Add (yh, m)
+}"""
+
+
+def test_hidden_size_is_a_barrier_with_its_reason() -> None:
+    model = build(HIDDEN, {"W": (1, 12, 4), "R": (1, 12, 3), "wm": (6, 3)}, opset=14)
+    assert structure(model) == [(3, False)]
+    (reason,) = model.groups.groups[0].barriers[:1]
+    assert "node 'rec' (LSTM): its hidden size is not pruned" in reason
+
+
+STATE = """
+g (float[5,2,4] x, float[2,6] z) => (float y) {
+  [gemm] h = Gemm (z, wg)
+  [un] h0 = Unsqueeze (h, axes)
+  [rec] y = RNN <hidden_size=3> (x, W, R, , , h0)
+}"""
+
+
+def test_channels_reaching_an_initial_state_block() -> None:
+    weights = {"W": (1, 3, 4), "R": (1, 3, 3), "wg": (6, 3), "axes": np.array([0], np.int64)}
+    model = build(STATE, weights, opset=14)
+    assert structure(model) == [(3, False)]
+    assert "state or weight input of node 'rec' (RNN)" in model.groups.groups[0].barriers[0]
