@@ -42,7 +42,9 @@ class CRNN(nn.Module):
         f = self.backbone(x)  # [N, 96, 1, W/4]
         f = f.flatten(1, 2) if self.flatten else f.squeeze(2)
         seq, _ = self.rnn(f.permute(2, 0, 1))  # [T, N, 2H]
-        return self.head(seq).log_softmax(-1)
+        # Batch-first logits [N, T, classes] (as PP-OCR's CTC head): the analysis objectives
+        # take axis 0 of every output as the batch.
+        return self.head(seq.transpose(0, 1)).log_softmax(-1)
 
 
 def crnn_spec(cell: str = "LSTM", *, flatten: bool = False) -> ArchSpec:
