@@ -18,7 +18,12 @@ from onnx import numpy_helper
 from onnxprune.model import Model
 
 
-def _set_weight(model: onnx.ModelProto, name: str, fn) -> None:  # type: ignore[no-untyped-def]
+def _set_weight(model: onnx.ModelProto, name: str, fn, folded=None) -> None:  # type: ignore[no-untyped-def]
+    """Apply ``fn`` to weight ``name``: an initializer, a Constant, or a folded node output.
+
+    A weight that constant folding computed (dynamo's per-direction LSTM weights joined by a
+    Concat) becomes an initializer holding ``fn(folded)`` in place of the node producing it.
+    """
     for i, t in enumerate(model.graph.initializer):
         if t.name == name:
             model.graph.initializer[i].CopyFrom(numpy_helper.from_array(fn(numpy_helper.to_array(t)), name))
@@ -29,7 +34,11 @@ def _set_weight(model: onnx.ModelProto, name: str, fn) -> None:  # type: ignore[
                 if a.name == "value":
                     a.t.CopyFrom(numpy_helper.from_array(fn(numpy_helper.to_array(a.t)), name))
                     return
-    raise KeyError(f"weight {name} not found")
+    producer = next((n for n in model.graph.node if name in n.output), None)
+    if folded is None or producer is None or len(producer.output) != 1:
+        raise KeyError(f"weight {name} not found")
+    model.graph.node.remove(producer)
+    model.graph.initializer.append(numpy_helper.from_array(fn(np.asarray(folded)), name))
 
 
 def zeroed(model: Model, plan: Mapping[int, Sequence[int]]) -> onnx.ModelProto:
@@ -50,7 +59,7 @@ def zeroed(model: Model, plan: Mapping[int, Sequence[int]]) -> onnx.ModelProto:
                 w[tuple(sl)] = 0
                 return w
 
-            _set_weight(out, ref.weight.name, zero)
+            _set_weight(out, ref.weight.name, zero, cg.ctx.const(ref.weight.name))
     return out
 
 
