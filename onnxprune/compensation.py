@@ -128,6 +128,8 @@ def _unusable(cg: ChannelGraph, ref: WeightRef, cs: object, readers: Mapping[str
     node = _node(cg, ref)
     if node is None or cg.ctx.const(ref.weight.name) is None:
         return "weight is not a constant"
+    if cg.ctx.quantised(ref.weight.name):
+        return "weight is stored quantised (DequantizeLinear): folding would re-quantise it"
     if node.op in ("Conv", "ConvTranspose") and int(cg.ctx.attr(node, "group", 1)) != 1:
         return "grouped conv cannot mix channels"
     return ""

@@ -26,6 +26,7 @@ RULE_MODULES = (
     "reduce",
     "shape_ops",
     "recurrent",
+    "quant",
     "barriers",
 )
 
