@@ -143,6 +143,21 @@ def ratio_plan(
     return make_plan(cg, keep, method={"ratio": ratio, "criterion": criterion})
 
 
+def _check_something_prunable(model: Model) -> None:
+    """Refuse early, naming the commonest barrier, when no group at all can be pruned."""
+    groups = model.groups.groups
+    if any(g.prunable for g in groups):
+        return
+    reasons = [g.barriers[0] for g in groups if g.barriers]
+    if not reasons:
+        return  # single-channel groups only: the usual messages say so
+    first = max(set(reasons), key=reasons.count)
+    raise CannotPruneError(
+        f"no channel group can be pruned: all {len(groups)} are barriers, e.g. {first}; "
+        "run 'onnxprune inspect' to see each"
+    )
+
+
 def _select(group: Group, scores: np.ndarray, width: int) -> np.ndarray:
     """Pick the ``width`` best channels by ``scores``, keeping at least one of every part.
 
@@ -357,6 +372,7 @@ def prune(
         raise InputError(
             "distillation and --steps re-analysis need the calibration data itself: pass data"
         )
+    _check_something_prunable(model)
     if opts.ratio is not None:
         result = _ratio_step(model, opts, data, analysis)
     else:
