@@ -29,7 +29,8 @@ class _Reader:
 
     def __init__(self, shape: tuple[int, ...]) -> None:
         rng = np.random.default_rng(0)
-        self._it = iter([{"input": rng.standard_normal(shape).astype(np.float32)} for _ in range(4)])
+        samples = [rng.standard_normal(shape).astype(np.float32) for _ in range(4)]
+        self._it = iter([{"input": x} for x in samples])
 
     def get_next(self) -> dict[str, np.ndarray] | None:
         return next(self._it, None)

@@ -162,11 +162,14 @@ def test_gemm_and_matmul_weights_behind_dequantize() -> None:
 
 def test_run_time_scale_on_activations_is_a_barrier() -> None:
     model = build(
-        ACTIVATIONS.format(scale="s", zp="z").replace("float[1,3,4,4] x", "float[1,3,4,4] x, float s"),
+        ACTIVATIONS.format(scale="s", zp="z").replace("float[1,3,4,4] x",
+                                                      "float[1,3,4,4] x, float s"),
         {"w1": (8, 3, 1, 1), "z": np.array(0, np.int8), "w2": (6, 8, 1, 1), "w3": (4, 6, 1, 1)},
     )
     assert structure(model)[0] == (8, False)
-    assert model.groups.groups[0].barriers[0] == "node 'q' (QuantizeLinear) has a scale computed at run time"
+    assert model.groups.groups[0].barriers[0] == (
+        "node 'q' (QuantizeLinear) has a scale computed at run time"
+    )
 
 
 def test_original_weights_are_unchanged_by_pruning() -> None:

@@ -46,7 +46,8 @@ CASES = [
          c("s", "float", [0.01, 0.02, 0.05, 0.003, 0.1]) + "\n" + c("z", "int8", [0, 1, -2, 3, 4])
          + "\nq = QuantizeLinear<axis=1>(X, s, z)\nY = DequantizeLinear<axis=1>(q, s, z)"),
     Case("DQ-int32-bias", 13, "int32[2,5] B", "float Y",
-         c("s", "float", [0.001, 0.002, 0.0005, 0.01, 0.003]) + "\nY = DequantizeLinear<axis=1>(B, s)",
+         c("s", "float", [0.001, 0.002, 0.0005, 0.01, 0.003])
+         + "\nY = DequantizeLinear<axis=1>(B, s)",
          feeds={"B": I32}),
     Case("DQ-uint8", 13, "uint8[2,4,6,6] A", "float Y",
          c("s", "float", [0.07]) + "\n" + c("z", "uint8", [17]) + "\nY = DequantizeLinear(A, s, z)",
@@ -68,7 +69,8 @@ CASES = [
          c("sa", "float", [0.05]) + "\n" + c("za", "uint8", [128]) + "\n"
          + c("sw", "float", [0.01, 0.02, 0.005, 0.03, 0.001]) + "\n"
          + c("zw", "int8", [0, 0, 0, 0, 0]) + "\n" + c("sy", "float", [0.9]) + "\n"
-         + c("zy", "uint8", [120]) + "\nY = QLinearConv<pads=[1,1,1,1]>(A, sa, za, W, sw, zw, sy, zy, B)",
+         + c("zy", "uint8", [120])
+         + "\nY = QLinearConv<pads=[1,1,1,1]>(A, sa, za, W, sw, zw, sy, zy, B)",
          feeds={"A": U8, "W": I8W, "B": RNG.integers(-3000, 3000, 5).astype(np.int32)}),
     Case("QLinearConv-per-tensor", 10, "uint8[2,4,6,6] A, int8[5,4,3,3] W", "uint8 Y",
          c("sa", "float", [0.05]) + "\n" + c("za", "uint8", [128]) + "\n"

@@ -17,7 +17,7 @@ from onnxprune.shim.testing import (
 )
 from onnxprune.testing.export import export_onnx
 
-T, N, I, H = 5, 3, 4, 3  # steps, batch, input size, hidden size
+T, N, IN, H = 5, 3, 4, 3  # steps, batch, input size, hidden size
 TOL = 1e-4
 SEQ = {"L": np.array([5, 2, 3], dtype=np.int32)}
 GATES = {"LSTM": 4, "GRU": 3, "RNN": 1}
@@ -37,9 +37,9 @@ def rec(
 ) -> Case:
     """One recurrent node with all optional inputs chosen, every output returned."""
     g = GATES[op]
-    x = f"float[{N},{T},{I}] X" if layout else f"float[{T},{N},{I}] X"
+    x = f"float[{N},{T},{IN}] X" if layout else f"float[{T},{N},{IN}] X"
     state = f"[{N},{dirs},{H}]" if layout else f"[{dirs},{N},{H}]"
-    ins = [x, f"float[{dirs},{g * H},{I}] W", f"float[{dirs},{g * H},{H}] R"]
+    ins = [x, f"float[{dirs},{g * H},{IN}] W", f"float[{dirs},{g * H},{H}] R"]
     args = ["X", "W", "R", "B" if bias else "", "L" if seq else "", "h0" if init else ""]
     if bias:
         ins.append(f"float[{dirs},{2 * g * H}] B")
@@ -157,7 +157,7 @@ class _Seq(nn.Module):
 
     def __init__(self, cls: type[nn.Module], **kw: object) -> None:
         super().__init__()
-        self.rnn = cls(I, H, **kw)
+        self.rnn = cls(IN, H, **kw)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
         y, state = self.rnn(x)
@@ -188,7 +188,7 @@ def test_torch_export_matches_onnxruntime(
 
     torch.manual_seed(0)
     module = _Seq(cls, **kw)
-    shape = (N, T, I) if kw.get("batch_first") else (T, N, I)
+    shape = (N, T, IN) if kw.get("batch_first") else (T, N, IN)
     model = onnx.load(export_onnx(module, shape, tmp_path / "m.onnx", dynamo=dynamo))
     x = np.random.default_rng(1).standard_normal(shape).astype(np.float32)
     assert assert_matches_ort(model, {"input": x}, rtol=TOL, atol=TOL) <= TOL * 10

@@ -48,8 +48,11 @@ class Context:
         return int(shape[space.axis])
 
     def const(self, name: str) -> np.ndarray | None:
-        """Value of a constant tensor (initializer, folded Constant node, or a weight stored
-        quantised behind a DequantizeLinear of constants), else None."""
+        """Value of a constant tensor, else None.
+
+        Constants are initializers, folded Constant nodes, and weights stored quantised behind
+        a DequantizeLinear of constants (their exact dequantised value).
+        """
         t = self.tensors.get(name)
         if isinstance(t, gs.Constant):
             return np.asarray(t.values)

@@ -23,6 +23,7 @@ class CRNN(nn.Module):
     Args:
         cell: ``nn.LSTM``, ``nn.GRU`` or ``nn.RNN``.
         flatten: merge C and H with ``flatten(1, 2)`` (a Reshape) instead of ``squeeze(2)``.
+
     """
 
     def __init__(self, cell: type[nn.Module] = nn.LSTM, *, flatten: bool = False) -> None:
@@ -39,6 +40,7 @@ class CRNN(nn.Module):
         self.head = nn.Linear(64, CLASSES)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Return log-probabilities ``[N, T, classes]``."""
         f = self.backbone(x)  # [N, 96, 1, W/4]
         f = f.flatten(1, 2) if self.flatten else f.squeeze(2)
         seq, _ = self.rnn(f.permute(2, 0, 1))  # [T, N, 2H]

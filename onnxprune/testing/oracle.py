@@ -18,7 +18,9 @@ from onnx import numpy_helper
 from onnxprune.model import Model
 
 
-def _set_weight(model: onnx.ModelProto, name: str, fn, folded=None) -> None:  # type: ignore[no-untyped-def]
+def _set_weight(  # type: ignore[no-untyped-def]
+    model: onnx.ModelProto, name: str, fn, folded=None
+) -> None:
     """Apply ``fn`` to weight ``name``: an initializer, a Constant, or a folded node output.
 
     A weight that constant folding computed (dynamo's per-direction LSTM weights joined by a
@@ -72,11 +74,13 @@ def _zero_quantised(model: onnx.ModelProto, name: str, idx: np.ndarray, axis: in
     The model stays quantised exactly as before, so onnxruntime runs the same (fused) kernels
     in the oracle and the pruned model.
     """
-    dq = next(n for n in model.graph.node if n.op_type == "DequantizeLinear" and n.output[0] == name)
+    dq = next(n for n in model.graph.node
+              if n.op_type == "DequantizeLinear" and n.output[0] == name)
     q_axis = next((int(a.i) for a in dq.attribute if a.name == "axis"), 1)
     zp = None
     if len(dq.input) > 2 and dq.input[2]:
-        zp = next(numpy_helper.to_array(t) for t in model.graph.initializer if t.name == dq.input[2])
+        zp = next(numpy_helper.to_array(t) for t in model.graph.initializer
+                  if t.name == dq.input[2])
 
     def zero(q: np.ndarray) -> np.ndarray:
         z = np.zeros((), q.dtype) if zp is None else zp

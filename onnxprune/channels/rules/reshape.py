@@ -81,8 +81,11 @@ def _sliced_elements(ctx: Context, node: gs.Node) -> list[object] | None:
     if ctx.opset < 10:
         bounds = [ctx.attr(node, k) for k in ("starts", "ends", "axes")] + [[1]]
     else:
-        bounds = [ctx.input_const(node, i) if ctx.input_name(node, i) else None for i in range(1, 5)]
-    starts, ends, axes, steps = (None if b is None else [int(v) for v in np.ravel(b)] for b in bounds)
+        bounds = [ctx.input_const(node, i) if ctx.input_name(node, i) else None
+                  for i in range(1, 5)]
+    starts, ends, axes, steps = (
+        None if b is None else [int(v) for v in np.ravel(b)] for b in bounds
+    )
     if data is None or starts is None or ends is None or len(starts) != 1:
         return None
     if (axes or [0])[0] not in (0, -1) or (steps or [1])[0] == 0:

@@ -101,7 +101,9 @@ def DequantizeLinear(
 ) -> Tensor:
     """``(x - x_zero_point) * x_scale`` in the scale's float type."""
     if block_size:
-        raise UnsupportedOpError("blocked DequantizeLinear (block_size) is not supported by the shim")
+        raise UnsupportedOpError(
+            "blocked DequantizeLinear (block_size) is not supported by the shim"
+        )
     v = _int_values(x)
     if x_zero_point is not None:
         v = v - _along(_int_values(x_zero_point), axis, x.dim())
@@ -168,7 +170,7 @@ def MatMulInteger(
 
 
 def _requantize(acc: Tensor, scale: Tensor, zp: Tensor, keep: bool) -> Tensor:
-    """onnxruntime's requantisation: float32 ``acc * scale``, rounded, plus the zero point."""
+    """Requantise as onnxruntime does: float32 ``acc * scale``, rounded, plus the zero point."""
     v = _ste_round(acc.to(torch.float32) * scale.to(torch.float32)).double() + _int_values(zp)
     out = _saturate(v, zp.dtype, keep)
     return out.float() if keep else out

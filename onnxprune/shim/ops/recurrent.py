@@ -8,7 +8,10 @@ gradient at the projection, i.e. what the input weight ``W`` sees of each sample
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import functools
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, fields
+from typing import Any
 
 import torch
 
@@ -37,6 +40,33 @@ _ACTS: dict[str, tuple[Callable[[Tensor, float, float], Tensor], float | None, f
 _DEFAULT_ACTS = {"LSTM": ("Sigmoid", "Tanh", "Tanh"), "GRU": ("Sigmoid", "Tanh"), "RNN": ("Tanh",)}
 GATES = {"LSTM": 4, "GRU": 3, "RNN": 1}
 """Gate blocks stacked in W's second axis (``[num_directions, GATES·hidden, input]``)."""
+
+
+@dataclass(frozen=True)
+class RecurrentAttrs:
+    """The ONNX attributes of LSTM/GRU/RNN that shape the computation (spec defaults)."""
+
+    direction: str = "forward"
+    activations: tuple[str, ...] | None = None
+    activation_alpha: tuple[float, ...] | None = None
+    activation_beta: tuple[float, ...] | None = None
+    clip: float | None = None
+    layout: int = 0
+    input_forget: int = 0
+    linear_before_reset: int = 0
+
+    @classmethod
+    def of(cls, attrs: Mapping[str, Any]) -> RecurrentAttrs:
+        """Pick the known attributes (others, such as hidden_size, are implied by R)."""
+        known = {f.name for f in fields(cls)}
+        picked = {k: v for k, v in attrs.items() if k in known and v is not None}
+        for k in ("activations", "activation_alpha", "activation_beta"):
+            if k in picked:
+                conv = _name if k == "activations" else float
+                picked[k] = tuple(conv(a) for a in picked[k])
+        if "direction" in picked:
+            picked["direction"] = _name(picked["direction"])
+        return cls(**picked)
 
 
 def _name(a: str | bytes) -> str:
@@ -70,8 +100,12 @@ def activations(
         fn, da, db = _ACTS[n]
         a = next(alpha_it, da) if da is not None else 0.0
         b = next(beta_it, db) if db is not None else 0.0
-        fns.append(lambda x, fn=fn, a=float(a), b=float(b): fn(x, a, b))
+        fns.append(functools.partial(_bound, fn, float(a), float(b)))
     return [fns[d * per : (d + 1) * per] for d in range(directions)]
+
+
+def _bound(fn: Callable[[Tensor, float, float], Tensor], a: float, b: float, x: Tensor) -> Tensor:
+    return fn(x, a, b)
 
 
 def _clipped(act: Act, clip: float | None) -> Act:
@@ -93,7 +127,7 @@ def _initial(state: Tensor | None, d: int, batch: int, hidden: int, like: Tensor
 
 
 def project(X: Tensor, W: Tensor, B: Tensor | None, *, layout: int = 0) -> Tensor:
-    """The input projection ``X·Wᵀ + Wb`` of every direction: ``[D, T, N, G·H]``."""
+    """Return the input projection ``X·Wᵀ + Wb`` of every direction: ``[D, T, N, G·H]``."""
     x = X.transpose(0, 1) if layout else X  # [T, N, I]
     xw = torch.einsum("tni,dgi->dtng", x, W)
     if B is not None:
@@ -203,41 +237,39 @@ def recurrence(
     sequence_lens: Tensor | None,
     initial: Sequence[Tensor | None],
     P: Tensor | None,
-    attrs: dict[str, object],
+    attrs: RecurrentAttrs,
 ) -> tuple[Tensor, ...]:
     """Run ``op_type`` from its input projection ``xw`` (see :func:`project`).
 
     Args:
         op_type: "LSTM", "GRU" or "RNN".
         xw: ``[D, T, N, G·H]`` input projection with the W bias.
-        R: recurrence weights; ``B`` the biases (its R half is used here).
+        R: recurrence weights.
+        B: the biases (only their R half is used here; the W half is in ``xw``).
         sequence_lens: ``[N]`` lengths, or None for full length.
         initial: initial_h (and initial_c for LSTM), in the op's layout, or None.
         P: LSTM peepholes.
-        attrs: the node's ONNX attributes.
+        attrs: the node's attributes.
 
     Returns:
         Y, Y_h (and Y_c for LSTM) in the op's layout.
 
     """
-    layout = int(attrs.get("layout", 0) or 0)
+    layout = attrs.layout
     hidden = R.shape[-1]
-    reverses = _directions(attrs.get("direction", "forward"))  # type: ignore[arg-type]
-    acts = activations(
-        op_type, len(reverses), attrs.get("activations"),  # type: ignore[arg-type]
-        attrs.get("activation_alpha"), attrs.get("activation_beta"),  # type: ignore[arg-type]
-    )
-    clip = attrs.get("clip")
-    clip_f = None if clip is None else float(clip)  # type: ignore[arg-type]
+    reverses = _directions(attrs.direction)
+    acts = activations(op_type, len(reverses), attrs.activations, attrs.activation_alpha,
+                       attrs.activation_beta)
+    clip_f = attrs.clip
     gates = GATES[op_type]
     ys, finals = [], []
     for d, reverse in enumerate(reverses):
         rb = B[d, gates * hidden :] if B is not None else xw.new_zeros(gates * hidden)
         if op_type == "LSTM":
             pd = None if P is None else P[d]
-            cell = _lstm_cell(R[d], rb, pd, acts[d], clip_f, int(attrs.get("input_forget", 0)))
+            cell = _lstm_cell(R[d], rb, pd, acts[d], clip_f, attrs.input_forget)
         elif op_type == "GRU":
-            cell = _gru_cell(R[d], rb, acts[d], clip_f, int(attrs.get("linear_before_reset", 0)))
+            cell = _gru_cell(R[d], rb, acts[d], clip_f, attrs.linear_before_reset)
         else:
             cell = _rnn_cell(R[d], rb, acts[d], clip_f)
         n = xw.shape[2]
@@ -250,13 +282,14 @@ def recurrence(
 
 def _run(op_type: str, X: Tensor, W: Tensor, R: Tensor, B: Tensor | None,
          sequence_lens: Tensor | None, initial: Sequence[Tensor | None], P: Tensor | None,
-         attrs: dict[str, object]) -> tuple[Tensor, ...]:
-    xw = project(X, W, B, layout=int(attrs.get("layout", 0) or 0))
-    return recurrence(op_type, xw, R, B, sequence_lens, initial, P, attrs)
+         attrs: Mapping[str, Any]) -> tuple[Tensor, ...]:
+    typed = RecurrentAttrs.of(attrs)
+    xw = project(X, W, B, layout=typed.layout)
+    return recurrence(op_type, xw, R, B, sequence_lens, initial, P, typed)
 
 
 def input_projection_grad(
-    op_type: str, inputs: Sequence[Tensor | None], attrs: dict[str, object], dY: Tensor
+    op_type: str, inputs: Sequence[Tensor | None], attrs: Mapping[str, Any], dY: Tensor
 ) -> Tensor:
     """Gradient at the input projection ``X·Wᵀ`` given the gradient at Y: ``[D, T, N, G·H]``.
 
@@ -272,12 +305,14 @@ def input_projection_grad(
     """
     ins = list(inputs) + [None] * (8 - len(inputs))
     X, W, R, B, seq = (t.detach() if t is not None else None for t in ins[:5])
-    layout = int(attrs.get("layout", 0) or 0)
-    initial = [t.detach() if t is not None else None for t in ins[5 : 7 if op_type == "LSTM" else 6]]
+    typed = RecurrentAttrs.of(attrs)
+    states = ins[5 : 7 if op_type == "LSTM" else 6]
+    initial = [t.detach() if t is not None else None for t in states]
     P = ins[7].detach() if op_type == "LSTM" and ins[7] is not None else None
     with torch.enable_grad():
-        xw = project(X, W, B, layout=layout).detach().requires_grad_(True)  # type: ignore[arg-type]
-        y = recurrence(op_type, xw, R, B, seq, initial, P, attrs)[0]  # type: ignore[arg-type]
+        assert X is not None and W is not None and R is not None  # a node always has them
+        xw = project(X, W, B, layout=typed.layout).detach().requires_grad_(True)
+        y = recurrence(op_type, xw, R, B, seq, initial, P, typed)[0]
         (g,) = torch.autograd.grad(y, xw, dY)
     return g
 
@@ -347,6 +382,6 @@ def RNN(
     hidden_size: int | None = None,
     layout: int = 0,
 ) -> tuple[Tensor, ...]:
-    """Simple recurrent network ``H = f(X·Wᵀ + H·Rᵀ + Wb + Rb)``."""
+    """Run a simple recurrent network ``H = f(X·Wᵀ + H·Rᵀ + Wb + Rb)``."""
     attrs = dict(locals())
     return _run("RNN", X, W, R, B, sequence_lens, [initial_h], None, attrs)
