@@ -103,3 +103,18 @@ def test_cli_prunes_to_a_macs_target_with_data(
     (lstm,) = [n for n in pruned.proto.graph.node if n.op_type == "LSTM"]
     w = pruned.groups.ctx.const(lstm.input[1])
     assert w is not None and w.shape[:2] == (2, 4 * 32) and w.shape[2] <= 96
+
+
+@pytest.mark.parametrize("exporter", ["legacy", "dynamo"])
+def test_analysis_reads_the_lstm_input_weight(crnn, exporter: str) -> None:
+    from onnxprune.analysis import analyze
+    from onnxprune.data import Dataset
+
+    model = crnn("LSTM", False, exporter)
+    x = np.random.default_rng(0).standard_normal((6, 3, 32, 64)).astype(np.float32)
+    result = analyze(model, Dataset({"input": x}), directions=2, estimate=False)
+    (last,) = [g for g in result.groups if g.channels == 96]
+    assert not last.fallback
+    assert [c.op for c in last.consumers] == ["LSTM"]
+    # rows: samples x directions x (2 directions x 4 gates x 32 hidden) gate rows
+    assert last.rows == 6 * 2 * 256
