@@ -385,3 +385,50 @@ def RNN(
     """Run a simple recurrent network ``H = f(X·Wᵀ + H·Rᵀ + Wb + Rb)``."""
     attrs = dict(locals())
     return _run("RNN", X, W, R, B, sequence_lens, [initial_h], None, attrs)
+
+
+def _dequantized_weight(q: Tensor, scale: Tensor, zero_point: Tensor | None) -> Tensor:
+    """``[D, K, G·H]`` int8/uint8 weights (scale per direction or per column) as ``[D, G·H, K]``."""
+    v = q.to(torch.float64)
+    shape = (-1, 1, 1) if scale.dim() == 1 else (scale.shape[0], 1, -1)
+    if zero_point is not None:
+        v = v - zero_point.to(torch.float64).reshape(shape)
+    return (v.to(scale.dtype) * scale.reshape(shape)).transpose(1, 2)
+
+
+@op("DynamicQuantizeLSTM", 1, domain="com.microsoft")
+def DynamicQuantizeLSTM(
+    X: Tensor,
+    W: Tensor,
+    R: Tensor,
+    B: Tensor | None = None,
+    sequence_lens: Tensor | None = None,
+    initial_h: Tensor | None = None,
+    initial_c: Tensor | None = None,
+    P: Tensor | None = None,
+    W_scale: Tensor | None = None,
+    W_zero_point: Tensor | None = None,
+    R_scale: Tensor | None = None,
+    R_zero_point: Tensor | None = None,
+    *,
+    activation_alpha: list[float] | None = None,
+    activation_beta: list[float] | None = None,
+    activations: list[str] | None = None,
+    clip: float | None = None,
+    direction: str = "forward",
+    hidden_size: int | None = None,
+    input_forget: int = 0,
+) -> tuple[Tensor, ...]:
+    """onnxruntime's dynamically quantised LSTM, run in float on the dequantised weights.
+
+    onnxruntime also quantises X and H at run time; the float run differs from it by that
+    quantisation error only (the analysis wants the float function anyway).
+    """
+    if W_scale is None or R_scale is None:
+        raise UnsupportedOpError("DynamicQuantizeLSTM without W_scale/R_scale is not valid")
+    w = _dequantized_weight(W, W_scale, W_zero_point)
+    r = _dequantized_weight(R, R_scale, R_zero_point)
+    attrs = {"activation_alpha": activation_alpha, "activation_beta": activation_beta,
+             "activations": activations, "clip": clip, "direction": direction,
+             "input_forget": input_forget}
+    return _run("LSTM", X, w, r, B, sequence_lens, [initial_h, initial_c], P, attrs)
