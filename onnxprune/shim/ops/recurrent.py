@@ -419,7 +419,7 @@ def DynamicQuantizeLSTM(
     hidden_size: int | None = None,
     input_forget: int = 0,
 ) -> tuple[Tensor, ...]:
-    """onnxruntime's dynamically quantised LSTM, run in float on the dequantised weights.
+    """Run onnxruntime's dynamically quantised LSTM in float on the dequantised weights.
 
     onnxruntime also quantises X and H at run time; the float run differs from it by that
     quantisation error only (the analysis wants the float function anyway).
