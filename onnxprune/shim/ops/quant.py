@@ -12,6 +12,7 @@ from __future__ import annotations
 import torch
 
 from onnxprune.errors import UnsupportedOpError
+from onnxprune.shim.ops._recurrence import run
 from onnxprune.shim.ops._util import axis_of
 from onnxprune.shim.ops.conv import Conv
 from onnxprune.shim.registry import op
@@ -40,7 +41,7 @@ def _saturate(v: Tensor, dtype: torch.dtype, keep_float: bool) -> Tensor:
 
 
 def _along(t: Tensor, axis: int, rank: int) -> Tensor:
-    """A per-axis (1-D) scale or zero point shaped to broadcast along ``axis``."""
+    """Shape a per-axis (1-D) scale or zero point to broadcast along ``axis``."""
     if t.dim() == 0 or t.numel() == 1:
         return t.reshape(())
     shape = [1] * rank
@@ -159,7 +160,7 @@ def ConvInteger(
 def MatMulInteger(
     A: Tensor, B: Tensor, a_zero_point: Tensor | None = None, b_zero_point: Tensor | None = None
 ) -> Tensor:
-    """``(A - a_zero_point) @ (B - b_zero_point)`` (a per row, b per column), int32."""
+    """Multiply ``(A - a_zero_point) @ (B - b_zero_point)`` (a per row, b per column), int32."""
     keep = _recording(A, B)
     a = _int_values(A)
     if a_zero_point is not None:  # a scalar, or one per row of A
@@ -221,3 +222,50 @@ def QLinearMatMul(
     acc = torch.matmul(_centred(a, a_zero_point, -1), _centred(b, b_zero_point, -1))
     scale = (a_scale.float() * b_scale.float()) / y_scale.float()
     return _requantize(acc, _along(scale, -1, acc.dim()), y_zero_point, keep)
+
+
+def _dequantized_weight(q: Tensor, scale: Tensor, zero_point: Tensor | None) -> Tensor:
+    """``[D, K, G·H]`` int8/uint8 weights (scale per direction or per column) as ``[D, G·H, K]``."""
+    v = q.to(torch.float64)
+    shape = (-1, 1, 1) if scale.dim() == 1 else (scale.shape[0], 1, -1)
+    if zero_point is not None:
+        v = v - zero_point.to(torch.float64).reshape(shape)
+    return (v.to(scale.dtype) * scale.reshape(shape)).transpose(1, 2)
+
+
+@op("DynamicQuantizeLSTM", 1, domain="com.microsoft")
+def DynamicQuantizeLSTM(
+    X: Tensor,
+    W: Tensor,
+    R: Tensor,
+    B: Tensor | None = None,
+    sequence_lens: Tensor | None = None,
+    initial_h: Tensor | None = None,
+    initial_c: Tensor | None = None,
+    P: Tensor | None = None,
+    W_scale: Tensor | None = None,
+    W_zero_point: Tensor | None = None,
+    R_scale: Tensor | None = None,
+    R_zero_point: Tensor | None = None,
+    *,
+    activation_alpha: list[float] | None = None,
+    activation_beta: list[float] | None = None,
+    activations: list[str] | None = None,
+    clip: float | None = None,
+    direction: str = "forward",
+    hidden_size: int | None = None,
+    input_forget: int = 0,
+) -> tuple[Tensor, ...]:
+    """Run onnxruntime's dynamically quantised LSTM in float on the dequantised weights.
+
+    onnxruntime also quantises X and H at run time; the float run differs from it by that
+    quantisation error only (the analysis wants the float function anyway).
+    """
+    if W_scale is None or R_scale is None:
+        raise UnsupportedOpError("DynamicQuantizeLSTM without W_scale/R_scale is not valid")
+    w = _dequantized_weight(W, W_scale, W_zero_point)
+    r = _dequantized_weight(R, R_scale, R_zero_point)
+    attrs = {"activation_alpha": activation_alpha, "activation_beta": activation_beta,
+             "activations": activations, "clip": clip, "direction": direction,
+             "input_forget": input_forget}
+    return run("LSTM", X, w, r, B, sequence_lens, [initial_h, initial_c], P, attrs)
