@@ -41,6 +41,7 @@ def recurrent_macs(op: str, x: Sequence[int], w: Sequence[int]) -> tuple[int, in
         op: "LSTM", "GRU" or "RNN".
         x: X's shape (``[T, N, I]``, or ``[N, T, I]`` with ``layout=1``).
         w: W's shape ``[num_directions, gates·hidden, input_size]``.
+
     """
     steps_batch = int(x[0]) * int(x[1])
     rows = int(w[0]) * int(w[1])  # directions x gates x hidden

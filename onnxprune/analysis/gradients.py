@@ -17,9 +17,9 @@ import torch.nn.functional as F
 
 from onnxprune.analysis.specs import ConsumerSpec
 from onnxprune.errors import InputError
+from onnxprune.shim.ops._recurrence import GATES, input_projection_grad
 from onnxprune.shim.ops._util import onnx_pads_to_torch
 from onnxprune.shim.ops.conv import resolve_pads
-from onnxprune.shim.ops._recurrence import GATES, input_projection_grad
 
 CHUNK = 1 << 24
 """Elements (float32) allowed in one temporary: 64 MiB."""
