@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+import onnxprune
+from onnxprune.metrics import RECURRENT_GATES, node_macs, recurrent_macs
 from onnxprune.testing.graphs import build, const_input, original, prune_exact, structure
 
 # A conv map [N, C, 1, T] made a sequence [T, N, C] (Squeeze + Transpose), then the op.
@@ -84,3 +86,29 @@ def test_channels_reaching_an_initial_state_block() -> None:
     model = build(STATE, weights, opset=14)
     assert structure(model) == [(3, False)]
     assert "state or weight input of node 'rec' (RNN)" in model.groups.groups[0].barriers[0]
+
+
+@pytest.mark.parametrize(
+    ("op", "dirs", "want"),
+    [
+        pytest.param("LSTM", 2, (7 * 2 * 2 * 12 * 8, 7 * 2 * 2 * 12 * 3), id="LSTM-bidi"),
+        pytest.param("GRU", 1, (7 * 2 * 9 * 8, 7 * 2 * 9 * 3), id="GRU"),
+        pytest.param("RNN", 2, (7 * 2 * 2 * 3 * 8, 7 * 2 * 2 * 3 * 3), id="RNN-bidi"),
+    ],
+)
+def test_recurrent_macs_split_into_projection_and_recurrence(
+    op: str, dirs: int, want: tuple[int, int]
+) -> None:
+    w = (dirs, RECURRENT_GATES[op] * 3, 8)
+    assert recurrent_macs(op, (7, 2, 8), w) == want
+    assert node_macs(op, {}, [(7, 2, 8), w], (7, dirs, 2, 3)) == sum(want)
+
+
+def test_pruning_features_lowers_only_the_projection_macs() -> None:
+    model = build(CONV_SEQ.format(op="LSTM", direction="bidirectional"), _weights("LSTM", 2),
+                  opset=14)
+    before = model.cost.node_macs["rec"]
+    pruned = prune_exact(model, {0: [0, 1, 2, 3]})  # 8 -> 4 input features
+    after = onnxprune.load(pruned).cost.node_macs["rec"]
+    steps_batch, rows = 7 * 2, 2 * 12
+    assert before - after == steps_batch * rows * 4
