@@ -73,6 +73,25 @@ def test_hidden_size_is_a_barrier_with_its_reason() -> None:
     assert "node 'rec' (LSTM): its hidden size is not pruned" in reason
 
 
+READ_Y = """
+g (float[5,2,4] x) => (float y) {
+  [rec] seq = GRU <hidden_size=3, direction="bidirectional"> (x, W, R)
+  [tr] t = Transpose <perm=[0,2,1,3]> (seq)
+  [flat] f = Reshape (t, shape)
+  [mm] y = MatMul (f, wm)
+}"""
+
+
+def test_hidden_units_read_downstream_form_a_blocked_group_with_the_reason() -> None:
+    weights = {"W": (2, 9, 4), "R": (2, 9, 3), "shape": np.array([5, 2, 6], np.int64),
+               "wm": (6, 2)}
+    model = build(READ_Y, weights, opset=14)
+    hidden = next(g for g in model.groups.groups if g.root_nodes == ("rec",))
+    assert (hidden.size, hidden.prunable) == (3, False)
+    assert hidden.barriers[0].startswith("node 'rec' (GRU): its hidden size is not pruned")
+    assert [c.node for c in hidden.consumers] == ["mm"]
+
+
 STATE = """
 g (float[5,2,4] x, float[2,6] z) => (float y) {
   [gemm] h = Gemm (z, wg)

@@ -24,6 +24,15 @@ class RecurrentRule(Rule):
     step, so Y, Y_h and Y_c (and the time and batch axes of X) block with a reason.
     """
 
+    def roots(self, ctx: Context, node: gs.Node) -> list[tuple[Space, Coupling]]:
+        """Y's hidden axis as a root that is always blocked, so that inspect names why."""
+        y = node.outputs[0].name if node.outputs else ""
+        if not y or not ctx.consumers(y) or ctx.input_const(node, 1) is None:
+            return []
+        space = Space(y, 3)  # Y is [T, D, N, H] (layout 1: [N, T, D, H])
+        reason = self.couple(ctx, node, space).barrier
+        return [(space, Coupling(barrier=reason, weight=WeightUse(node.inputs[1].name, 1, "root")))]
+
     def couple(self, ctx: Context, node: gs.Node, space: Space) -> Coupling:
         """Consumer on X's feature axis when W is constant; a barrier anywhere else."""
         x = node.inputs[0].name
