@@ -23,7 +23,10 @@ def dequantizer(ctx: Context, name: str) -> gs.Node | None:
     if node is None or node.op != "DequantizeLinear" or int(node.attrs.get("block_size", 0)):
         return None
     inputs = [t for t in node.inputs if t.name]
-    return node if all(isinstance(t, gs.Constant) for t in inputs) else None
+    if not all(isinstance(t, gs.Constant) for t in inputs):
+        return None
+    # Integer storage only (float8/int4 storage is not read here).
+    return node if np.asarray(node.inputs[0].values).dtype.kind in "iu" else None
 
 
 def _along(v: np.ndarray, axis: int, rank: int) -> np.ndarray:
