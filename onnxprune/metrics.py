@@ -13,7 +13,7 @@ from onnxprune import ir
 
 @dataclass(frozen=True)
 class Cost:
-    """MACs (multiply-accumulates) of Conv/ConvTranspose/Gemm/MatMul, parameters and bytes."""
+    """MACs (multiply-accumulates) of the ops in :data:`MAC_OPS`, parameters and bytes."""
 
     macs: int
     params: int
@@ -25,6 +25,30 @@ def _prod(xs: Sequence[int]) -> int:
     return int(np.prod(xs, dtype=np.int64)) if len(xs) else 1
 
 
+RECURRENT_GATES = {"LSTM": 4, "GRU": 3, "RNN": 1}
+"""Gate blocks of each recurrent op (rows of W and R per direction and hidden unit)."""
+
+
+MAC_OPS = ("Conv", "ConvTranspose", "Gemm", "MatMul", *RECURRENT_GATES,
+           "ConvInteger", "MatMulInteger", "QLinearConv", "QLinearMatMul")
+"""Ops whose MACs are counted (the weight-bearing ones, float and quantised)."""
+
+
+def recurrent_macs(op: str, x: Sequence[int], w: Sequence[int]) -> tuple[int, int]:
+    """MACs of a recurrent op: (input projection X·Wᵀ, recurrence H·Rᵀ), gates included.
+
+    Args:
+        op: "LSTM", "GRU" or "RNN".
+        x: X's shape (``[T, N, I]``, or ``[N, T, I]`` with ``layout=1``).
+        w: W's shape ``[num_directions, gates·hidden, input_size]``.
+
+    """
+    steps_batch = int(x[0]) * int(x[1])
+    rows = int(w[0]) * int(w[1])  # directions x gates x hidden
+    hidden = int(w[1]) // RECURRENT_GATES[op]
+    return steps_batch * rows * int(w[2]), steps_batch * rows * hidden
+
+
 def node_macs(
     op: str, attrs: Mapping[str, object], in_shapes: Sequence[tuple[int, ...] | None],
     out_shape: tuple[int, ...] | None,
@@ -33,16 +57,19 @@ def node_macs(
     if out_shape is None or not in_shapes or in_shapes[0] is None:
         return 0
     x = in_shapes[0]
-    w = in_shapes[1] if len(in_shapes) > 1 else None
-    if op == "Conv" and w is not None:
+    w_at = 3 if op in ("QLinearConv", "QLinearMatMul") else 1  # quantised ops: after scale/zp
+    w = in_shapes[w_at] if len(in_shapes) > w_at else None
+    if op in ("Conv", "ConvInteger", "QLinearConv") and w is not None:
         return _prod(out_shape) * _prod(w[1:])
     if op == "ConvTranspose" and w is not None:
         return _prod(x) * _prod(w[1:])
     if op == "Gemm" and w is not None:
         k = x[0] if attrs.get("transA", 0) else x[-1]
         return _prod(out_shape) * int(k)
-    if op in ("MatMul", "MatMulInteger") and w is not None:
+    if op in ("MatMul", "MatMulInteger", "QLinearMatMul") and w is not None:
         return _prod(out_shape) * int(x[-1])
+    if op in RECURRENT_GATES and w is not None:
+        return sum(recurrent_macs(op, x, w))
     return 0
 
 
@@ -60,7 +87,7 @@ def cost(model: onnx.ModelProto, shapes: Mapping[str, tuple[int, ...]] | None = 
     consts = {t.name: tuple(t.dims) for t in model.graph.initializer}
     per_node: dict[str, int] = {}
     for i, node in enumerate(model.graph.node):
-        if node.op_type not in ("Conv", "ConvTranspose", "Gemm", "MatMul"):
+        if node.op_type not in MAC_OPS:
             continue
         attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
         ins = [shapes.get(n) or consts.get(n) for n in node.input]
@@ -70,7 +97,14 @@ def cost(model: onnx.ModelProto, shapes: Mapping[str, tuple[int, ...]] | None = 
     # Parameters are float weights; int64 shape/axes constants are not counted.
     floats = {onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16, onnx.TensorProto.DOUBLE,
               onnx.TensorProto.BFLOAT16}
-    params = sum(_prod(t.dims) for t in model.graph.initializer if t.data_type in floats)
+    # Weights stored quantised (int8/uint8, and int32 biases behind a DequantizeLinear) count.
+    dequantized = {n.input[0] for n in model.graph.node if n.op_type == "DequantizeLinear"}
+    ints = {onnx.TensorProto.INT8, onnx.TensorProto.UINT8}
+    params = sum(
+        _prod(t.dims) for t in model.graph.initializer
+        if t.data_type in floats or t.data_type in ints
+        or (t.data_type == onnx.TensorProto.INT32 and t.name in dequantized)
+    )
     for node in model.graph.node:
         if node.op_type == "Constant":
             params += sum(

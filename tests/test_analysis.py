@@ -58,7 +58,27 @@ class TokenNet(nn.Module):
         return self.l2(torch.relu(self.l1(h)))
 
 
-NETS = {"conv2d": (Conv2dNet, (1, 3, 8, 8)), "tokens": (TokenNet, (1, 4, 10))}
+class RecurrentNet(nn.Module):
+    """Conv1d features read by a bidirectional recurrent layer (W consumer), then Linear."""
+
+    def __init__(self, cell: type[nn.Module]) -> None:
+        super().__init__()
+        self.conv = nn.Conv1d(4, 6, 3, padding=1)
+        self.rnn = cell(6, 3, bidirectional=True)
+        self.fc = nn.Linear(6, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        seq, _ = self.rnn(torch.relu(self.conv(x)).permute(2, 0, 1))
+        return self.fc(seq.transpose(0, 1))  # batch-first, as the objective expects
+
+
+NETS = {
+    "conv2d": (Conv2dNet, (1, 3, 8, 8)),
+    "tokens": (TokenNet, (1, 4, 10)),
+    "lstm": (lambda: RecurrentNet(nn.LSTM), (1, 4, 7)),
+    "gru": (lambda: RecurrentNet(nn.GRU), (1, 4, 7)),
+    "rnn": (lambda: RecurrentNet(nn.RNN), (1, 4, 7)),
+}
 
 
 @pytest.fixture(scope="module")
@@ -179,6 +199,43 @@ def test_taylor_fallback_without_usable_consumers(nets: dict, monkeypatch) -> No
         assert g.rows == len(x) * DIRECTIONS and not g.consumers
         np.testing.assert_array_equal(g.gram, g.taylor_gram)
         assert 1 <= g.rank <= g.channels
+
+
+class FinalStateNet(nn.Module):
+    """A classifier on the LSTM's final hidden state Y_h (the sequence Y is not read)."""
+
+    def __init__(self, both: bool) -> None:
+        super().__init__()
+        self.conv = nn.Conv1d(4, 6, 3, padding=1)
+        self.rnn = nn.LSTM(6, 3)
+        self.fc = nn.Linear(3, 2)
+        self.both = both
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        seq, (h, _) = self.rnn(torch.relu(self.conv(x)).permute(2, 0, 1))
+        out = self.fc(h[0])
+        return out + seq.mean(0)[:, :2] if self.both else out
+
+
+@pytest.mark.parametrize(
+    ("both", "why"),
+    [
+        pytest.param(False, "its sequence output Y is not read", id="Y_h-only"),
+        pytest.param(True, "its final states Y_h/Y_c are read", id="Y-and-Y_h"),
+    ],
+)
+def test_recurrent_reading_final_states_falls_back_to_gate_gradients(
+    tmp_path: Path, both: bool, why: str
+) -> None:
+    torch.manual_seed(0)
+    model = load(export_onnx(FinalStateNet(both), (1, 4, 7), tmp_path / "m.onnx", dynamo=False))
+    x = np.random.default_rng(0).standard_normal((6, 4, 7)).astype(np.float32)
+    result = analyze(model, Dataset({"input": x}), directions=DIRECTIONS, estimate=False)
+    (group,) = [g for g in result.groups if g.analysed]
+    assert group.fallback and not group.consumers
+    assert group.rows == len(x) * DIRECTIONS
+    (skipped,) = specs_module.group_specs(model, Shim(model.proto))[0].skipped
+    assert "(LSTM)" in skipped and why in skipped
 
 
 # -- spectrum -----------------------------------------------------------------------------

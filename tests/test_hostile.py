@@ -171,14 +171,21 @@ def _int_weights(zw: type = np.int8) -> dict[str, np.ndarray]:
     }
 
 
+def test_qdq_model_prunes_exactly(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # Weights behind DequantizeLinear are sliced in storage with their scales.
+    model = _save(QDQ, _qdq_weights(), tmp_path / "qdq.onnx")
+    pruned = _pruned_exactly(model, tmp_path / "out.onnx", capsys)
+    weights = {t.name: t for t in pruned.graph.initializer}
+    assert weights["w1q"].data_type == onnx.TensorProto.INT8 and weights["w1q"].dims[0] == 4
+
+
 @pytest.mark.parametrize(
     ("text", "weights", "reason"),
     [
-        pytest.param(QDQ, _qdq_weights(), "quantised (QDQ) models are not pruned", id="qdq"),
-        pytest.param(QLINEAR, _int_weights(np.int8), "quantised models are not pruned",
+        pytest.param(QLINEAR, _int_weights(np.int8), "integer-op quantised layers are not pruned",
                      id="qlinearconv"),
-        pytest.param(CONV_INTEGER, _int_weights(np.uint8), "quantised models are not pruned",
-                     id="convinteger"),
+        pytest.param(CONV_INTEGER, _int_weights(np.uint8),
+                     "integer-op quantised layers are not pruned", id="convinteger"),
     ],
 )
 def test_quantised_models_are_barriers_with_a_reason(

@@ -207,6 +207,52 @@ def test_compensation_is_exact_on_planted_dependence(tmp_path: Path) -> None:
     assert comp.compensation.compensated and not comp.compensation.skipped
 
 
+class _PlantedRecurrent(torch.nn.Module):
+    """conv1 (8 filters: 2 linear combinations of others, 1 dead) read by an LSTM's W."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.conv1 = torch.nn.Conv1d(3, 8, 3, padding=1)
+        self.rnn = torch.nn.LSTM(8, 4, bidirectional=True)
+        self.head = torch.nn.Linear(8, 3)
+        with torch.no_grad():
+            w, b = self.conv1.weight, self.conv1.bias
+            w[5], b[5] = 0.5 * w[0] - w[1], 0.5 * b[0] - b[1]
+            w[6], b[6] = w[2] + 2 * w[3], b[2] + 2 * b[3]
+            w[7], b[7] = 0.0, 0.0  # a dead channel
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        seq, _ = self.rnn(self.conv1(x).permute(2, 0, 1))  # the LSTM reads the pre-activation
+        return self.head(seq.transpose(0, 1))
+
+
+def test_compensation_is_exact_through_an_lstm_input_weight(tmp_path: Path) -> None:
+    path = export_onnx(_PlantedRecurrent().eval(), (1, 3, 9), tmp_path / "rec.onnx", dynamo=False)
+    model = onnxprune.load(path)
+    rng = np.random.default_rng(1)
+    data = Dataset({"input": rng.normal(size=(24, 3, 9)).astype(np.float32)})
+    an = analyze(model, data, estimate=False)
+    g = next(a for a in an.groups if a.channels == 8)
+    assert g.rank == 5 and not g.fallback
+    plan = onnxprune.pruning.plan.make_plan(model.groups, {g.id: list(range(5))})
+    from onnxprune.pruning.options import PruneOptions
+    from onnxprune.pruning.pipeline import _finish
+
+    opts = PruneOptions(ratio=0.5, criterion="l1", compensate=True,
+                        ridge=1e-9).resolved(has_data=True)
+    comp = _finish(model, plan, opts, an, None, [])
+    plain = onnxprune.apply(model, plan)
+    feeds = {"input": rng.normal(size=(1, 3, 9)).astype(np.float32)}
+    (ref,) = run(model.proto, feeds)
+    (got,) = run(comp.model, feeds)
+    (bad,) = run(plain.model, feeds)
+    scale = np.abs(ref).max()
+    assert np.abs(got - ref).max() / scale < 1e-4
+    assert np.abs(bad - ref).max() / scale > 1e-2
+    assert comp.compensation.compensated and not comp.compensation.skipped
+
+
 def test_effective_selection_keeps_an_independent_basis(tmp_path: Path) -> None:
     from onnxprune.pruning.criteria import CRITERIA, top_k
 

@@ -41,14 +41,6 @@ g (float[1,3,4,4] x) => (float[1,4,{side},{side}] y) {{
             id="CumSum",
         ),
         pytest.param(
-            "QuantizeLinear",
-            "[op] q = QuantizeLinear (a, scale, zp)\n  [dq] b = DequantizeLinear (q, scale, zp)",
-            13,
-            8,
-            {"scale": np.array(0.05, np.float32), "zp": np.array(0, np.int8)},
-            id="QuantizeLinear-activations",
-        ),
-        pytest.param(
             "TopK",
             "[op] b, idx = TopK <axis=1> (a, k)",
             13,
@@ -77,29 +69,26 @@ def test_barrier_op_blocks_with_its_reason(
     assert first.barriers == (f"node 'op' ({op}): {REASONS[op]}",)
 
 
-def test_dequantize_on_activations_is_a_barrier() -> None:
-    # Channels arrive at DequantizeLinear from a run-time quantised tensor.
+def test_integer_op_quantised_conv_is_a_barrier_naming_the_fix() -> None:
+    # quantize_dynamic / QOperator models: QLinearConv reads and writes integers.
     model = build(
         """
         g (float[1,3,4,4] x) => (float y) {
-          [conv1] a = Conv (x, w1)
-          [q] q = QuantizeLinear (a, scale, zp)
-          [dq] d = DequantizeLinear (q, scale, zp)
-          [conv2] b = Conv (d, w2)
-          [conv3] y = Conv (b, w3)
+          [q] q = QuantizeLinear (x, s, z)
+          [qconv] c = QLinearConv (q, s, z, wq, ws, z, s, z)
+          [dq] d = DequantizeLinear (c, s, z)
+          [conv2] y = Conv (d, w2)
         }""",
         {
-            "w1": (8, 3, 1, 1),
-            "scale": np.array(0.05, np.float32),
-            "zp": np.array(0, np.int8),
-            "w2": (6, 8, 1, 1),
-            "w3": (4, 6, 1, 1),
-        },
+            "s": np.array(0.05, np.float32), "z": np.array(0, np.int8),
+            "wq": np.ones((8, 3, 1, 1), np.int8), "ws": np.array(0.1, np.float32),
+            "w2": (4, 8, 1, 1),
+        },  # fmt: skip
     )
-    assert structure(model) == [(8, False), (6, True), (4, False)]
-    assert model.groups.groups[0].barriers == (
-        f"node 'q' (QuantizeLinear): {REASONS['QuantizeLinear']}",
-    )
+    first = model.groups.groups[0]
+    assert (first.root_nodes, first.prunable) == (("qconv",), False)
+    assert first.barriers == (f"node 'qconv' (QLinearConv): {REASONS['QLinearConv']}",)
+    assert "quantise in QDQ format" in first.barriers[0]
 
 
 def test_channels_reaching_a_graph_output_are_a_barrier() -> None:

@@ -181,3 +181,41 @@ def test_run_time_shape_read_elsewhere_that_hard_codes_channels_is_a_barrier() -
     assert model.groups.groups[0].barriers == (
         "node 'to3d' (Reshape) has a shape that fixes the channel count of axis 1",
     )
+
+
+@pytest.mark.parametrize(
+    ("starts", "ends", "steps"),
+    [
+        pytest.param((0, 3), (1, 4), (1, 1), id="slices"),
+        pytest.param((0, -1), (1, 9), (1, 1), id="negative-start-big-end"),
+        pytest.param((0, 3), (1, 2), (1, -1), id="negative-step"),
+    ],
+)
+def test_run_time_flatten_from_sliced_shape(
+    starts: tuple[int, int], ends: tuple[int, int], steps: tuple[int, int]
+) -> None:
+    # torch legacy export of x.flatten(1, 2) on [N, C, 1, T]: shape = [s[0:1], -1, s[3:]].
+    model = build(
+        """
+        g (float[1,3,1,5] x) => (float[1,5,4] y) {
+          [conv1] a = Conv (x, w1)
+          [shape] s = Shape (a)
+          [head] n = Slice (s, b0, e0, ax, st0)
+          [tail] t = Slice (s, b1, e1, ax, st1)
+          [cat] sh = Concat <axis=0> (n, minus_one, t)
+          [flat] f = Reshape (a, sh)
+          [tr] u = Transpose <perm=[0,2,1]> (f)
+          [mm] y = MatMul (u, w2)
+        }""",
+        {
+            "w1": (8, 3, 1, 1), "ax": _ints(0), "minus_one": _ints(-1), "w2": (8, 4),
+            "b0": _ints(starts[0]), "e0": _ints(ends[0]), "st0": _ints(steps[0]),
+            "b1": _ints(starts[1]), "e1": _ints(ends[1]), "st1": _ints(steps[1]),
+        },  # fmt: skip
+    )
+    assert model.shapes["f"] == (1, 8, 5)
+    assert structure(model) == [(8, True), (4, False)]
+    keep = [0, 3, 6]
+    pruned = prune_exact(model, {0: keep})
+    np.testing.assert_array_equal(const_input(pruned, "mm", 1), original(model, "w2")[keep])
+

@@ -10,7 +10,7 @@ import pytest
 
 import onnxprune
 from onnxprune import ir
-from onnxprune.allocation import TOLERANCE
+from onnxprune.pruning.allocation import TOLERANCE
 from onnxprune.cli import main
 from onnxprune.data import load_data
 from onnxprune.surgery import apply_plan

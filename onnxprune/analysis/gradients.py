@@ -10,13 +10,14 @@ bounded by :data:`CHUNK`, so no layer ever materialises more than that at once.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 
 import torch
 import torch.nn.functional as F
 
 from onnxprune.analysis.specs import ConsumerSpec
 from onnxprune.errors import InputError
+from onnxprune.shim.ops._recurrence import GATES, input_projection_grad
 from onnxprune.shim.ops._util import onnx_pads_to_torch
 from onnxprune.shim.ops.conv import resolve_pads
 
@@ -45,6 +46,10 @@ def activation(spec: ConsumerSpec, a: torch.Tensor, batch: int) -> torch.Tensor:
     sel = torch.as_tensor(spec.sel, device=a.device)
     if spec.kind in CONV_KINDS:
         return a if spec.whole else a.index_select(1, sel)
+    if spec.kind == "recurrent":  # X [T, N, I] (layout 1: [N, T, I]) -> [N, S, T]
+        x = a if int(spec.attrs.get("layout", 0) or 0) else a.transpose(0, 1)
+        x = x if spec.whole else x.index_select(2, sel)
+        return x.transpose(1, 2)
     feats = a.t() if spec.kind == "gemm" and spec.axis == 0 else a
     if feats.shape[0] != batch and not (feats.dim() == 2 and feats.shape[0] % batch == 0):
         raise InputError(
@@ -56,15 +61,30 @@ def activation(spec: ConsumerSpec, a: torch.Tensor, batch: int) -> torch.Tensor:
     return feats.transpose(1, 2)
 
 
-def output_grad(spec: ConsumerSpec, d: torch.Tensor, batch: int) -> torch.Tensor:
-    """Lay out the gradient at a consumer's output: ``[B, O, *spatial]`` or ``[B, O, L]``."""
+def output_grad(
+    spec: ConsumerSpec,
+    d: torch.Tensor,
+    batch: int,
+    inputs: Sequence[torch.Tensor | None] = (),
+) -> torch.Tensor:
+    """Lay out the gradient at a consumer's output: ``[B, O, *spatial]`` or ``[B, O, L]``.
+
+    A recurrent consumer's output Y is not linear in W, so its gradient is carried back
+    through the recurrence to the input projection (needs the node's ``inputs`` as run):
+    ``[B, D·G·H, T]``, one row per direction, gate and hidden unit.
+    """
     if spec.kind in CONV_KINDS:
         return d
+    if spec.kind == "recurrent":
+        g = input_projection_grad(spec.op, inputs, dict(spec.attrs), d)  # [D, T, N, G·H]
+        return g.permute(2, 0, 3, 1).reshape(g.shape[2], -1, g.shape[1])
     return d.reshape(batch, -1, d.shape[-1]).transpose(1, 2)
 
 
 def outputs_of(spec: ConsumerSpec, y: torch.Tensor) -> int:
     """Output units O of a consumer (its output channels or features)."""
+    if spec.kind == "recurrent":  # Y [T, D, N, H] or [N, T, D, H]: D·G·H gate rows
+        return int(y.shape[-2] * y.shape[-1] * GATES[spec.op])
     return int(y.shape[1] if spec.kind in CONV_KINDS else y.shape[-1])
 
 
@@ -169,4 +189,5 @@ _KINDS: dict[str, tuple[Prepare, Apply]] = {
     "grouped": (_same, _grouped),
     "gemm": (_same, _linear),
     "matmul": (_same, _linear),
+    "recurrent": (_same, _linear),
 }

@@ -175,17 +175,21 @@ class GroupAccumulator:
         self.taylor = TaylorAccumulator(spec.roots, spec.size, device)
         self._acts: list[torch.Tensor] = []
         self._outputs: list[int] = []
+        self._inputs: list[list[torch.Tensor | None]] = []
         self._seen: set[int] = set()
 
     def start_batch(self, watched: Mapping[str, torch.Tensor], batch: int) -> None:
         """Read the batch's activations (shared by every direction) into means and capacity."""
-        self._acts, self._outputs = [], []
+        self._acts, self._outputs, self._inputs = [], [], []
         for acc in self.consumers:
             a = gradients.activation(acc.spec, watched[acc.spec.x].detach(), batch)
             outputs = gradients.outputs_of(acc.spec, watched[acc.spec.y])
             acc.add_batch(a, outputs)
             self._acts.append(a)
             self._outputs.append(outputs)
+            recurrent = acc.spec.kind == "recurrent"
+            names = acc.spec.step.inputs if recurrent else ()
+            self._inputs.append([watched[n].detach() if n else None for n in names])
 
     def routes(self, watched: Mapping[str, torch.Tensor], batch: int) -> list[tuple[str, Route]]:
         """(tensor, callback) pairs: what to do with the gradient of each watched tensor."""
@@ -199,7 +203,8 @@ class GroupAccumulator:
 
     def _consumer(self, i: int, batch: int, d: torch.Tensor) -> None:
         acc = self.consumers[i]
-        acc.add_gradient(self._acts[i], gradients.output_grad(acc.spec, d, batch))
+        d = gradients.output_grad(acc.spec, d, batch, self._inputs[i])
+        acc.add_gradient(self._acts[i], d)
         self._seen.add(i)
 
     def end_direction(self, batch: int) -> None:
@@ -212,4 +217,4 @@ class GroupAccumulator:
 
     def end_batch(self) -> None:
         """Drop the batch's activations."""
-        self._acts, self._outputs = [], []
+        self._acts, self._outputs, self._inputs = [], [], []

@@ -14,8 +14,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import onnx_graphsurgeon as gs
 
 from onnxprune.channels.graph import Group, WeightRef
+from onnxprune.metrics import RECURRENT_GATES
 from onnxprune.model import Model
 from onnxprune.shim.module import Shim
 from onnxprune.shim.plan import Step
@@ -31,7 +33,8 @@ class ConsumerSpec:
         node: node name; ``op`` its ONNX op type.
         kind: how per-sample weight gradients are formed: ``unfold`` (Conv, 1-D/2-D),
             ``grouped`` (ConvTranspose, 3-D Conv: batch folded into conv groups), ``gemm``,
-            ``matmul``.
+            ``matmul``, ``recurrent`` (LSTM/GRU/RNN input weight W: the recurrence is re-run
+            from the input projection to get the gradient at the gates).
         x: the activation the consumer reads; ``axis`` its channel axis.
         y: the consumer's output.
         weight: name of the consumer's weight (for reports).
@@ -92,6 +95,8 @@ class GroupSpec:
         names = {r.tensor for r in self.roots}
         for c in self.consumers:
             names.update((c.x, c.y))
+            if c.kind == "recurrent":  # re-running the recurrence needs all its inputs
+                names.update(n for n in c.step.inputs if n)
         return names
 
 
@@ -151,6 +156,10 @@ def _consumer(
     kind = _kind(ref.op, weight.ndim, int(step.attrs.get("group", 1)))
     if kind is None:
         return None, f"{ref.op} with weight rank {weight.ndim} is not supported"
+    if kind == "recurrent":
+        why = _recurrent_problem(model, node)
+        if why:
+            return None, why
     sel, owned = _owned(group.members[ref.space], group.size)
     spec = ConsumerSpec(
         node=ref.node, op=ref.op, kind=kind, x=ref.space.tensor, axis=ref.space.axis, y=y,
@@ -170,7 +179,21 @@ def _kind(op: str, weight_rank: int, group: int) -> str | None:
         return "gemm"
     if op == "MatMul" and weight_rank == 2:
         return "matmul"
+    if op in RECURRENT_GATES and weight_rank == 3:
+        return "recurrent"
     return None
+
+
+def _recurrent_problem(model: Model, node: gs.Node) -> str:
+    """Why a recurrent op's W gradient cannot be formed from the gradient at Y alone."""
+    ctx = model.groups.ctx
+    outs = [t.name for t in node.outputs]
+    used = [bool(n) and (bool(ctx.consumers(n)) or n in ctx.outputs) for n in outs]
+    if not used or not used[0]:
+        return "its sequence output Y is not read (only final states), so no gate gradient"
+    if any(used[1:]):
+        return "its final states Y_h/Y_c are read, whose gradients are not gathered"
+    return ""
 
 
 def _owned(owner: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:

@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 import onnx_graphsurgeon as gs
 
+from onnxprune.channels import qdq
 from onnxprune.channels.types import Space
 
 
@@ -48,9 +49,20 @@ class Context:
         return int(shape[space.axis])
 
     def const(self, name: str) -> np.ndarray | None:
-        """Value of a constant tensor (initializer or folded Constant node), else None."""
+        """Value of a constant tensor, else None.
+
+        Constants are initializers, folded Constant nodes, and weights stored quantised behind
+        a DequantizeLinear of constants (their exact dequantised value).
+        """
         t = self.tensors.get(name)
-        return np.asarray(t.values) if isinstance(t, gs.Constant) else None
+        if isinstance(t, gs.Constant):
+            return np.asarray(t.values)
+        dq = qdq.dequantizer(self, name)
+        return None if dq is None else qdq.dequantized(self, dq)
+
+    def quantised(self, name: str) -> bool:
+        """True when ``name`` is a weight stored quantised (a DequantizeLinear of constants)."""
+        return qdq.dequantizer(self, name) is not None
 
     def input_name(self, node: gs.Node, i: int) -> str | None:
         """Name of the node's i-th input, or None when absent or an empty optional input."""
@@ -109,6 +121,10 @@ class Context:
 
     def take_input(self, node: gs.Node, i: int, axis: int, keep: np.ndarray) -> None:
         """Keep only ``keep`` along ``axis`` of the node's i-th (constant) input."""
+        name = self.input_name(node, i)
+        if name is not None and self.quantised(name):
+            qdq.take(self, node, i, axis, keep)
+            return
         value = self.input_const(node, i)
         if value is None:
             raise ValueError(f"{self.describe(node)}: input {i} is not a constant")

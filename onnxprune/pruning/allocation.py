@@ -44,7 +44,7 @@ from onnxprune.errors import CannotPruneError, InputError
 ALLOCATIONS = ("hierarchical", "uniform", "global")
 METRICS = ("macs", "params")
 
-_COST_OPS = ("Conv", "ConvTranspose", "Gemm", "MatMul")
+_COST_OPS = ("Conv", "ConvTranspose", "Gemm", "MatMul", *metrics.RECURRENT_GATES)
 
 
 @dataclass(frozen=True)
@@ -120,9 +120,15 @@ class CostModel:
     def _base(cg: ChannelGraph, node, metric: str) -> float:  # type: ignore[no-untyped-def]
         if metric == "macs":
             shapes = [cg.ctx.shape(t.name) or _const_shape(cg, t.name) for t in node.inputs]
+            if node.op in metrics.RECURRENT_GATES and shapes[0] and shapes[1]:
+                # Only the input projection scales with the features fed in; the recurrence
+                # (hidden size) is not pruned and stays in the fixed cost.
+                return float(metrics.recurrent_macs(node.op, shapes[0], shapes[1])[0])
             return float(metrics.node_macs(node.op, node.attrs, shapes,
                                            cg.ctx.shape(node.outputs[0].name)))
         w = cg.ctx.const(node.inputs[1].name)
+        if node.op in metrics.RECURRENT_GATES:  # input 2 is R, which does not shrink
+            return float(w.size if w is not None else 0)
         bias = cg.ctx.const(node.inputs[2].name) if len(node.inputs) > 2 else None
         return float((w.size if w is not None else 0) + (bias.size if bias is not None else 0))
 
@@ -143,6 +149,8 @@ class CostModel:
         elif node.op == "MatMul":
             ax_in = len(xs) - 1 if xs else -1
             ax_out = len(ys) - 1 if ys else -1
+        elif node.op in metrics.RECURRENT_GATES:
+            ax_in, ax_out = 2, -1  # features of X; the hidden size is never pruned
         else:
             ax_in = ax_out = 1
         out = []

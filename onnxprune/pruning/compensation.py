@@ -28,6 +28,7 @@ import numpy as np
 import onnx_graphsurgeon as gs
 
 from onnxprune.channels.graph import ChannelGraph, Group, WeightRef
+from onnxprune.metrics import RECURRENT_GATES
 
 log = logging.getLogger(__name__)
 
@@ -127,6 +128,8 @@ def _unusable(cg: ChannelGraph, ref: WeightRef, cs: object, readers: Mapping[str
     node = _node(cg, ref)
     if node is None or cg.ctx.const(ref.weight.name) is None:
         return "weight is not a constant"
+    if cg.ctx.quantised(ref.weight.name):
+        return "weight is stored quantised (DequantizeLinear): folding would re-quantise it"
     if node.op in ("Conv", "ConvTranspose") and int(cg.ctx.attr(node, "group", 1)) != 1:
         return "grouped conv cannot mix channels"
     return ""
@@ -164,13 +167,15 @@ def _compensate_one(
     wm = np.moveaxis(w.astype(np.float64), ref.weight.axis, 0)
     new = wm.copy()
     mean = np.asarray(cs.mean, dtype=np.float64)
-    contrib = np.zeros(wm.shape[1] if wm.ndim > 1 else 1)
+    # Output units of the consumer: W's axis 1, or (direction, gate row) of a recurrent W.
+    units = tuple(wm.shape[1:3] if node.op in RECURRENT_GATES else wm.shape[1:2]) or (1,)
+    contrib = np.zeros(units)
     for j in range(idx.shape[1]):
         dropped = wm[idx[drop, j]]  # [nd, rest...]
         new[idx[keep, j]] += np.tensordot(a, dropped, axes=(1, 0))
         if j < mean.shape[1]:
             b = mean[drop, j] - a.T @ mean[keep, j]  # [nd]
-            contrib += np.tensordot(b, dropped.reshape(len(drop), dropped.shape[1], -1).sum(2),
+            contrib += np.tensordot(b, dropped.reshape(len(drop), *units, -1).sum(-1),
                                     axes=(0, 0))
     w_index = [i for i, t in enumerate(node.inputs) if t.name == ref.weight.name][0]
     ctx.set_input_const(node, w_index, np.moveaxis(new, 0, ref.weight.axis).astype(w.dtype))
@@ -211,7 +216,23 @@ def _add_bias(cg: ChannelGraph, node: gs.Node, contrib: np.ndarray, dtype: np.dt
         return True
     if node.op == "MatMul":
         return _matmul_bias(cg, node, contrib)
+    if node.op in RECURRENT_GATES:
+        return _recurrent_bias(cg, node, contrib, dtype)
     return False
+
+
+def _recurrent_bias(cg: ChannelGraph, node: gs.Node, contrib: np.ndarray, dtype: np.dtype) -> bool:
+    """Add ``contrib`` ``[directions, gates·hidden]`` to the W half of B (created if absent)."""
+    ctx = cg.ctx
+    has_b = ctx.input_name(node, 3) is not None
+    old = ctx.input_const(node, 3) if has_b else None
+    if has_b and old is None:
+        return False  # a run-time bias
+    rows = contrib.shape[1]
+    base = np.zeros((contrib.shape[0], 2 * rows), dtype=dtype) if old is None else old.copy()
+    base[:, :rows] += contrib.astype(base.dtype)
+    ctx.set_input_const(node, 3, base)
+    return True
 
 
 def _matmul_bias(cg: ChannelGraph, node: gs.Node, contrib: np.ndarray) -> bool:

@@ -21,7 +21,7 @@ from onnxprune.pruning.compose import compose
 from onnxprune.pruning.options import PruneOptions
 from onnxprune.pruning.plan import Plan
 from onnxprune.pruning.result import PruneResult, make_result, pruned_shapes
-from onnxprune.pruning.select import ratio_plan
+from onnxprune.pruning.select import check_something_prunable, ratio_plan
 from onnxprune.pruning.targets import metric_of, target_plan
 from onnxprune.surgery import apply_plan
 
@@ -76,6 +76,7 @@ def prune(
         raise InputError(
             "distillation and --steps re-analysis need the calibration data itself: pass data"
         )
+    check_something_prunable(model)
     if opts.ratio is not None:
         result = _ratio_step(model, opts, data, analysis)
     else:

@@ -118,3 +118,21 @@ def residuals(a: GroupAnalysis | None) -> np.ndarray:
     return taken + 1e-300 * rank
 
 
+def check_something_prunable(model: Model) -> None:
+    """Refuse early, naming the commonest barrier, when no group at all can be pruned.
+
+    Raises:
+        CannotPruneError: every group of the model is a barrier.
+
+    """
+    groups = model.groups.groups
+    if any(g.prunable for g in groups):
+        return
+    reasons = [g.barriers[0] for g in groups if g.barriers]
+    if not reasons:
+        return  # single-channel groups only: the usual messages say so
+    first = max(set(reasons), key=reasons.count)
+    raise CannotPruneError(
+        f"no channel group can be pruned: all {len(groups)} are barriers, e.g. {first}; "
+        "run 'onnxprune inspect' to see each"
+    )

@@ -18,7 +18,14 @@ from onnx import numpy_helper
 from onnxprune.model import Model
 
 
-def _set_weight(model: onnx.ModelProto, name: str, fn) -> None:  # type: ignore[no-untyped-def]
+def _set_weight(  # type: ignore[no-untyped-def]
+    model: onnx.ModelProto, name: str, fn, folded=None
+) -> None:
+    """Apply ``fn`` to weight ``name``: an initializer, a Constant, or a folded node output.
+
+    A weight that constant folding computed (dynamo's per-direction LSTM weights joined by a
+    Concat) becomes an initializer holding ``fn(folded)`` in place of the node producing it.
+    """
     for i, t in enumerate(model.graph.initializer):
         if t.name == name:
             model.graph.initializer[i].CopyFrom(numpy_helper.from_array(fn(numpy_helper.to_array(t)), name))
@@ -29,7 +36,11 @@ def _set_weight(model: onnx.ModelProto, name: str, fn) -> None:  # type: ignore[
                 if a.name == "value":
                     a.t.CopyFrom(numpy_helper.from_array(fn(numpy_helper.to_array(a.t)), name))
                     return
-    raise KeyError(f"weight {name} not found")
+    producer = next((n for n in model.graph.node if name in n.output), None)
+    if folded is None or producer is None or len(producer.output) != 1:
+        raise KeyError(f"weight {name} not found")
+    model.graph.node.remove(producer)
+    model.graph.initializer.append(numpy_helper.from_array(fn(np.asarray(folded)), name))
 
 
 def zeroed(model: Model, plan: Mapping[int, Sequence[int]]) -> onnx.ModelProto:
@@ -50,8 +61,41 @@ def zeroed(model: Model, plan: Mapping[int, Sequence[int]]) -> onnx.ModelProto:
                 w[tuple(sl)] = 0
                 return w
 
-            _set_weight(out, ref.weight.name, zero)
+            if cg.ctx.quantised(ref.weight.name):
+                _zero_quantised(out, ref.weight.name, idx, ref.weight.axis)
+            else:
+                _set_weight(out, ref.weight.name, zero, cg.ctx.const(ref.weight.name))
     return out
+
+
+def _zero_quantised(model: onnx.ModelProto, name: str, idx: np.ndarray, axis: int) -> None:
+    """Set the stored integers of a DequantizeLinear'd weight to its zero point (value 0).
+
+    The model stays quantised exactly as before, so onnxruntime runs the same (fused) kernels
+    in the oracle and the pruned model.
+    """
+    dq = next(n for n in model.graph.node
+              if n.op_type == "DequantizeLinear" and n.output[0] == name)
+    q_axis = next((int(a.i) for a in dq.attribute if a.name == "axis"), 1)
+    zp = None
+    if len(dq.input) > 2 and dq.input[2]:
+        zp = next(numpy_helper.to_array(t) for t in model.graph.initializer
+                  if t.name == dq.input[2])
+
+    def zero(q: np.ndarray) -> np.ndarray:
+        z = np.zeros((), q.dtype) if zp is None else zp
+        if z.size > 1:
+            shape = [1] * q.ndim
+            shape[q_axis % q.ndim] = -1
+            z = z.reshape(shape)
+        full = np.broadcast_to(z, q.shape)
+        q = q.copy()
+        sl = [slice(None)] * q.ndim
+        sl[axis] = idx
+        q[tuple(sl)] = full[tuple(sl)]
+        return q
+
+    _set_weight(model, dq.input[0], zero)
 
 
 def run(model: onnx.ModelProto, feeds: Mapping[str, np.ndarray]) -> list[np.ndarray]:

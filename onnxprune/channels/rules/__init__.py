@@ -25,6 +25,8 @@ RULE_MODULES = (
     "layout",
     "reduce",
     "shape_ops",
+    "recurrent",
+    "quant",
     "barriers",
 )
 

@@ -9,22 +9,23 @@ from onnxprune.channels.rules import register
 from onnxprune.channels.rules.base import Rule
 from onnxprune.channels.types import Coupling, Space, WeightUse, barrier
 
+_INTEGER_OPS = (
+    "integer-op quantised layers are not pruned; to fix this, prune the float model and "
+    "quantise it again, or quantise in QDQ format (quantize_static with QuantFormat.QDQ), "
+    "which onnxprune prunes"
+)
+
 REASONS = {
-    "LSTM": "recurrent ops are not pruned",
-    "GRU": "recurrent ops are not pruned",
-    "RNN": "recurrent ops are not pruned",
     "Loop": "control flow is not pruned",
     "If": "control flow is not pruned",
     "Scan": "control flow is not pruned",
     "LRN": "normalises across neighbouring channels",
     "GroupNormalization": "normalises across groups of channels",
     "MeanVarianceNormalization": "may normalise across channels",
-    "QuantizeLinear": "quantised (QDQ) models are not pruned",
-    "DequantizeLinear": "quantised (QDQ) models are not pruned",
-    "QLinearConv": "quantised models are not pruned",
-    "QLinearMatMul": "quantised models are not pruned",
-    "ConvInteger": "quantised models are not pruned",
-    "MatMulInteger": "quantised models are not pruned",
+    "QLinearConv": _INTEGER_OPS,
+    "QLinearMatMul": _INTEGER_OPS,
+    "ConvInteger": _INTEGER_OPS,
+    "MatMulInteger": _INTEGER_OPS,
     "DepthToSpace": "moves channels into spatial positions",
     "SpaceToDepth": "moves spatial positions into channels",
     "Size": "uses the element count, which pruning changes",

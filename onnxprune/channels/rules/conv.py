@@ -69,10 +69,10 @@ class ConvRule(Rule):
         x, y = node.inputs[0].name, node.outputs[0].name
         out_ax, in_ax = self._axes(node)
         group = int(ctx.attr(node, "group", 1))
-        w = self._weight(ctx, node)
-        if w is None:
+        if self._weight(ctx, node) is None:
             raise RuntimeError(f"{ctx.describe(node)}: weights vanished during surgery")
         keep_out, keep_in = keep.get(Space(y, 1)), keep.get(Space(x, 1))
+        # take_input also slices weights stored quantised (with their per-axis scales).
         if group > 1:
             n_in, n_out = ctx.dim(Space(x, 1)), ctx.dim(Space(y, 1))
             if keep_in is not None and n_in:
@@ -81,14 +81,13 @@ class ConvRule(Rule):
                 node.attrs["group"] = len(keep_out) * group // n_out
             # Conv keeps each group's filters on axis 0, ConvTranspose its inputs on axis 0.
             if node.op == "Conv" and keep_out is not None:
-                w = np.take(w, keep_out, axis=0)
+                ctx.take_input(node, 1, 0, keep_out)
             if node.op == "ConvTranspose" and keep_in is not None:
-                w = np.take(w, keep_in, axis=0)
+                ctx.take_input(node, 1, 0, keep_in)
         else:
             if keep_out is not None:
-                w = np.take(w, keep_out, axis=out_ax)
+                ctx.take_input(node, 1, out_ax, keep_out)
             if keep_in is not None:
-                w = np.take(w, keep_in, axis=in_ax)
-        ctx.set_input_const(node, 1, w)
+                ctx.take_input(node, 1, in_ax, keep_in)
         if keep_out is not None and ctx.input_name(node, 2) is not None:
             ctx.take_input(node, 2, 0, keep_out)

@@ -47,15 +47,13 @@ class GemmRule(Rule):
         """Slice B (and C) by the kept output features and input features."""
         a, y = node.inputs[0].name, node.outputs[0].name
         trans_a, trans_b = int(ctx.attr(node, "transA", 0)), int(ctx.attr(node, "transB", 0))
-        w = ctx.input_const(node, 1)
-        if w is None:
+        if ctx.input_const(node, 1) is None:
             raise RuntimeError(f"{ctx.describe(node)}: weights vanished during surgery")
         keep_out, keep_in = keep.get(Space(y, 1)), keep.get(Space(a, 0 if trans_a else 1))
         if keep_out is not None:
-            w = np.take(w, keep_out, axis=0 if trans_b else 1)
+            ctx.take_input(node, 1, 0 if trans_b else 1, keep_out)
         if keep_in is not None:
-            w = np.take(w, keep_in, axis=1 if trans_b else 0)
-        ctx.set_input_const(node, 1, w)
+            ctx.take_input(node, 1, 1 if trans_b else 0, keep_in)
         c = ctx.input_const(node, 2)
         if keep_out is not None and c is not None and c.ndim >= 1 and c.shape[-1] > 1:
             ctx.take_input(node, 2, c.ndim - 1, keep_out)
@@ -126,15 +124,13 @@ class MatMulRule(Rule):
     def shrink(self, ctx: Context, node: gs.Node, keep: Mapping[Space, np.ndarray]) -> None:
         """Slice W's columns (kept outputs) and rows (kept inputs)."""
         x, y = node.inputs[0].name, node.outputs[0].name
-        w = ctx.input_const(node, 1)
         xs, ys = ctx.shape(x), ctx.shape(y)
-        if w is None and ctx.const(x) is None:
+        if ctx.input_const(node, 1) is None and ctx.const(x) is None:
             return  # two run-time tensors: nothing of its own to shrink
-        if w is None or xs is None or ys is None:
+        if ctx.input_const(node, 1) is None or xs is None or ys is None:
             raise RuntimeError(f"{ctx.describe(node)}: weights vanished during surgery")
         keep_out, keep_in = keep.get(Space(y, len(ys) - 1)), keep.get(Space(x, len(xs) - 1))
         if keep_out is not None:
-            w = np.take(w, keep_out, axis=1)
+            ctx.take_input(node, 1, 1, keep_out)
         if keep_in is not None:
-            w = np.take(w, keep_in, axis=0)
-        ctx.set_input_const(node, 1, w)
+            ctx.take_input(node, 1, 0, keep_in)

@@ -10,6 +10,8 @@ from onnxprune.shim.ops import (  # noqa: F401  (imported for their registration
     norm,
     pad,
     pool,
+    quant,
+    recurrent,
     reduce,
     resize,
     shape,

@@ -1,0 +1,56 @@
+"""LSTM, GRU and RNN: the input features are consumed by W; the hidden size is a barrier."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+import onnx_graphsurgeon as gs
+
+from onnxprune.channels.context import Context
+from onnxprune.channels.rules import register
+from onnxprune.channels.rules.base import Rule
+from onnxprune.channels.types import Coupling, Space, WeightUse, barrier
+
+FEATURES = 2
+"""X's feature axis, in both layouts (``[T, N, I]`` and ``[N, T, I]``)."""
+
+
+@register("LSTM", "GRU", "RNN")
+class RecurrentRule(Rule):
+    """X's features index W's last axis like Gemm input features (consumer, absorbed).
+
+    The hidden size stays: each hidden unit feeds back through R into every gate of the next
+    step, so Y, Y_h and Y_c (and the time and batch axes of X) block with a reason.
+    """
+
+    def roots(self, ctx: Context, node: gs.Node) -> list[tuple[Space, Coupling]]:
+        """Y's hidden axis as a root that is always blocked, so that inspect names why."""
+        y = node.outputs[0].name if node.outputs else ""
+        if not y or not ctx.consumers(y) or ctx.input_const(node, 1) is None:
+            return []
+        space = Space(y, 3)  # Y is [T, D, N, H] (layout 1: [N, T, D, H])
+        reason = self.couple(ctx, node, space).barrier
+        return [(space, Coupling(barrier=reason, weight=WeightUse(node.inputs[1].name, 1, "root")))]
+
+    def couple(self, ctx: Context, node: gs.Node, space: Space) -> Coupling:
+        """Consumer on X's feature axis when W is constant; a barrier anywhere else."""
+        x = node.inputs[0].name
+        if space.tensor in {t.name for t in node.outputs}:
+            return barrier(
+                f"{ctx.describe(node)}: its hidden size is not pruned (each hidden unit feeds "
+                "back through R into every gate); prune the features feeding X instead"
+            )
+        if space.tensor != x or ctx.positions(node, x) != [0]:
+            return barrier(f"channels reach a state or weight input of {ctx.describe(node)}")
+        if space.axis != FEATURES:
+            return barrier(f"{ctx.describe(node)} runs along axis {space.axis} (steps or batch)")
+        if ctx.input_const(node, 1) is None:
+            return barrier(f"{ctx.describe(node)} has input weights W computed at run time")
+        return Coupling(absorbs=True, weight=WeightUse(node.inputs[1].name, 2, "consumer"))
+
+    def shrink(self, ctx: Context, node: gs.Node, keep: Mapping[Space, np.ndarray]) -> None:
+        """Keep W's columns (last axis) of the kept input features."""
+        keep_in = keep.get(Space(node.inputs[0].name, FEATURES))
+        if keep_in is not None:
+            ctx.take_input(node, 1, 2, keep_in)
