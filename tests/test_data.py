@@ -174,7 +174,7 @@ def test_image_folder_defaults_warn_and_use_model_size(tmp_path, caplog):
         data = load_data(folder, [spec], {"img": (1, 1, 3, 2)})
     assert data.inputs["img"].shape == (1, 1, 3, 2)
     np.testing.assert_allclose(data.inputs["img"], 0.2, atol=1e-6)
-    assert any("no image options" in r.message for r in caplog.records)
+    assert any("no --preprocess" in r.message for r in caplog.records)
 
 
 def _bad_files(tmp_path: Path) -> dict[str, tuple[object, dict, tuple[str, ...]]]:
