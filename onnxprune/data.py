@@ -7,6 +7,7 @@ and the fix; arrays come out cast to the model's input dtypes with the batch alo
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -122,9 +123,36 @@ def load_data(
     else:
         source = str(path)
         arrays, found = _read(Path(path), specs, shapes, image_options)
-    arrays = {s.name: _validate(arrays[s.name], s, shapes, source) for s in specs}
     if labels is not None:
-        found = _read_labels(labels)
+        found = read_labels(labels)
+    return from_arrays(arrays, specs, shapes, labels=found, source=source, limit=limit,
+                       min_samples=min_samples)
+
+
+def from_arrays(
+    arrays: Mapping[str, np.ndarray],
+    specs: Sequence[ir.TensorSpec],
+    shapes: Mapping[str, tuple[int, ...]],
+    *,
+    labels: np.ndarray | None = None,
+    source: str = "arrays",
+    limit: int | None = None,
+    min_samples: int = 1,
+) -> Dataset:
+    """Validate in-memory arrays (one per graph input, samples along axis 0) as a dataset.
+
+    Raises:
+        InputError: an input is missing, or an array does not fit the model.
+
+    """
+    missing = [s.name for s in specs if s.name not in arrays]
+    if missing:
+        raise InputError(
+            f"{source}: no array for input(s) {missing}; give one array per model input "
+            f"{[s.name for s in specs]}"
+        )
+    arrays = {s.name: _validate(np.asarray(arrays[s.name]), s, shapes, source) for s in specs}
+    found = labels
     n = len(next(iter(arrays.values())))
     if found is not None:
         found = _check_labels(found, n, source)
@@ -140,11 +168,6 @@ def load_data(
 def _random(
     specs: Sequence[ir.TensorSpec], shapes: Mapping[str, tuple[int, ...]], n: int, seed: int
 ) -> dict[str, np.ndarray]:
-    log.warning(
-        "using %d random samples: analysis on random data is about the weights, not the task; "
-        "pass --data for task-aware results",
-        n,
-    )
     rng = np.random.default_rng(seed)
     out = {}
     for s in specs:
@@ -259,7 +282,8 @@ def _cast(a: np.ndarray, spec: ir.TensorSpec, source: str) -> np.ndarray:
     return np.ascontiguousarray(a, dtype=want)
 
 
-def _read_labels(labels: str | Path | np.ndarray) -> np.ndarray:
+def read_labels(labels: str | os.PathLike[str] | np.ndarray) -> np.ndarray:
+    """Read integer class ids from an array, ``.npy`` or ``.npz`` (``labels``/``y`` key)."""
     if isinstance(labels, np.ndarray):
         return labels
     p = Path(labels)
