@@ -17,7 +17,8 @@ from onnxprune.errors import (
     UnsupportedOpError,
     VerificationError,
 )
-from onnxprune.api import analyze, bench, cost, load_with_data, prune
+from onnxprune import bench  # a callable module: onnxprune.bench(...) is api.bench
+from onnxprune.api import analyze, cost, load_with_data, prune
 from onnxprune.model import Model, load
 from onnxprune.preprocess import Preprocess
 from onnxprune.pruning import PruneResult, apply

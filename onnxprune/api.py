@@ -213,15 +213,15 @@ def bench(
     """
     import tempfile
 
-    from onnxprune import bench as bench_mod
+    from onnxprune.bench import bench as run_bench
 
     loaded, dataset = load_with_data(model, data, preprocess=preprocess, labels=labels,
                                      input_shapes=input_shapes, samples=samples)
     with tempfile.TemporaryDirectory(prefix="onnxprune-bench-") as tmp:
         paths = [_on_disk(m, Path(tmp) / f"{name}.onnx") for m, name in
                  ((model, "original"), (pruned, "pruned")) if m is not None]
-        return bench_mod.bench(paths[0], paths[1] if len(paths) > 1 else None, data=dataset,
-                               input_shapes=loaded.input_shapes, **bench_options)
+        return run_bench(paths[0], paths[1] if len(paths) > 1 else None, data=dataset,
+                         input_shapes=loaded.input_shapes, **bench_options)
 
 
 def cost(model: ModelLike, *, input_shapes: ShapesLike = None) -> metrics.Cost:

@@ -112,7 +112,7 @@ class Task:
         self.done = 0
         self.info = ""
         self._start = time.monotonic()
-        self._last = -1.0
+        self._last = self._start
         self._shown = level() >= NORMAL
         self._tty = _is_tty()
         self._drawn = False
