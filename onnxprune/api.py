@@ -79,6 +79,8 @@ def load_with_data(
 
     """
     given = _shapes(input_shapes)
+    if labels is not None and data is None:
+        raise InputError("labels were given without data; pass --data with the labels")
     if isinstance(model, Model) and not given:
         proto, loaded = model.proto, model
     else:

@@ -61,10 +61,12 @@ def load_model_and_data(args: argparse.Namespace) -> tuple[Model, Dataset | None
         raise_input("--preprocess applies to an image folder: pass --data DIR (an .npz/.npy "
                     "is used as saved)")
     model, data = load_with_data(
-        args.model, args.data, preprocess=pre, labels=args.labels,
+        args.model, args.data, preprocess=pre, labels=args.labels if args.data else None,
         input_shapes=ir.parse_input_shapes(args.input_shapes), samples=args.samples,
     )
     random_n = getattr(args, "random_data", None)
+    if args.labels and data is None and random_n is None:
+        raise_input("--labels were given without data; pass --data with the labels")
     if data is None and random_n is not None:
         data = load_data(None, ir.io_specs(model.proto), model.input_shapes,
                          labels=args.labels, limit=args.samples, random_samples=random_n,

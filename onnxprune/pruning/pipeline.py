@@ -77,7 +77,8 @@ def prune(
             "distillation and --steps re-analysis need the calibration data itself: pass data"
         )
     mode = mode_line(opts, data, analysis)
-    progress.note(mode)
+    if "data-free" in mode:  # the one surprise: said before the work, not only in the summary
+        progress.note(mode)
     if opts.ratio is not None:
         result = _ratio_step(model, opts, data, analysis)
     else:
