@@ -16,8 +16,9 @@ refinement, distillation epochs, verification, latency runs)::
     progress.note("using the data-free baseline (uniform L1, no compensation)")
 
 On a terminal (``stderr.isatty()``) the task is one line redrawn with ``\\r``; anywhere else
-(logs, CI, pipes) it prints a plain line when it starts, at most every ``interval`` seconds,
-and when it ends, never a ``\\r``. :func:`configure` sets the verbosity once (the CLI does it
+(logs, CI, pipes) it prints a plain line at most every ``interval`` seconds (5, or
+``$ONNXPRUNE_PROGRESS_INTERVAL``) and one when a step that took that long ends, never a
+``\\r``; steps shorter than that stay out of the log. :func:`configure` sets the verbosity once (the CLI does it
 from ``-q``/``-v``): ``QUIET`` prints nothing, ``NORMAL`` the tasks and notes, ``VERBOSE``
 also :func:`detail` lines. Library callers that never configure get progress only on a
 terminal.
@@ -25,10 +26,11 @@ terminal.
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TextIO, TypeVar
 
 QUIET, NORMAL, VERBOSE = 0, 1, 2
@@ -40,7 +42,15 @@ class _Settings:
     level: int | None = None  # None: NORMAL on a terminal, QUIET otherwise
     stream: TextIO | None = None  # None: sys.stderr at the time of writing
     tty: bool | None = None  # None: ask the stream
-    interval: float = 5.0  # seconds between plain lines
+    # seconds between plain lines; a step shorter than this prints none
+    interval: float = field(default_factory=lambda: _env_float("ONNXPRUNE_PROGRESS_INTERVAL", 5.0))
+
+
+def _env_float(name: str, default: float) -> float:
+    try:
+        return max(0.0, float(os.environ.get(name, default)))
+    except ValueError:
+        return default
 
 
 _settings = _Settings()
@@ -115,9 +125,7 @@ class Task:
         self._last = self._start
         self._shown = level() >= NORMAL
         self._tty = _is_tty()
-        self._drawn = False
-        if self._shown and not self._tty:
-            self._line("started")
+        self._lines = 0
 
     def advance(self, n: int = 1, *, info: str = "") -> None:
         """Count ``n`` more units done; ``info`` (e.g. the loss) is shown with the count."""
@@ -128,12 +136,13 @@ class Task:
             return
         now = time.monotonic()
         if self._tty:
-            if now - self._last >= 0.1 or self._finished():
+            if now - self._last >= 0.1 and not self._finished():  # close() draws the end
                 self._last = now
                 self._draw()
         elif now - self._last >= _settings.interval and not self._finished():
             self._last = now
             self._line(self._count())
+            self._lines += 1
 
     def close(self) -> None:
         """End the task: the bar's final state, or a last plain line."""
@@ -142,8 +151,8 @@ class Task:
         if self._tty:
             self._draw()
             _write("\n")
-        else:
-            self._line(f"done, {self._count()}")
+        elif self._lines or self._elapsed() >= _settings.interval:
+            self._line(f"done, {self._count()}")  # short steps stay out of the log
 
     def _finished(self) -> bool:
         return self.total is not None and self.done >= self.total
@@ -152,12 +161,14 @@ class Task:
         return time.monotonic() - self._start
 
     def _count(self) -> str:
-        units = self.unit if self.unit.endswith("s") else f"{self.unit}s"
+        units = _plural(self.unit)
         if self.total:
             text = f"{self.done}/{self.total} {units} ({100 * self.done // self.total}%)"
             left = self._eta()
-        else:
+        elif self.done:
             text, left = f"{self.done} {units}", ""
+        else:
+            return f"{self._elapsed():.1f} s" + (f", {self.info}" if self.info else "")
         text += f", {self._elapsed():.1f} s{left}"
         return f"{text}, {self.info}" if self.info else text
 
@@ -175,7 +186,12 @@ class Task:
         frac = min(1.0, self.done / self.total) if self.total else 0.0
         bar = "#" * int(frac * width) + "-" * (width - int(frac * width))
         _write(f"\r{self.what} [{bar}] {self._count()}\x1b[K")
-        self._drawn = True
+
+
+def _plural(unit: str) -> str:
+    if unit.endswith("s"):
+        return unit
+    return {"batch": "batches"}.get(unit, f"{unit}s")
 
 
 class _TaskContext:

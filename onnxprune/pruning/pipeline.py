@@ -186,7 +186,9 @@ def _finish(model: Model, plan: Plan, opts: PruneOptions, analysis: AnalysisResu
             report.no_intercept.extend(r.no_intercept)
             report.skipped.extend(r.skipped)
 
-    pruned = apply_plan(model, plan.keep(), edit=edit)
+    what = "surgery, compensation and verification" if edit else "surgery and verification"
+    with progress.task(what):
+        pruned = apply_plan(model, plan.keep(), edit=edit)
     lines = list(allocation.notes) if allocation is not None else []
     if allocation is not None and allocation.past_rank:
         parts = [f"group {gid} rank {r} -> kept {w}" for gid, (r, w) in
