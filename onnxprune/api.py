@@ -21,12 +21,12 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Union
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import onnx
 
-from onnxprune import ir, metrics
+from onnxprune import ir, metrics, progress
 from onnxprune.data import Dataset, from_arrays, load_data, read_labels
 from onnxprune.errors import InputError
 from onnxprune.model import Model, load
@@ -39,16 +39,14 @@ if TYPE_CHECKING:
     from onnxprune.analysis import AnalysisResult
     from onnxprune.bench import BenchReport
 
-ModelLike = Union[str, "os.PathLike[str]", onnx.ModelProto, Model]
+ModelLike = str | os.PathLike[str] | onnx.ModelProto | Model
 """A model: an ``.onnx`` path, an in-memory ``ModelProto`` or a loaded :class:`Model`."""
-DataLike = Union[
-    str, "os.PathLike[str]", np.ndarray, Mapping[str, np.ndarray], Dataset,
-    Iterable[Union[Mapping[str, np.ndarray], np.ndarray]],
-]
+DataLike = (str | os.PathLike[str] | np.ndarray | Mapping[str, np.ndarray] | Dataset
+            | Iterable[Mapping[str, np.ndarray] | np.ndarray])
 """Data: a file or folder, an array, a dict of arrays, an iterable of feeds or a Dataset."""
-PreprocessLike = Union[Preprocess, str, Mapping[str, Any], None]
+PreprocessLike = Preprocess | str | Mapping[str, Any] | None
 """A :class:`Preprocess`, a preset name, a ``.json``/``.yaml`` file or a mapping of options."""
-ShapesLike = Union[Mapping[str, Sequence[int]], Sequence[str], str, None]
+ShapesLike = Mapping[str, Sequence[int]] | Sequence[str] | str | None
 """``{"x": (1, 3, 48, 192)}``, ``["x:1,3,48,192"]`` or ``"x:1,3,48,192 y:1,2"``."""
 
 
@@ -93,8 +91,11 @@ def load_with_data(
         known = loaded.input_shapes if loaded is not None else given
         dataset = _dataset(data, specs, known, Preprocess.of(preprocess), labels, samples)
     if loaded is None:
-        shapes = {**_from_data(proto, dataset), **given}
-        loaded = load(proto, input_shapes=shapes)
+        from_data = _from_data(proto, dataset)
+        if from_data:
+            progress.detail("input shapes from the data: " + " ".join(
+                f"{k}:{','.join(map(str, v))}" for k, v in from_data.items() if k not in given))
+        loaded = load(proto, input_shapes={**from_data, **given})
         if not isinstance(model, (Model, onnx.ModelProto)):
             loaded.path = Path(model)
     return loaded, dataset
@@ -307,7 +308,7 @@ def _from_data(proto: onnx.ModelProto, data: Dataset | None) -> dict[str, tuple[
 
 
 def _on_disk(model: ModelLike, spare: Path) -> Path:
-    """The model's file, or ``spare`` holding the in-memory model (onnxruntime reads files)."""
+    """Return the model's file, or ``spare`` holding the in-memory model (ort reads files)."""
     if isinstance(model, Model) and model.path is not None:
         return model.path
     if isinstance(model, (Model, onnx.ModelProto)):

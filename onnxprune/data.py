@@ -77,11 +77,11 @@ class Dataset:
 
 
 def load_data(
-    path: str | Path | None,
+    path: str | os.PathLike[str] | None,
     specs: Sequence[ir.TensorSpec],
     shapes: Mapping[str, tuple[int, ...]],
     *,
-    labels: str | Path | np.ndarray | None = None,
+    labels: str | os.PathLike[str] | np.ndarray | None = None,
     image_options: Preprocess | None = None,
     limit: int | None = None,
     min_samples: int = 1,

@@ -1,4 +1,4 @@
-"""Progress of long steps on stderr: a bar on a terminal, plain periodic lines in logs.
+r"""Progress of long steps on stderr: a bar on a terminal, plain periodic lines in logs.
 
 One small facility for every long step (analysis batches, allocation, compensation,
 refinement, distillation epochs, verification, latency runs)::
@@ -15,13 +15,13 @@ refinement, distillation epochs, verification, latency runs)::
 
     progress.note("using the data-free baseline (uniform L1, no compensation)")
 
-On a terminal (``stderr.isatty()``) the task is one line redrawn with ``\\r``; anywhere else
+On a terminal (``stderr.isatty()``) the task is one line redrawn with ``\r``; anywhere else
 (logs, CI, pipes) it prints a plain line at most every ``interval`` seconds (5, or
 ``$ONNXPRUNE_PROGRESS_INTERVAL``) and one when a step that took that long ends, never a
-``\\r``; steps shorter than that stay out of the log. :func:`configure` sets the verbosity once (the CLI does it
-from ``-q``/``-v``): ``QUIET`` prints nothing, ``NORMAL`` the tasks and notes, ``VERBOSE``
-also :func:`detail` lines. Library callers that never configure get progress only on a
-terminal.
+``\r``; steps shorter than that stay out of the log. :func:`configure` sets the verbosity
+once (the CLI does it from ``-q``/``-v``): ``QUIET`` prints nothing, ``NORMAL`` the tasks
+and notes, ``VERBOSE`` also :func:`detail` lines. Library callers that never configure get
+progress only on a terminal.
 """
 
 from __future__ import annotations
@@ -43,7 +43,8 @@ class _Settings:
     stream: TextIO | None = None  # None: sys.stderr at the time of writing
     tty: bool | None = None  # None: ask the stream
     # seconds between plain lines; a step shorter than this prints none
-    interval: float = field(default_factory=lambda: _env_float("ONNXPRUNE_PROGRESS_INTERVAL", 5.0))
+    interval: float = field(
+        default_factory=lambda: _env_float("ONNXPRUNE_PROGRESS_INTERVAL", 5.0))
 
 
 def _env_float(name: str, default: float) -> float:

@@ -78,7 +78,7 @@ class InspectReport:
         return json.dumps(self.to_dict(), indent=2)
 
     def table(self) -> str:
-        """The model's interface, the aligned group table and its legend."""
+        """Return the model's interface, the aligned group table and its legend."""
         lines = self._header()
         head = (f"{'group':>5} {'ch':>5} {'tensors':>7} {'MACs%':>6} {'touch%':>6}  "
                 f"{'status':<9} roots / reason")
@@ -169,7 +169,8 @@ def inspect(model: Model) -> InspectReport:
     total = max(cost.macs, 1)
     node_macs = dict(cost.node_macs)
     own = own_macs(tuple(cg.groups), node_macs)
-    rows, reachable = [], set()
+    rows: list[GroupReport] = []
+    reachable: set[str] = set()
     for g in cg.groups:
         touched = group_macs(cg, g, node_macs)
         if g.prunable:

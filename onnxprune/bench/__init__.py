@@ -169,8 +169,11 @@ def _stats(
 
 
 class _CallableModule(types.ModuleType):
-    """``onnxprune.bench(model, pruned, data=...)`` is the one-call :func:`onnxprune.api.bench`
-    (models and data in any usual form); the module's names stay importable as before."""
+    """A module that is also the one-call :func:`onnxprune.api.bench`.
+
+    ``onnxprune.bench(model, pruned, data=...)`` takes models and data in any usual form;
+    the module's names stay importable as before.
+    """
 
     def __call__(self, *args: Any, **kwargs: Any) -> BenchReport:
         from onnxprune.api import bench as api_bench

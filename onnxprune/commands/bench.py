@@ -7,8 +7,8 @@ import sys
 from typing import Any
 
 from onnxprune import api as bench_api
-from onnxprune.bench import OPTIMIZATION, PROVIDERS
 from onnxprune import ir
+from onnxprune.bench import OPTIMIZATION, PROVIDERS
 from onnxprune.commands import common
 
 

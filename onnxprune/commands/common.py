@@ -23,7 +23,7 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
 
 
 def add_data_args(p: argparse.ArgumentParser, *, random: str | None = None) -> None:
-    """--data (or --random-data N), --preprocess, --preprocess-file, --labels, --samples."""
+    """Add --data (or --random-data N), --preprocess(-file), --labels and --samples."""
     src = p.add_mutually_exclusive_group()
     src.add_argument("--data", metavar="FILE.npz|FILE.npy|DIR",
                      help="calibration inputs: an .npz (one array per input name), an .npy "
@@ -46,7 +46,7 @@ def add_data_args(p: argparse.ArgumentParser, *, random: str | None = None) -> N
 
 
 def preprocess_of(args: argparse.Namespace) -> Preprocess | None:
-    """The --preprocess / --preprocess-file recipe, or None."""
+    """Return the --preprocess / --preprocess-file recipe, or None."""
     if getattr(args, "preprocess_file", None):
         return Preprocess.from_file(args.preprocess_file)
     if getattr(args, "preprocess", None):

@@ -90,8 +90,11 @@ def prune(
 
 def mode_line(opts: PruneOptions, data: Dataset | None,
               analysis: AnalysisResult | None) -> str:
-    """One line saying what runs: ratio (share removed) or target (share kept), with or
-    without data, and the allocation, criterion and recovery that follow from it."""
+    """Return one line saying what runs.
+
+    Ratio (share removed) or target (share kept), with or without data, and the allocation,
+    criterion and recovery that follow from it.
+    """
     how = (f"{opts.allocation} widths, {opts.criterion} channels, "
            f"{'compensation' if opts.compensate else 'no compensation'}"
            + (f", {opts.distill_epochs} distillation epochs" if opts.distill_epochs else ""))
@@ -186,7 +189,8 @@ def _finish(model: Model, plan: Plan, opts: PruneOptions, analysis: AnalysisResu
             report.no_intercept.extend(r.no_intercept)
             report.skipped.extend(r.skipped)
 
-    what = "surgery, compensation and verification" if edit else "surgery and verification"
+    what = ("surgery, compensation and verification" if opts.compensate
+            else "surgery and verification")
     with progress.task(what):
         pruned = apply_plan(model, plan.keep(), edit=edit)
     lines = list(allocation.notes) if allocation is not None else []
