@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import os
 import sys
+import threading
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -127,33 +128,51 @@ class Task:
         self._shown = level() >= NORMAL
         self._tty = _is_tty()
         self._lines = 0
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._beat: threading.Thread | None = None
+        if self._shown and (self._tty or _settings.interval > 0):
+            # a heartbeat, so that one long unit (a batch of 34 s) still shows time passing
+            self._beat = threading.Thread(target=self._heartbeat, daemon=True)
+            self._beat.start()
 
     def advance(self, n: int = 1, *, info: str = "") -> None:
         """Count ``n`` more units done; ``info`` (e.g. the loss) is shown with the count."""
         self.done += n
         if info:
             self.info = info
-        if not self._shown:
-            return
-        now = time.monotonic()
-        if self._tty:
-            if now - self._last >= 0.1 and not self._finished():  # close() draws the end
-                self._last = now
-                self._draw()
-        elif now - self._last >= _settings.interval and not self._finished():
-            self._last = now
-            self._line(self._count())
-            self._lines += 1
+        if self._shown:
+            self._update(time.monotonic())
 
     def close(self) -> None:
         """End the task: the bar's final state, or a last plain line."""
         if not self._shown:
             return
+        self._stop.set()
+        if self._beat is not None:
+            self._beat.join()
         if self._tty:
             self._draw()
             _write("\n")
         elif self._lines or self._elapsed() >= _settings.interval:
             self._line(f"done, {self._count()}")  # short steps stay out of the log
+
+    def _update(self, now: float) -> None:
+        with self._lock:
+            if self._stop.is_set() or self._finished():  # close() writes the end
+                return
+            if self._tty and now - self._last >= 0.1:
+                self._last = now
+                self._draw()
+            elif not self._tty and now - self._last >= _settings.interval:
+                self._last = now
+                self._line(self._count())
+                self._lines += 1
+
+    def _heartbeat(self) -> None:
+        wait = 0.5 if self._tty else max(0.5, _settings.interval)
+        while not self._stop.wait(wait):
+            self._update(time.monotonic())
 
     def _finished(self) -> bool:
         return self.total is not None and self.done >= self.total
