@@ -354,3 +354,40 @@ def test_readme_one_liner_works_as_written(tmp_path) -> None:
 
     kept = onnxprune.cost(pruned).macs / onnxprune.cost(REPO / "models" / "digits_resnet.onnx").macs
     assert kept == pytest.approx(0.5, abs=0.02)
+
+
+# -- the issue's own commands on the real PP-OCR models ----------------------------------
+
+CACHE = Path.home() / ".cache" / "onnxprune"
+
+
+def _real(name: str) -> tuple[Path, Path]:
+    model, npz = CACHE / "models" / f"{name}.onnx", CACHE / "calib" / f"{name}.npz"
+    if not model.exists() or not npz.exists():
+        pytest.skip("run tools/fetch_models.py first")
+    return model, npz
+
+
+@pytest.mark.real
+def test_real_ppocr_cls_analyze_and_bench_without_input_shapes(capsys, tmp_path) -> None:
+    model, npz = _real("ppocr_cls")  # input x: [-1, 3, ?, ?], data 16x3x48x192
+    code, out, err = run(capsys, "analyze", model, "--data", npz, "--no-estimate", "--samples",
+                         "4")
+    assert code == 0, err
+    assert "4 samples" in out
+    pruned = tmp_path / "cls_pruned.onnx"
+    code, _, err = run(capsys, "prune", model, "-o", pruned, "--data", npz, "--ratio", "0.2")
+    assert code == 0, err
+    code, out, err = run(capsys, "bench", model, pruned, "--data", npz, "--iterations", "2",
+                         "--warmup", "0", "--no-memory", "--json")
+    assert code == 0, err
+    assert json.loads(out)["settings"]["input_shapes"] == {"x": [1, 3, 48, 192]}
+
+
+@pytest.mark.real
+def test_real_ppocr_det_unsupported_size_warns(capsys, caplog) -> None:
+    model, _ = _real("ppocr_det")
+    code, out, _ = run(capsys, "inspect", model, "--input-shapes", "x:1,3,321,320")
+    assert code == 0
+    assert "weight nodes with unknown shapes" in out
+    assert any("MACs are not counted" in r.getMessage() for r in caplog.records)
