@@ -342,6 +342,7 @@ README_EXAMPLE = (
 )
 
 
+@pytest.mark.slow
 def test_readme_one_liner_works_as_written(tmp_path) -> None:
     (tmp_path / "models").symlink_to(REPO / "models")
     proc = subprocess.run([sys.executable, "-c", README_EXAMPLE], cwd=tmp_path,
