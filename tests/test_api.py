@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -145,3 +146,48 @@ def test_preprocess_accepts_a_preset_name(tmp_path: Path, proto) -> None:
                                                                     "size": [8, 16]})
     assert data is not None and data.inputs["x"].shape == (3, 3, 8, 16)
     assert model.input_shapes == {"x": (1, 3, 8, 16)}
+
+
+# The README's Python example, run exactly as printed (slow: it prunes and benches digits_cnn).
+README_PYTHON = '''\
+import onnxprune
+
+# what can be pruned (channel groups, MACs, barriers) and what the model costs
+print(onnxprune.inspect(onnxprune.load("models/digits_cnn.onnx")).table())
+print(onnxprune.cost("models/digits_cnn.onnx").macs)
+
+# the main job in one call: keep 50% of the MACs, calibrated on real data
+r = onnxprune.prune("models/digits_cnn.onnx", target_macs=0.5, data="models/digits_calib.npz")
+print(r.summary())        # what ran (mode, compensation) and what it kept
+print(r.table())          # params / MACs / size before and after
+r.save("pruned.onnx")     # atomic, checked; r.model is the ModelProto
+r.plan.save("plan.json")  # replay it with `onnxprune apply`
+
+# data may also be an array, a dict of arrays, an iterable of feeds, or an image folder
+# with the model's preprocessing: data="images/", preprocess="imagenet" (or a Preprocess)
+pre = onnxprune.Preprocess.preset("paddle-ocr", size=(48, 320))
+print(pre.summary())
+
+# latency, cost and fidelity against the original, in onnxruntime
+report = onnxprune.bench("models/digits_cnn.onnx", "pruned.onnx", data="models/digits_test.npz")
+print(report.table())
+'''
+
+
+@pytest.mark.slow
+def test_readme_python_example_runs_as_written(tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    repo = Path(__file__).resolve().parents[1]
+    (tmp_path / "models").symlink_to(repo / "models")
+    (tmp_path / "example.py").write_text(README_PYTHON)
+    proc = subprocess.run([sys.executable, "example.py"], cwd=tmp_path, capture_output=True,
+                          text=True, timeout=1200, check=False,
+                          env={**os.environ, "PYTHONPATH": str(repo)})
+    assert proc.returncode == 0, proc.stderr
+    assert "mode: target keep 50% of the MACs (hierarchical widths" in proc.stdout
+    assert "top-1 agreement logits" in proc.stdout
+    onnx.checker.check_model(str(tmp_path / "pruned.onnx"))
+    assert json.loads((tmp_path / "plan.json").read_text())
