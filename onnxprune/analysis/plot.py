@@ -48,7 +48,7 @@ def plot(result: AnalysisResult, path: str | os.PathLike[str]) -> None:
     groups = [g for g in result.groups if g.analysed and g.singular_values is not None]
     n_all = len(result.groups)
     width = min(24.0, max(12.0, 0.22 * n_all + 6))
-    fig, (left, right) = plt.subplots(1, 2, figsize=(width, 5.0),
+    fig, (left, right) = plt.subplots(1, 2, figsize=(width, 5.5),
                                       gridspec_kw={"width_ratios": [1, 1.3]})
     _spectra(plt, fig, left, groups, result.rel_tol)
     _rates(right, result)
@@ -85,6 +85,7 @@ def _spectra(plt: Any, fig: Any, ax: Any, groups: list[Any], rel_tol: float) -> 
 
         scale = ScalarMappable(norm=Normalize(min(ids), max(ids)), cmap=cmap)
         fig.colorbar(scale, ax=ax, label="group id")
+        ax.text(0.02, rel_tol * 1.5, f"τ={rel_tol:g}", fontsize=7)
     else:
         ax.legend(fontsize=7, ncol=2 if len(groups) > 10 else 1, loc="lower left")
 
@@ -96,10 +97,11 @@ def _rates(ax: Any, result: AnalysisResult) -> None:
     x = np.arange(len(groups))
     rated = [g.max_rate is not None for g in groups]
     rates = [g.max_rate if g.max_rate is not None else 1.0 for g in groups]
-    colors = ["tab:blue" if g.status == "ok" else "tab:orange" if ok else "0.85"
+    colors = ["tab:blue" if g.status == "ok" else "tab:orange" if ok else "white"
               for g, ok in zip(groups, rated, strict=True)]
     hatches = ["" if ok else "//" for ok in rated]
-    bars = ax.bar(x, rates, color=colors, edgecolor=["none" if ok else "0.5" for ok in rated])
+    # a group without a rate is a full-height hatched outline: "n/a", not a rate of 1
+    bars = ax.bar(x, rates, color=colors, edgecolor=["none" if ok else "0.6" for ok in rated])
     for bar, hatch in zip(bars, hatches, strict=True):
         bar.set_hatch(hatch)
     step = max(1, len(groups) // 40)  # at most ~40 tick labels
@@ -110,6 +112,6 @@ def _rates(ax: Any, result: AnalysisResult) -> None:
     ax.legend(handles=[
         Patch(color="tab:blue", label="ok"),
         Patch(color="tab:orange", label="limited (data-limited, taylor-fallback)"),
-        Patch(facecolor="0.85", edgecolor="0.5", hatch="//",
+        Patch(facecolor="white", edgecolor="0.6", hatch="//",
               label=f"no rate: blocked / single channel / no signal ({blocked})"),
-    ], fontsize=7, loc="upper right")
+    ], fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=3, frameon=False)
