@@ -18,6 +18,10 @@ COMMANDS = ("inspect", "prune", "apply", "analyze", "bench")
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # type: ignore[override]
+        if "arguments are required: model" in message:
+            # --input-shapes/--preprocess take several values and swallow a model after them
+            message += (" (give the model before options that take several values: "
+                        "'onnxprune COMMAND MODEL --input-shapes x:1,3,224,224')")
         self.exit(2, f"onnxprune: error: {message}; see 'onnxprune --help'\n")
 
 

@@ -392,3 +392,12 @@ def test_real_ppocr_det_unsupported_size_warns(capsys, caplog) -> None:
     assert code == 0
     assert "weight nodes with unknown shapes" in out
     assert any("MACs are not counted" in r.getMessage() for r in caplog.records)
+
+
+def test_model_after_several_input_shapes_gets_a_hint(capsys) -> None:
+    with pytest.raises(SystemExit) as stop:
+        main(["inspect", "--input-shapes", "x:1,3,8,8", str(REPO / "models" / "digits_cnn.onnx")])
+    assert stop.value.code == 2
+    err = capsys.readouterr().err
+    assert "give the model before options that take several values" in err
+    assert len(err.strip().splitlines()) == 1
