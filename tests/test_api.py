@@ -116,6 +116,12 @@ def test_analyze_with_an_array(proto, x) -> None:
     assert result.samples == 12 and [g.channels for g in result.groups][:2] == [8, 8]
 
 
+def test_analyze_on_random_data_warns(proto, caplog) -> None:
+    onnxprune.analyze(proto, input_shapes={"x": (1, 3, 8, 8)}, estimate=False)
+    assert any("random samples is about the weights, not the task" in r.getMessage()
+               for r in caplog.records)
+
+
 def test_bench_compares_in_memory_models(proto, x) -> None:
     pruned = onnxprune.prune(proto, target_macs=0.8, data=x).model
     report = onnxprune.bench(proto, pruned, data={"x": x}, iterations=2, warmup=0,
