@@ -339,6 +339,11 @@ def _load_folder(
             f"{path}: input '{spec.name}' {dims} is not a rank-4 image tensor; pass an .npz"
         )
     opts = options or _default_options(dims)
+    if _looks_nhwc(dims) and opts.layout == "nchw":
+        raise InputError(
+            f"{path}: input '{spec.name}' {dims} looks channels-last; add layout=nhwc to "
+            "--preprocess (or \"layout\": \"nhwc\" in the preprocess file)"
+        )
     hw, c = (dims[2:4], dims[1]) if opts.layout == "nchw" else (dims[1:3], dims[3])
     if c == 1 and opts.channels != "gray":
         opts = replace(opts, channels="gray")
@@ -364,8 +369,12 @@ def _positive_ints(dims: Sequence[int | str]) -> bool:
     return all(isinstance(d, int) and d > 0 for d in dims)
 
 
+def _looks_nhwc(dims: list[int | str]) -> bool:
+    return dims[1] not in (1, 3) and dims[3] in (1, 3)
+
+
 def _default_options(dims: list[int | str]) -> Preprocess:
-    layout = "nhwc" if dims[1] not in (1, 3) and dims[3] in (1, 3) else "nchw"
+    layout = "nhwc" if _looks_nhwc(dims) else "nchw"
     log.warning(
         "no --preprocess: stretching images to the model's H,W, scale 1/255, no mean/std, "
         "RGB, %s; pass --preprocess PRESET|KEY=VALUE.. (presets: imagenet, yolo, paddle-ocr, "

@@ -198,3 +198,15 @@ def test_jpeg_png_folder_matches_ppocr_recipe(tmp_path: Path, suffix: str) -> No
     got = load_data(folder, [spec], {}, image_options=Preprocess.parse(
         ["paddle-ocr", "size=48,192"])).inputs["x"]
     assert float(np.abs(got - want).max()) <= 1e-6
+
+
+def test_channels_last_model_needs_layout_nhwc(tmp_path: Path) -> None:
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    Image.fromarray(np.zeros((4, 4, 3), np.uint8)).save(folder / "a.png")
+    spec = ir.TensorSpec("x", np.dtype(np.float32), ("N", 4, 4, 3))
+    with pytest.raises(InputError, match="looks channels-last; add layout=nhwc"):
+        load_data(folder, [spec], {"x": (1, 4, 4, 3)}, image_options=Preprocess.preset("yolo"))
+    x = load_data(folder, [spec], {"x": (1, 4, 4, 3)},
+                  image_options=Preprocess.parse(["yolo", "nhwc"])).inputs["x"]
+    assert x.shape == (1, 4, 4, 3)
