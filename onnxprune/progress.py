@@ -104,16 +104,24 @@ def _write(text: str) -> None:
     stream.flush()
 
 
+_bars: list[Task] = []  # tasks drawing a bar on the terminal now
+
+
 def note(message: str) -> None:
     """Print one line (what mode runs, what was applied) unless quiet."""
     if level() >= NORMAL:
-        _write(f"onnxprune: {message}\n")
+        _line_above_bars(f"onnxprune: {message}\n")
 
 
 def detail(message: str) -> None:
     """Print one line only with ``-v``."""
     if level() >= VERBOSE:
-        _write(f"onnxprune: {message}\n")
+        _line_above_bars(f"onnxprune: {message}\n")
+
+
+def _line_above_bars(text: str) -> None:
+    # on a terminal a bar may be on the current line: clear it, print, let it redraw below
+    _write(f"\r\x1b[K{text}" if _bars else text)
 
 
 class Task:
@@ -131,6 +139,8 @@ class Task:
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._beat: threading.Thread | None = None
+        if self._shown and self._tty:
+            _bars.append(self)
         if self._shown and (self._tty or _settings.interval > 0):
             # a heartbeat, so that one long unit (a batch of 34 s) still shows time passing
             self._beat = threading.Thread(target=self._heartbeat, daemon=True)
@@ -154,6 +164,8 @@ class Task:
         if self._tty:
             self._draw()
             _write("\n")
+            if self in _bars:
+                _bars.remove(self)
         elif self._lines or self._elapsed() >= _settings.interval:
             self._line(f"done, {self._count()}")  # short steps stay out of the log
 
