@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -220,11 +221,16 @@ def bench(
 
     loaded, dataset = load_with_data(model, data, preprocess=preprocess, labels=labels,
                                      input_shapes=input_shapes, samples=samples)
+    given = [(m, name) for m, name in ((model, "original"), (pruned, "pruned")) if m is not None]
     with tempfile.TemporaryDirectory(prefix="onnxprune-bench-") as tmp:
-        paths = [_on_disk(m, Path(tmp) / f"{name}.onnx") for m, name in
-                 ((model, "original"), (pruned, "pruned")) if m is not None]
-        return run_bench(paths[0], paths[1] if len(paths) > 1 else None, data=dataset,
-                         input_shapes=loaded.input_shapes, **bench_options)
+        paths = [_on_disk(m, Path(tmp) / f"{name}.onnx") for m, name in given]
+        report = run_bench(paths[0], paths[1] if len(paths) > 1 else None, data=dataset,
+                           input_shapes=loaded.input_shapes, **bench_options)
+    # name in-memory models as such, not by the temporary file they were timed from
+    names = [f"<in-memory {name}>" if p.parent == Path(tmp) else str(p)
+             for p, (_, name) in zip(paths, given, strict=True)]
+    models = tuple(replace(m, path=n) for m, n in zip(report.models, names, strict=True))
+    return replace(report, models=models)
 
 
 def cost(model: ModelLike, *, input_shapes: ShapesLike = None) -> metrics.Cost:

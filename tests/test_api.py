@@ -127,6 +127,7 @@ def test_bench_compares_in_memory_models(proto, x) -> None:
     report = onnxprune.bench(proto, pruned, data={"x": x}, iterations=2, warmup=0,
                              measure_memory=False)
     assert report.settings.input_shapes == {"x": (1, 3, 8, 16)}
+    assert [m.path for m in report.models] == ["<in-memory original>", "<in-memory pruned>"]
     assert report.fidelity is not None and report.fidelity.outputs[0].cosine > 0.9
 
 
