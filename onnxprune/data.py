@@ -7,54 +7,39 @@ and the fix; arrays come out cast to the model's input dtypes with the batch alo
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 
 from onnxprune import ir
 from onnxprune.errors import InputError
-
-if TYPE_CHECKING:
-    from PIL import Image
+from onnxprune.preprocess import Preprocess
 
 log = logging.getLogger(__name__)
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
 LABEL_KEYS = ("labels", "y")
-RESIZE_MODES = ("stretch", "shorter-side+center-crop", "letterbox")
 LETTERBOX_FILL = 114  # the grey YOLO-style exporters pad with
 
 
-@dataclass(frozen=True)
-class ImageOptions:
-    """How image files become an input tensor: ``((pixel * scale) - mean) / std``.
-
-    ``size`` is (H, W), ``None`` for the model's own; ``mean``/``std`` have 1 or C entries.
-    """
-
-    size: tuple[int, int] | None = None
-    resize: str = "stretch"
-    scale: float = 1.0 / 255.0
-    mean: tuple[float, ...] = (0.0,)
-    std: tuple[float, ...] = (1.0,)
-    channel_order: str = "rgb"
-    layout: str = "nchw"
-    dtype: str = "float32"
-
-    def __post_init__(self) -> None:
-        checks = (
-            (self.resize in RESIZE_MODES, f"resize '{self.resize}': use one of {RESIZE_MODES}"),
-            (self.channel_order in ("rgb", "bgr"), "channel order must be 'rgb' or 'bgr'"),
-            (self.layout in ("nchw", "nhwc"), "layout must be 'nchw' or 'nhwc'"),
-            (bool(self.std) and 0 not in self.std, "std must be non-empty and non-zero"),
-            (self.size is None or min(self.size) > 0, "size must be two positive ints (H, W)"),
-        )
-        for ok, message in checks:
-            if not ok:
-                raise InputError(f"image options: {message}")
+def ImageOptions(  # noqa: N802 - the former dataclass's name, kept for callers
+    size: tuple[int, int] | None = None,
+    resize: str = "stretch",
+    scale: float = 1.0 / 255.0,
+    mean: tuple[float, ...] = (0.0,),
+    std: tuple[float, ...] = (1.0,),
+    channel_order: str = "rgb",
+    layout: str = "nchw",
+    dtype: str = "float32",
+) -> Preprocess:
+    """Return the :class:`~onnxprune.preprocess.Preprocess` of the former image options."""
+    resize = "center-crop" if resize == "shorter-side+center-crop" else resize
+    pad = float(LETTERBOX_FILL) if resize == "letterbox" else 0.0
+    return Preprocess(size=size, resize=resize, pad=pad, scale=scale, mean=tuple(mean),
+                      std=tuple(std), channels=channel_order, layout=layout, dtype=dtype)
 
 
 @dataclass(frozen=True, eq=False)
@@ -92,12 +77,12 @@ class Dataset:
 
 
 def load_data(
-    path: str | Path | None,
+    path: str | os.PathLike[str] | None,
     specs: Sequence[ir.TensorSpec],
     shapes: Mapping[str, tuple[int, ...]],
     *,
-    labels: str | Path | np.ndarray | None = None,
-    image_options: ImageOptions | None = None,
+    labels: str | os.PathLike[str] | np.ndarray | None = None,
+    image_options: Preprocess | None = None,
     limit: int | None = None,
     min_samples: int = 1,
     random_samples: int | None = None,
@@ -112,7 +97,8 @@ def load_data(
         shapes: resolved input shapes (``ir.resolve_input_shapes``), batch first; an input
             missing here is checked against the static dims of its spec only.
         labels: integer class ids (array or ``.npy``/``.npz`` file), one per sample.
-        image_options: how to turn images into tensors (folder data only).
+        image_options: how to turn images into tensors (folder data only; see
+            :class:`onnxprune.preprocess.Preprocess`).
         limit: keep at most this many samples.
         min_samples: fewer samples than this is an error.
         random_samples: draw this many seeded normal samples instead of reading ``path``.
@@ -137,9 +123,36 @@ def load_data(
     else:
         source = str(path)
         arrays, found = _read(Path(path), specs, shapes, image_options)
-    arrays = {s.name: _validate(arrays[s.name], s, shapes, source) for s in specs}
     if labels is not None:
-        found = _read_labels(labels)
+        found = read_labels(labels)
+    return from_arrays(arrays, specs, shapes, labels=found, source=source, limit=limit,
+                       min_samples=min_samples)
+
+
+def from_arrays(
+    arrays: Mapping[str, np.ndarray],
+    specs: Sequence[ir.TensorSpec],
+    shapes: Mapping[str, tuple[int, ...]],
+    *,
+    labels: np.ndarray | None = None,
+    source: str = "arrays",
+    limit: int | None = None,
+    min_samples: int = 1,
+) -> Dataset:
+    """Validate in-memory arrays (one per graph input, samples along axis 0) as a dataset.
+
+    Raises:
+        InputError: an input is missing, or an array does not fit the model.
+
+    """
+    missing = [s.name for s in specs if s.name not in arrays]
+    if missing:
+        raise InputError(
+            f"{source}: no array for input(s) {missing}; give one array per model input "
+            f"{[s.name for s in specs]}"
+        )
+    arrays = {s.name: _validate(np.asarray(arrays[s.name]), s, shapes, source) for s in specs}
+    found = labels
     n = len(next(iter(arrays.values())))
     if found is not None:
         found = _check_labels(found, n, source)
@@ -155,11 +168,6 @@ def load_data(
 def _random(
     specs: Sequence[ir.TensorSpec], shapes: Mapping[str, tuple[int, ...]], n: int, seed: int
 ) -> dict[str, np.ndarray]:
-    log.warning(
-        "using %d random samples: analysis on random data is about the weights, not the task; "
-        "pass --data for task-aware results",
-        n,
-    )
     rng = np.random.default_rng(seed)
     out = {}
     for s in specs:
@@ -177,7 +185,7 @@ def _read(
     path: Path,
     specs: Sequence[ir.TensorSpec],
     shapes: Mapping[str, tuple[int, ...]],
-    image_options: ImageOptions | None,
+    image_options: Preprocess | None,
 ) -> tuple[dict[str, np.ndarray], np.ndarray | None]:
     if not path.exists():
         raise InputError(f"{path}: no such file or folder; pass an .npz, .npy or image folder")
@@ -274,7 +282,8 @@ def _cast(a: np.ndarray, spec: ir.TensorSpec, source: str) -> np.ndarray:
     return np.ascontiguousarray(a, dtype=want)
 
 
-def _read_labels(labels: str | Path | np.ndarray) -> np.ndarray:
+def read_labels(labels: str | os.PathLike[str] | np.ndarray) -> np.ndarray:
+    """Read integer class ids from an array, ``.npy`` or ``.npz`` (``labels``/``y`` key)."""
     if isinstance(labels, np.ndarray):
         return labels
     p = Path(labels)
@@ -311,7 +320,7 @@ def _load_folder(
     path: Path,
     specs: Sequence[ir.TensorSpec],
     shapes: Mapping[str, tuple[int, ...]],
-    options: ImageOptions | None,
+    options: Preprocess | None,
 ) -> dict[str, np.ndarray]:
     if len(specs) != 1:
         raise InputError(
@@ -330,64 +339,56 @@ def _load_folder(
             f"{path}: input '{spec.name}' {dims} is not a rank-4 image tensor; pass an .npz"
         )
     opts = options or _default_options(dims)
+    if _looks_nhwc(dims) and opts.layout == "nchw":
+        raise InputError(
+            f"{path}: input '{spec.name}' {dims} looks channels-last; add layout=nhwc to "
+            "--preprocess (or \"layout\": \"nhwc\" in the preprocess file)"
+        )
     hw, c = (dims[2:4], dims[1]) if opts.layout == "nchw" else (dims[1:3], dims[3])
+    if c == 1 and opts.channels != "gray":
+        opts = replace(opts, channels="gray")
     size = opts.size or tuple(hw)
-    channels = c if c in (1, 3) else 3
     if not _positive_ints(size):
         raise InputError(
-            f"{path}: input '{spec.name}' {dims} has no fixed H,W; pass --input-shapes"
+            f"{path}: input '{spec.name}' {dims} has no fixed H,W; pass --preprocess size=H,W "
+            "or --input-shapes"
         )
-    mean, std = (np.asarray(v, np.float32) for v in (opts.mean, opts.std))
-    if {mean.size, std.size} - {1, channels}:
-        raise InputError(
-            f"image options: mean/std need 1 or {channels} values, got {opts.mean}/{opts.std}"
-        )
-    images = np.stack([_load_image(f, (int(size[0]), int(size[1])), channels, opts) for f in files])
-    images = (images * opts.scale - mean) / std
-    if opts.layout == "nchw":
-        images = images.transpose(0, 3, 1, 2)
-    return {spec.name: np.ascontiguousarray(images.astype(opts.dtype))}
+    hw_size = (int(size[0]), int(size[1]))
+    images = opts.to_tensor(_load_image(f, hw_size, opts) for f in files)
+    _announce(path, len(files), opts, hw_size)
+    return {spec.name: images}
+
+
+def _announce(path: Path, n: int, opts: Preprocess, size: tuple[int, int]) -> None:
+    from onnxprune import progress
+
+    progress.note(f"{n} image(s) from {path}, preprocess {opts.summary(size)}")
 
 
 def _positive_ints(dims: Sequence[int | str]) -> bool:
     return all(isinstance(d, int) and d > 0 for d in dims)
 
 
-def _default_options(dims: list[int | str]) -> ImageOptions:
-    layout = "nhwc" if dims[1] not in (1, 3) and dims[3] in (1, 3) else "nchw"
+def _looks_nhwc(dims: list[int | str]) -> bool:
+    return dims[1] not in (1, 3) and dims[3] in (1, 3)
+
+
+def _default_options(dims: list[int | str]) -> Preprocess:
+    layout = "nhwc" if _looks_nhwc(dims) else "nchw"
     log.warning(
-        "no image options: stretching images to the model's H,W, scale 1/255, no mean/std, "
-        "RGB, %s; pass image options that match the model's preprocessing",
+        "no --preprocess: stretching images to the model's H,W, scale 1/255, no mean/std, "
+        "RGB, %s; pass --preprocess PRESET|KEY=VALUE.. (presets: imagenet, yolo, paddle-ocr, "
+        "paddle-det, mtcnn) to match the model's preprocessing",
         layout,
     )
-    return ImageOptions(layout=layout)
+    return Preprocess(layout=layout, name="default")
 
 
-def _load_image(f: Path, size: tuple[int, int], channels: int, opts: ImageOptions) -> np.ndarray:
+def _load_image(f: Path, size: tuple[int, int], opts: Preprocess) -> np.ndarray:
     from PIL import Image
 
     try:
         with Image.open(f) as raw:
-            im = _resize(raw.convert("L" if channels == 1 else "RGB"), size, opts.resize)
+            return opts.apply(raw, size)
     except (OSError, ValueError) as e:  # UnidentifiedImageError is an OSError
         raise InputError(f"{f}: not a readable image ({e}); remove or re-save it") from e
-    a = np.asarray(im, dtype=np.float32).reshape(size[0], size[1], channels)
-    return a[..., ::-1] if opts.channel_order == "bgr" else a
-
-
-def _resize(im: Image.Image, size: tuple[int, int], mode: str) -> Image.Image:
-    from PIL import Image
-
-    h, w = size
-    if mode == "stretch":
-        return im.resize((w, h), Image.Resampling.BILINEAR)
-    r = (min if mode == "letterbox" else max)(h / im.height, w / im.width)
-    nw, nh = max(1, round(im.width * r)), max(1, round(im.height * r))
-    im = im.resize((nw, nh), Image.Resampling.BILINEAR)
-    if mode == "letterbox":
-        fill = LETTERBOX_FILL if im.mode == "L" else (LETTERBOX_FILL,) * 3
-        canvas = Image.new(im.mode, (w, h), fill)
-        canvas.paste(im, ((w - nw) // 2, (h - nh) // 2))
-        return canvas
-    left, top = (nw - w) // 2, (nh - h) // 2
-    return im.crop((left, top, left + w, top + h))

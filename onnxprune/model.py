@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -13,6 +14,8 @@ import onnx
 from onnxprune import ir, metrics
 from onnxprune.channels.context import Context
 from onnxprune.channels.graph import ChannelGraph
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -29,8 +32,15 @@ class Model:
 
     @cached_property
     def cost(self) -> metrics.Cost:
-        """MACs, parameters and size of the original model at the concrete input shapes."""
-        return metrics.cost(self.proto, self.shapes)
+        """MACs, parameters and size of the original model at the concrete input shapes.
+
+        Weight nodes whose shapes are unknown count 0 MACs; a warning names them.
+        """
+        cost = metrics.cost(self.proto, self.shapes)
+        unknown = unknown_shape_nodes(cost)
+        if unknown:
+            log.warning("%s", unknown_shapes_message(unknown))
+        return cost
 
     def channel_graph(self) -> ChannelGraph:
         """Build a fresh channel graph over a new import of the model (safe to edit)."""
@@ -41,6 +51,19 @@ class Model:
     def groups(self) -> ChannelGraph:
         """A channel graph kept for read-only questions (do not edit its graph)."""
         return self.channel_graph()
+
+
+def unknown_shape_nodes(cost: metrics.Cost) -> tuple[str, ...]:
+    """Weight nodes (Conv, Gemm, MatMul) counted 0 MACs because their shapes are unknown."""
+    return tuple(n for n, m in cost.node_macs.items() if m == 0)
+
+
+def unknown_shapes_message(nodes: tuple[str, ...]) -> str:
+    """One line naming the nodes whose MACs are not counted and what to check."""
+    shown = ", ".join(f"'{n}'" for n in nodes[:3]) + (" …" if len(nodes) > 3 else "")
+    return (f"{len(nodes)} weight node{'' if len(nodes) == 1 else 's'} with unknown shapes "
+            f"({shown}): their MACs are not counted, so the MACs are a lower bound; check "
+            "--input-shapes (the model may not support this input size)")
 
 
 def load(

@@ -125,6 +125,11 @@ def _checked_data(model: Model, data: Dataset | None, objective: str, seed: int)
         if objective == "labels":
             raise InputError("objective 'labels' needs data with labels; pass --data and --labels")
         data = load_data(None, specs, model.input_shapes, random_samples=RANDOM_SAMPLES, seed=seed)
+    if data.source == "random":
+        log.warning(
+            "analysis on %d random samples is about the weights, not the task; pass --data "
+            "for task-aware results", len(data),
+        )
     names = sorted(s.name for s in specs)
     if sorted(data.inputs) != names:
         raise InputError(

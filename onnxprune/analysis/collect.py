@@ -14,6 +14,7 @@ from onnxprune.analysis.gram import ConsumerStats, GroupAccumulator, Route, Tayl
 from onnxprune.analysis.objectives import Objective
 from onnxprune.analysis.specs import GroupSpec
 from onnxprune.data import Dataset
+from onnxprune.progress import track
 from onnxprune.shim.module import Shim
 
 log = logging.getLogger(__name__)
@@ -62,7 +63,8 @@ def collect(
     names = set().union(*(s.tensors() for s in specs)) if specs else set()
     total = math.ceil(len(data) / batch_size)
     start = 0
-    for i, (inputs, labels) in enumerate(data.batches(batch_size)):
+    batches = track(data.batches(batch_size), what="analysis", total=total, unit="batch")
+    for i, (inputs, labels) in enumerate(batches):
         batch = len(next(iter(inputs.values())))
         _one_batch(shim, accs, names, inputs, labels, objective, start, batch)
         start += batch

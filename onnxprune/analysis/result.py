@@ -76,7 +76,8 @@ class GroupAnalysis:
         """JSON-ready form; the C×C matrices and means only with ``matrices``."""
         out: dict[str, Any] = {
             "id": self.id, "roots": list(self.roots), "channels": self.channels,
-            "status": self.status, "reason": self.reason, "mac_share": self.mac_share,
+            "status": self.status, "reasons": [self.reason] if self.reason else [],
+            "touched_macs_share": self.mac_share,
             "rows": self.rows, "capacity": self.capacity, "rank": self.rank,
             "rank_threshold": self.rank_threshold, "max_rate": self.max_rate,
             "fallback": self.fallback, "singular_values": _list(self.singular_values),
@@ -162,9 +163,9 @@ class AnalysisResult:
         return next(g for g in self.groups if g.id == gid)
 
     def table(self) -> str:
-        """Aligned text table (group, channels, ranks, max rate, MACs share, status)."""
+        """Aligned text table (group, channels, ranks, max rate, MACs touched, status)."""
         head = (f"{'group':>5} {'ch':>5} {'rank':>5} {'rank@τ':>6} {'max rate':>8} "
-                f"{'MACs%':>6} {'rows':>9}  {'status':<15} roots")
+                f"{'touch%':>6} {'rows':>9}  {'status':<15} roots")
         lines = [head, "-" * len(head)]
         for g in self.groups:
             lines.append(_row(g))
@@ -173,6 +174,8 @@ class AnalysisResult:
             + (f" ({self.directions} directions)" if self.objective == "gauss-newton" else "")
             + f", ε={self.energy_eps:g}, τ={self.rel_tol:g}"
         )
+        lines.append("touch%: share of the MACs in nodes reading or writing the group's "
+                     "channels (as in 'onnxprune inspect'; a node counts in two groups)")
         if self.estimate is not None:
             lines.append(self.estimate.line())
         return "\n".join(lines)

@@ -11,8 +11,11 @@ name is importable from ``onnxprune.bench``.
 
 from __future__ import annotations
 
+import sys
+import types
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnx
@@ -163,3 +166,19 @@ def _stats(
     # size of the model as given (weights included), not of the shape-resolved copy
     size = ir.model_bytes(model)
     return ModelStats(str(path), cost.params, cost.macs // max(1, batch), size, memory, accuracy)
+
+
+class _CallableModule(types.ModuleType):
+    """A module that is also the one-call :func:`onnxprune.api.bench`.
+
+    ``onnxprune.bench(model, pruned, data=...)`` takes models and data in any usual form;
+    the module's names stay importable as before.
+    """
+
+    def __call__(self, *args: Any, **kwargs: Any) -> BenchReport:
+        from onnxprune.api import bench as api_bench
+
+        return api_bench(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallableModule

@@ -13,6 +13,7 @@ import onnxruntime as ort
 from onnxruntime.capi import onnxruntime_pybind11_state as _ort_state
 
 from onnxprune.errors import InputError
+from onnxprune.progress import track
 
 OPTIMIZATION = {
     "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
@@ -121,7 +122,8 @@ def latency(
 ) -> Latency:
     """Time every session on ``feeds``, alternating A, B, A, B, ... run by run."""
     times: list[list[float]] = [[] for _ in sessions]
-    for i in range(warmup + iterations):
+    runs = track(range(warmup + iterations), what=f"latency b={batch}", unit="run")
+    for i in runs:
         for k, sess in enumerate(sessions):  # interleaved: drift hits every model alike
             t0 = time.perf_counter()
             sess.run(None, feeds)

@@ -7,9 +7,7 @@ import logging
 import sys
 from typing import Any
 
-from onnxprune import ir
-from onnxprune.commands.common import add_model_args, load_model
-from onnxprune.data import load_data
+from onnxprune.commands.common import add_data_args, add_model_args, load_model_and_data
 from onnxprune.defaults import ENERGY_EPS, OBJECTIVES, RANDOM_SAMPLES, REL_TOL
 
 
@@ -20,18 +18,13 @@ def register(sub: Any) -> None:
         description=__doc__,
     )
     add_model_args(p)
-    src = p.add_mutually_exclusive_group()
-    src.add_argument("--data", help=".npz/.npy file or image folder of calibration inputs")
-    src.add_argument("--random-data", type=int, metavar="N",
-                     help=f"use N seeded normal samples instead (default {RANDOM_SAMPLES} "
-                     "when --data is omitted; weights-only, not task-aware)")
-    p.add_argument("--labels", help=".npy/.npz integer class ids (for --objective labels)")
+    add_data_args(p, random=f"use N seeded normal samples instead (default {RANDOM_SAMPLES} "
+                  "when --data is omitted; weights-only, not task-aware)")
     p.add_argument("--objective", choices=OBJECTIVES, default="gauss-newton",
                    help="gauss-newton (any model, default), labels, pseudo-label")
     p.add_argument("--directions", type=int, default=4, metavar="R",
                    help="random output directions per sample for gauss-newton (4)")
     p.add_argument("--batch-size", type=int, default=16, help="samples per pass (16)")
-    p.add_argument("--samples", type=int, metavar="N", help="use at most N samples")
     p.add_argument("--energy-eps", type=float, default=ENERGY_EPS, metavar="E",
                    help="share of spectral energy the effective rank may leave out "
                    f"({ENERGY_EPS:g})")
@@ -41,7 +34,7 @@ def register(sub: Any) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed of directions and random data (0)")
     p.add_argument("--no-estimate", action="store_true",
                    help="skip the network estimate (it runs the surgery once)")
-    p.add_argument("--progress", action="store_true", help="log one line per batch")
+    p.add_argument("--progress", action="store_true", help=argparse.SUPPRESS)  # now default
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.add_argument("--matrices", action="store_true",
                    help="with --json: include Gram matrices and activation means")
@@ -53,12 +46,7 @@ def run(args: argparse.Namespace) -> int:
     """Load model and data, analyse, print the table (or JSON), optionally plot."""
     from onnxprune.analysis import analyze  # imports torch: only when the command runs
 
-    model = load_model(args)
-    random = None if args.data is not None else (args.random_data or RANDOM_SAMPLES)
-    data = load_data(
-        args.data, ir.io_specs(model.proto), model.input_shapes, labels=args.labels,
-        limit=args.samples, random_samples=random, seed=args.seed,
-    )
+    model, data = load_model_and_data(args)
     if args.progress:
         logging.getLogger("onnxprune.analysis").setLevel(logging.INFO)
     result = analyze(

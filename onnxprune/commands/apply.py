@@ -17,7 +17,12 @@ from onnxprune.pruning.plan import load_plan
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     """Add the apply command."""
-    p = sub.add_parser("apply", help="apply a saved plan (from prune --save-plan)")
+    p = sub.add_parser(
+        "apply", help="apply a saved plan (from prune --save-plan)",
+        description="Replay a plan saved by 'onnxprune prune --save-plan' on MODEL: the same "
+        "channels are removed (without compensation or distillation), the result is verified "
+        "and written to -o. Useful to prune again after re-exporting the same model.",
+    )
     add_model_args(p)
     p.add_argument("plan", help="plan JSON written by 'onnxprune prune --save-plan'")
     add_output_args(p)

@@ -6,8 +6,9 @@ import argparse
 import sys
 from typing import Any
 
-from onnxprune import bench as bench_api
+from onnxprune import api as bench_api
 from onnxprune import ir
+from onnxprune.bench import OPTIMIZATION, PROVIDERS
 from onnxprune.commands import common
 
 
@@ -30,8 +31,7 @@ def register(subparsers: Any) -> None:
     )
     common.add_model_args(p)  # MODEL (the original) and --input-shapes
     p.add_argument("pruned", nargs="?", help="a pruned .onnx model to compare with MODEL")
-    p.add_argument("--data", help=".npz/.npy file or image folder; random inputs when omitted")
-    p.add_argument("--labels", help=".npy/.npz integer class ids for accuracy")
+    common.add_data_args(p)  # random inputs when --data is omitted
     p.add_argument("--threads", type=int, default=1, help="onnxruntime intra-op threads (1)")
     p.add_argument(
         "--batch", type=_batch_sizes, default=(1,), metavar="B,B,..", help="batch sizes (1)"
@@ -40,11 +40,11 @@ def register(subparsers: Any) -> None:
     p.add_argument("--iterations", type=int, default=50, help="timed runs per model and batch")
     p.add_argument(
         "--optimization",
-        choices=list(bench_api.OPTIMIZATION),
+        choices=list(OPTIMIZATION),
         default="all",
         help="onnxruntime graph optimisation level (all)",
     )
-    p.add_argument("--provider", choices=list(bench_api.PROVIDERS), default="cpu")
+    p.add_argument("--provider", choices=list(PROVIDERS), default="cpu")
     p.add_argument("--seed", type=int, default=0, help="seed of the random inputs (0)")
     p.add_argument(
         "--no-memory",
@@ -59,11 +59,14 @@ def register(subparsers: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run ``bench`` with parsed arguments and print the report; return the exit code."""
+    pre = common.preprocess_of(args)
     report = bench_api.bench(
         args.model,
         args.pruned,
         data=args.data,
+        preprocess=pre,
         labels=args.labels,
+        samples=args.samples,
         input_shapes=ir.parse_input_shapes(args.input_shapes),
         threads=args.threads,
         batches=args.batch,

@@ -10,7 +10,12 @@ from onnxprune.report import inspect
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     """Add the inspect command."""
-    p = sub.add_parser("inspect", help="list channel groups, their MACs share and barriers")
+    p = sub.add_parser(
+        "inspect", help="list channel groups, their MACs share and barriers",
+        description="Show the model's inputs, outputs, opset and producer, then every channel "
+        "group (channels pruned together): its share of the MACs, whether it can be pruned "
+        "and, if not, the barrier that blocks it. No data needed; nothing is written.",
+    )
     add_model_args(p)
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.set_defaults(run=run)

@@ -5,16 +5,16 @@ from __future__ import annotations
 import argparse
 import logging
 
-from onnxprune import ir
 from onnxprune.check import check, check_max_drop, enforce
 from onnxprune.commands.common import (
+    add_data_args,
     add_model_args,
     add_output_args,
-    load_model,
+    load_model_and_data,
     output_path,
+    plural,
     write,
 )
-from onnxprune.data import load_data
 from onnxprune.defaults import OBJECTIVES
 from onnxprune.pruning import prune
 from onnxprune.pruning.allocation import ALLOCATIONS
@@ -27,25 +27,22 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     """Add the prune command."""
     p = sub.add_parser(
         "prune", help="prune filters to a target and write a verified model",
-        description="Prune to --target-macs/--target-params (hierarchical, effective filters, "
-        "compensation: needs --data) or by a uniform --ratio (L1, no data).",
+        description="Prune to a target share KEPT (--target-macs/--target-params: with --data "
+        "hierarchical widths, effective filters and compensation; without data the data-free "
+        "baseline, said in one line) or by a uniform share REMOVED from every group "
+        "(--prune-ratio, L1, no data).",
     )
     add_model_args(p)
     add_output_args(p)
     goal = p.add_mutually_exclusive_group(required=True)
-    goal.add_argument("--target-macs", type=float, metavar="F",
-                      help="fraction of the MACs to keep, in (0, 1)")
-    goal.add_argument("--target-params", type=float, metavar="F",
-                      help="fraction of the parameters to keep, in (0, 1)")
-    goal.add_argument("--ratio", type=float,
-                      help="remove this share of every prunable group (uniform baseline)")
-    src = p.add_mutually_exclusive_group()
-    src.add_argument("--data", help=".npz/.npy file or image folder of calibration inputs")
-    src.add_argument("--random-data", type=int, metavar="N",
-                     help="use N seeded normal samples (weights-only, not task-aware)")
-    p.add_argument("--labels", help=".npy/.npz class ids: supervised distillation and "
-                   "accuracy in --check")
-    p.add_argument("--samples", type=int, metavar="N", help="use at most N samples")
+    goal.add_argument("--target-macs", type=float, metavar="KEEP",
+                      help="share of the MACs to KEEP, in (0, 1): 0.3 keeps 30%%")
+    goal.add_argument("--target-params", type=float, metavar="KEEP",
+                      help="share of the parameters to KEEP, in (0, 1)")
+    goal.add_argument("--prune-ratio", "--ratio", dest="ratio", type=float, metavar="REMOVE",
+                      help="share of every prunable group's channels to REMOVE (uniform "
+                      "baseline): 0.3 removes 30%%, the opposite sense of --target-macs")
+    add_data_args(p, random="use N seeded normal samples (weights-only, not task-aware)")
     p.add_argument("--objective", choices=OBJECTIVES, default="gauss-newton",
                    help="objective of the analysis (gauss-newton)")
     p.add_argument("--allocation", choices=ALLOCATIONS, default=None,
@@ -77,7 +74,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--save-plan", metavar="PLAN.json", help="also write the plan")
     p.add_argument("--device", default="cpu", help="torch device (cpu, cuda)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--progress", action="store_true", help="report progress on stderr")
+    p.add_argument("--progress", action="store_true", help=argparse.SUPPRESS)  # now default
     p.set_defaults(run=run)
 
 
@@ -103,13 +100,7 @@ def run(args: argparse.Namespace) -> int:
         from onnxprune.errors import InputError
 
         raise InputError("--check compares outputs on data: pass --data FILE.npz")
-    model = load_model(args)
-    data = None
-    if has_data:
-        data = load_data(
-            args.data, ir.io_specs(model.proto), model.input_shapes, labels=args.labels,
-            limit=args.samples, random_samples=args.random_data, seed=args.seed,
-        )
+    model, data = load_model_and_data(args)
     if args.progress:
         logging.getLogger("onnxprune").setLevel(logging.INFO)
     result = prune(model, data=data, options=options_from(args))
@@ -122,11 +113,9 @@ def run(args: argparse.Namespace) -> int:
         result.plan.save(args.save_plan)
     print(result.groups_table())
     print(result.table())
-    if result.summary():
-        print(result.summary())
+    print(result.summary())
     if checked is not None:
         print("\n".join(checked.lines()))
-    n = len(result.plan.groups)
-    print(f"pruned {n} groups; {len(result.skipped)} groups left unpruned (barriers); "
-          f"wrote {args.output}")
+    print(f"pruned {plural(len(result.plan.groups), 'group')}; "
+          f"{plural(len(result.skipped), 'group')} left unpruned (barriers); wrote {args.output}")
     return 0

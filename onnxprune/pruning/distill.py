@@ -17,7 +17,6 @@ the data it sees.
 from __future__ import annotations
 
 import logging
-import sys
 import time
 from dataclasses import dataclass
 
@@ -28,6 +27,7 @@ import torch
 from onnxprune import ir
 from onnxprune.data import Dataset
 from onnxprune.errors import InputError
+from onnxprune.progress import Task
 from onnxprune.shim.module import Shim
 
 log = logging.getLogger(__name__)
@@ -103,6 +103,7 @@ def distill(
     rng = np.random.default_rng(seed)
     before = _epoch_loss(student, data, targets, batch_size, n, labels)
     best, best_state = before, _snapshot(params)
+    bar = Task("distillation", total=epochs, unit="epoch")
     for epoch in range(epochs):
         order = rng.permutation(n)
         for i in range(0, n, batch_size):
@@ -113,11 +114,8 @@ def distill(
         loss_now = _epoch_loss(student, data, targets, batch_size, n, labels)
         if loss_now < best:
             best, best_state = loss_now, _snapshot(params)
-        if progress:
-            sys.stderr.write(f"\rdistilling: epoch {epoch + 1}/{epochs}, loss {loss_now:.4g}")
-            sys.stderr.flush()
-    if progress:
-        sys.stderr.write("\n")
+        bar.advance(info=f"loss {loss_now:.4g}")
+    bar.close()
     with torch.no_grad():
         for p, saved in zip(params, best_state, strict=True):
             p.copy_(saved)

@@ -142,6 +142,9 @@ class PruneOptions:
                              f"(got {', '.join(given) or 'none'})")
         if self.metric is not None:
             alloc_mod.check_target(self.target, f"target-{self.metric}")
+        if self.ratio is not None and not 0.0 < self.ratio < 1.0:
+            raise InputError(f"--ratio {self.ratio}: must be strictly between 0 and 1, e.g. 0.3 "
+                             "(the share of each group's channels to remove)")
         if self.ratio is not None and self.allocation not in (None, "uniform"):
             raise InputError("--ratio removes the same share of every group; use --target-macs "
                              "for --allocation hierarchical/global")

@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
-from onnxprune import metrics
+from onnxprune import metrics, progress
 from onnxprune.errors import InputError
 from onnxprune.model import Model, load
 from onnxprune.pruning import allocation as alloc_mod
@@ -77,13 +77,38 @@ def prune(
             "distillation and --steps re-analysis need the calibration data itself: pass data"
         )
     check_something_prunable(model)
+    mode = mode_line(opts, data, analysis)
+    if "data-free" in mode:  # the one surprise: said before the work, not only in the summary
+        progress.note(mode)
     if opts.ratio is not None:
         result = _ratio_step(model, opts, data, analysis)
     else:
         result = _target_steps(model, opts, data, analysis)
     if opts.distill_epochs and data is not None:
         result = _distil(model, result, data, opts)
-    return result
+    return replace(result, notes=(mode, *result.notes))
+
+
+def mode_line(opts: PruneOptions, data: Dataset | None,
+              analysis: AnalysisResult | None) -> str:
+    """Return one line saying what runs.
+
+    Ratio (share removed) or target (share kept), with or without data, and the allocation,
+    criterion and recovery that follow from it.
+    """
+    how = (f"{opts.allocation} widths, {opts.criterion} channels, "
+           f"{'compensation' if opts.compensate else 'no compensation'}"
+           + (f", {opts.distill_epochs} distillation epochs" if opts.distill_epochs else ""))
+    source = (f"on {len(data)} samples of {data.source}" if data is not None
+              else "on a given analysis" if analysis is not None else "without data")
+    if opts.ratio is not None:
+        return (f"mode: --prune-ratio {opts.ratio:g} removes {opts.ratio:.0%} of the channels "
+                f"of every prunable group ({how}, {source})")
+    keep = f"keep {opts.target:.0%} of the {'MACs' if opts.metric == 'macs' else 'parameters'}"
+    if data is None and analysis is None and not opts.needs_analysis:
+        return (f"mode: no data, so the target ({keep}) uses the data-free baseline ({how}); "
+                "pass --data FILE.npz|DIR for data-aware pruning with compensation")
+    return f"mode: target {keep} ({how}, {source})"
 
 
 def _distil(model: Model, result: PruneResult, data: Dataset, opts: PruneOptions
@@ -165,7 +190,10 @@ def _finish(model: Model, plan: Plan, opts: PruneOptions, analysis: AnalysisResu
             report.no_intercept.extend(r.no_intercept)
             report.skipped.extend(r.skipped)
 
-    pruned = apply_plan(model, plan.keep(), edit=edit)
+    what = ("surgery, compensation and verification" if opts.compensate
+            else "surgery and verification")
+    with progress.task(what):
+        pruned = apply_plan(model, plan.keep(), edit=edit)
     lines = list(allocation.notes) if allocation is not None else []
     if allocation is not None and allocation.past_rank:
         parts = [f"group {gid} rank {r} -> kept {w}" for gid, (r, w) in

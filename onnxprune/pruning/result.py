@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import os
+from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import onnx
 
 from onnxprune import ir, metrics
+from onnxprune.errors import VerificationError
 from onnxprune.model import Model
 from onnxprune.pruning import allocation as alloc_mod
 from onnxprune.pruning.compensation import CompensationReport
@@ -64,13 +68,46 @@ class PruneResult:
         return "\n".join(lines)
 
     def summary(self) -> str:
-        """Return the notes, compensation and distillation lines."""
+        """Return what ran (notes, compensation, distillation) and what it kept; never empty."""
         lines = list(self.notes)
         if self.compensation is not None:
             lines.append(self.compensation.line())
         if self.distillation is not None:
             lines.append(self.distillation.line())
+        lines.append(self.kept_line())
         return "\n".join(lines)
+
+    def kept_line(self) -> str:
+        """One line: share of MACs and parameters kept, groups pruned."""
+        def kept(a: int, b: int) -> str:
+            return f"{a / b:.3f}" if b else "1.000"
+
+        n = len(self.plan.groups)
+        return (f"kept {kept(self.after.macs, self.before.macs)} of the MACs "
+                f"({self.before.macs:,} -> {self.after.macs:,}) and "
+                f"{kept(self.after.params, self.before.params)} of the parameters; "
+                f"{n} group{'' if n == 1 else 's'} pruned")
+
+    def save(self, path: str | os.PathLike[str], *,
+             protect: Sequence[str | os.PathLike[str]] = ()) -> Path:
+        """Write the pruned model atomically and check the written file; return its path.
+
+        Args:
+            path: destination ``.onnx`` file (its folder must exist).
+            protect: paths never to overwrite (e.g. the original model).
+
+        Raises:
+            InputError: the destination is protected, a folder, or its folder is missing.
+            VerificationError: the written file does not pass the ONNX checker.
+
+        """
+        written = ir.save_model(self.model, path, protect=protect)
+        try:
+            onnx.checker.check_model(os.fspath(written))
+        except onnx.checker.ValidationError as e:
+            raise VerificationError(f"{written}: the written model fails the ONNX checker "
+                                    f"({e}); report this with the model") from e
+        return written
 
 
 def make_result(model: Model, pruned: onnx.ModelProto, plan: Plan, **extra: object) -> PruneResult:
