@@ -10,6 +10,8 @@ One call per job; models and data in any usual form (see :mod:`onnxprune.api`)::
 
 from __future__ import annotations
 
+from onnxprune import bench  # a callable module: onnxprune.bench(...) is api.bench
+from onnxprune.api import analyze, cost, load_with_data, prune
 from onnxprune.errors import (
     CannotPruneError,
     InputError,
@@ -17,8 +19,6 @@ from onnxprune.errors import (
     UnsupportedOpError,
     VerificationError,
 )
-from onnxprune import bench  # a callable module: onnxprune.bench(...) is api.bench
-from onnxprune.api import analyze, cost, load_with_data, prune
 from onnxprune.model import Model, load
 from onnxprune.preprocess import Preprocess
 from onnxprune.pruning import PruneResult, apply
