@@ -16,9 +16,9 @@ if TYPE_CHECKING:
 
 
 Shape = tuple[int, ...]
-MacsFn = Callable[[Mapping[str, Any], Shape, Shape, "Shape | None"], int]
+MacsFn = Callable[[Mapping[str, Any], Shape, Shape, Shape | None], int]
 """MACs of one node from (attributes, X's shape, W's shape, Y's shape)."""
-AxesFn = Callable[[Mapping[str, Any], "Shape | None", "Shape | None"], tuple[int, int]]
+AxesFn = Callable[[Mapping[str, Any], Shape | None, Shape | None], tuple[int, int]]
 """(X's channel axis, Y's channel axis) from (attributes, X's shape, Y's shape); -1: none."""
 
 
