@@ -10,10 +10,11 @@ import pytest
 
 import onnxprune.shim.ops  # noqa: F401 - registers every shim kernel
 from onnxprune.channels import rules
-from onnxprune.channels.rules import RULE_MODULES, register, registry, rule_for
+from onnxprune.channels.rules import RULE_MODULES, register, registry, rule_for, weight_op
 from onnxprune.channels.rules.barriers import REASONS, BarrierRule
-from onnxprune.channels.rules.base import Rule
+from onnxprune.channels.rules.base import Rule, WeightOp
 from onnxprune.channels.rules.elementwise import NARY, UNARY, ElementwiseRule
+from onnxprune.metrics import node_macs
 from onnxprune.shim import registered
 
 RULES_DIR = Path(rules.__file__).parent
@@ -92,3 +93,77 @@ def test_rule_file_is_small(module: str) -> None:
 @pytest.mark.parametrize("module", RULE_MODULES)
 def test_rule_file_has_its_test_file(module: str) -> None:
     assert (TESTS_DIR / f"test_rules_{module}.py").is_file()
+
+
+# What the parallel op lists said before the ops' meaning moved onto their rules (issue 14).
+MAC_OPS = {"Conv", "ConvTranspose", "Gemm", "MatMul", "LSTM", "GRU", "RNN",
+           "ConvInteger", "MatMulInteger", "QLinearConv", "QLinearMatMul"}
+COST_OPS = {"Conv", "ConvTranspose", "Gemm", "MatMul", "LSTM", "GRU", "RNN"}
+TRAINABLE = {
+    "Conv": (1, 2), "ConvTranspose": (1, 2), "Gemm": (1, 2), "MatMul": (0, 1),
+    "BatchNormalization": (1, 2), "InstanceNormalization": (1, 2),
+    "LayerNormalization": (1, 2), "GroupNormalization": (1, 2), "PRelu": (1,),
+}
+
+
+def _weight_ops() -> dict[str, WeightOp]:
+    return {op: w for op in registry() if (w := weight_op(op)) is not None}
+
+
+@pytest.mark.parametrize("op", sorted(_weight_ops()))
+def test_every_op_with_a_weight_description_has_a_shim_kernel(op: str) -> None:
+    assert op in SHIM_OPS
+
+
+@pytest.mark.parametrize("op", sorted(_weight_ops()))
+def test_costed_or_analysed_ops_have_a_macs_function(op: str) -> None:
+    w = _weight_ops()[op]
+    if w.axes is not None or w.gradient is not None:
+        assert w.macs is not None
+
+
+def test_ops_with_macs_are_the_former_mac_ops() -> None:
+    assert {op for op, w in _weight_ops().items() if w.macs is not None} == MAC_OPS
+
+
+def test_ops_in_the_cost_model_are_the_former_cost_ops() -> None:
+    assert {op for op, w in _weight_ops().items() if w.axes is not None} == COST_OPS
+
+
+def test_trainable_inputs_are_the_former_table() -> None:
+    got = {op: w.trainable for op, w in _weight_ops().items() if w.trainable}
+    assert got == TRAINABLE
+
+
+@pytest.mark.parametrize(("op", "rank", "group", "kind"), [
+    ("Conv", 4, 1, "unfold"), ("Conv", 3, 1, "unfold"), ("Conv", 5, 1, "grouped"),
+    ("Conv", 4, 2, None), ("ConvTranspose", 4, 1, "grouped"), ("ConvTranspose", 4, 2, None),
+    ("Gemm", 2, 1, "gemm"), ("MatMul", 2, 1, "matmul"), ("MatMul", 3, 1, None),
+    ("LSTM", 3, 1, "recurrent"), ("GRU", 3, 1, "recurrent"), ("RNN", 3, 1, "recurrent"),
+])  # fmt: skip
+def test_gradient_kind_comes_from_the_rule(op: str, rank: int, group: int, kind: str | None
+                                           ) -> None:
+    gradient = _weight_ops()[op].gradient
+    assert gradient is not None and gradient(rank, group) == kind
+
+
+@pytest.mark.parametrize(("op", "attrs", "ins", "out", "macs"), [
+    ("Conv", {}, [(1, 3, 8, 8), (4, 3, 3, 3)], (1, 4, 8, 8), 4 * 64 * 27),
+    ("Conv", {}, [(1, 3, 8, 8), (4, 3, 3, 3)], None, 0),
+    ("ConvTranspose", {}, [(1, 3, 4, 4), (3, 2, 2, 2)], (1, 2, 8, 8), 3 * 16 * 8),
+    ("Gemm", {"transA": 1}, [(5, 2), (5, 7)], (2, 7), 14 * 5),
+    ("MatMul", {}, [(2, 3, 5), (5, 7)], (2, 3, 7), 42 * 5),
+    ("QLinearConv", {}, [(1, 3, 8, 8), (), (), (4, 3, 3, 3)], (1, 4, 8, 8), 4 * 64 * 27),
+    ("MatMulInteger", {}, [(2, 5), (5, 7)], (2, 7), 14 * 5),
+    ("LSTM", {}, [(7, 2, 8), (1, 12, 8)], (7, 1, 2, 3), 7 * 2 * 12 * (8 + 3)),
+    ("BatchNormalization", {}, [(1, 3, 8, 8), (3,)], (1, 3, 8, 8), 0),
+])  # fmt: skip
+def test_node_macs_from_the_rule(op: str, attrs: dict[str, int], ins: list[tuple[int, ...]],
+                                 out: tuple[int, ...] | None, macs: int) -> None:
+    assert node_macs(op, attrs, ins, out) == macs
+
+
+def test_weight_op_needs_the_default_domain() -> None:
+    assert weight_op("Conv", None) is weight_op("Conv", "ai.onnx") is weight_op("Conv")
+    assert weight_op("Conv", "com.microsoft") is None
+    assert weight_op("Relu") is None

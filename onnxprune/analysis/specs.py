@@ -17,7 +17,7 @@ import numpy as np
 import onnx_graphsurgeon as gs
 
 from onnxprune.channels.graph import Group, WeightRef
-from onnxprune.metrics import RECURRENT_GATES
+from onnxprune.channels.rules import weight_op
 from onnxprune.model import Model
 from onnxprune.shim.module import Shim
 from onnxprune.shim.plan import Step
@@ -171,17 +171,8 @@ def _consumer(
 
 
 def _kind(op: str, weight_rank: int, group: int) -> str | None:
-    if op == "Conv" and group == 1 and weight_rank in (3, 4):
-        return "unfold"
-    if op in ("Conv", "ConvTranspose") and group == 1 and weight_rank >= 3:
-        return "grouped"
-    if op == "Gemm" and weight_rank == 2:
-        return "gemm"
-    if op == "MatMul" and weight_rank == 2:
-        return "matmul"
-    if op in RECURRENT_GATES and weight_rank == 3:
-        return "recurrent"
-    return None
+    wop = weight_op(op)  # the op's rule says how its weight gradient is formed
+    return wop.gradient(weight_rank, group) if wop is not None and wop.gradient else None
 
 
 def _recurrent_problem(model: Model, node: gs.Node) -> str:

@@ -36,15 +36,14 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from onnxprune import metrics
 from onnxprune.channels.graph import ChannelGraph, Group
+from onnxprune.channels.rules import weight_op
+from onnxprune.channels.rules.base import WeightOp
 from onnxprune.channels.types import Space
 from onnxprune.errors import CannotPruneError, InputError
 
 ALLOCATIONS = ("hierarchical", "uniform", "global")
 METRICS = ("macs", "params")
-
-_COST_OPS = ("Conv", "ConvTranspose", "Gemm", "MatMul", *metrics.RECURRENT_GATES)
 
 
 @dataclass(frozen=True)
@@ -99,13 +98,14 @@ class CostModel:
                 owned.setdefault(space, []).append((col[g.id], int((owner >= 0).sum())))
         rows = []
         for node in cg.ctx.graph.nodes:
-            if node.op not in _COST_OPS or len(node.inputs) < 2 or not node.outputs:
+            wop = weight_op(node.op, node.domain)  # ops whose rule gives cost-model axes
+            if wop is None or wop.axes is None or len(node.inputs) < 2 or not node.outputs:
                 continue
-            base = self._base(cg, node, metric)
+            base = self._base(cg, node, wop, metric)
             if base <= 0:
                 continue
-            pin, pout = self._shares(cg, node, owned, len(self.ids))
-            depthwise = node.op == "Conv" and _depthwise(cg, node)
+            pin, pout = self._shares(cg, node, wop, owned, len(self.ids))
+            depthwise = _depthwise(cg, node, wop)
             rows.append((base, pin, pout, depthwise))
         n = len(rows)
         self.base = np.array([r[0] for r in rows], dtype=np.float64)
@@ -117,42 +117,28 @@ class CostModel:
         self.fixed = self.total - self.modelled  # cost the widths do not change
 
     @staticmethod
-    def _base(cg: ChannelGraph, node, metric: str) -> float:  # type: ignore[no-untyped-def]
+    def _base(cg: ChannelGraph, node, wop: WeightOp, metric: str) -> float:  # type: ignore[no-untyped-def]
         if metric == "macs":
+            # Only the MACs that scale with the channels (a recurrent op's input projection;
+            # its recurrence over the unpruned hidden size stays in the fixed cost).
             shapes = [cg.ctx.shape(t.name) or _const_shape(cg, t.name) for t in node.inputs]
-            if node.op in metrics.RECURRENT_GATES and shapes[0] and shapes[1]:
-                # Only the input projection scales with the features fed in; the recurrence
-                # (hidden size) is not pruned and stays in the fixed cost.
-                return float(metrics.recurrent_macs(node.op, shapes[0], shapes[1])[0])
-            return float(metrics.node_macs(node.op, node.attrs, shapes,
-                                           cg.ctx.shape(node.outputs[0].name)))
-        w = cg.ctx.const(node.inputs[1].name)
-        if node.op in metrics.RECURRENT_GATES:  # input 2 is R, which does not shrink
-            return float(w.size if w is not None else 0)
-        bias = cg.ctx.const(node.inputs[2].name) if len(node.inputs) > 2 else None
-        return float((w.size if w is not None else 0) + (bias.size if bias is not None else 0))
+            return float(wop.shrinking_macs(node.attrs, shapes,
+                                            cg.ctx.shape(node.outputs[0].name)))
+        names = [node.inputs[i].name for i in wop.cost_inputs if i < len(node.inputs)]
+        return float(sum(c.size for c in map(cg.ctx.const, names) if c is not None))
 
     @staticmethod
-    def _shares(cg: ChannelGraph, node, owned, n_groups: int):  # type: ignore[no-untyped-def]
+    def _shares(cg: ChannelGraph, node, wop: WeightOp, owned, n_groups: int):  # type: ignore[no-untyped-def]
         x, y = node.inputs[0].name, node.outputs[0].name
         xs, ys = cg.ctx.shape(x), cg.ctx.shape(y)
-        if node.op == "MatMul" and cg.ctx.const(node.inputs[1].name) is None and ys:
+        if wop.batched and cg.ctx.const(node.inputs[1].name) is None and ys:
             # Attention (Q·Kᵀ, softmax·V): its MACs shrink with the heads on a batch axis.
             share = np.zeros(n_groups)
             for axis, n in enumerate(ys):
                 for col, count in owned.get(Space(y, axis), ()):
                     share[col] = max(share[col], count / n)
             return np.zeros(n_groups), share
-        if node.op == "Gemm":
-            ax_in = 0 if cg.ctx.attr(node, "transA", 0) else 1
-            ax_out = 1
-        elif node.op == "MatMul":
-            ax_in = len(xs) - 1 if xs else -1
-            ax_out = len(ys) - 1 if ys else -1
-        elif node.op in metrics.RECURRENT_GATES:
-            ax_in, ax_out = 2, -1  # features of X; the hidden size is never pruned
-        else:
-            ax_in = ax_out = 1
+        ax_in, ax_out = wop.axes(node.attrs, xs, ys) if wop.axes else (-1, -1)
         out = []
         for tensor, axis, shape in ((x, ax_in, xs), (y, ax_out, ys)):
             share = np.zeros(n_groups)
@@ -188,10 +174,9 @@ def _const_shape(cg: ChannelGraph, name: str) -> tuple[int, ...] | None:
     return None if c is None else tuple(c.shape)
 
 
-def _depthwise(cg: ChannelGraph, node) -> bool:  # type: ignore[no-untyped-def]
-    group = int(cg.ctx.attr(node, "group", 1))
+def _depthwise(cg: ChannelGraph, node, wop: WeightOp) -> bool:  # type: ignore[no-untyped-def]
     w = cg.ctx.const(node.inputs[1].name)
-    return group > 1 and w is not None and w.shape[1] == 1
+    return wop.depthwise is not None and w is not None and wop.depthwise(node.attrs, w.shape)
 
 
 @dataclass(frozen=True)

@@ -25,6 +25,7 @@ import onnx
 import torch
 
 from onnxprune import ir
+from onnxprune.channels.rules import weight_op
 from onnxprune.data import Dataset
 from onnxprune.errors import InputError
 from onnxprune.progress import Task
@@ -34,12 +35,6 @@ log = logging.getLogger(__name__)
 
 LR = 1e-4
 BATCH = 32
-
-_TRAINABLE = {
-    "Conv": (1, 2), "ConvTranspose": (1, 2), "Gemm": (1, 2), "MatMul": (0, 1),
-    "BatchNormalization": (1, 2), "InstanceNormalization": (1, 2),
-    "LayerNormalization": (1, 2), "GroupNormalization": (1, 2), "PRelu": (1,),
-}
 
 
 @dataclass(frozen=True)
@@ -161,7 +156,8 @@ class _Adam:
 def _trainable(shim: Shim) -> list[torch.nn.Parameter]:
     names: list[str] = []
     for step in shim.plan.steps:
-        for i in _TRAINABLE.get(step.op_type, ()):
+        wop = weight_op(step.op_type, step.domain)  # its rule lists the trainable inputs
+        for i in wop.trainable if wop is not None else ():
             if i < len(step.inputs) and step.inputs[i] in shim.params:
                 names.append(step.inputs[i])
     frozen = set(getattr(shim, "frozen", ()))  # statistics, scales: never trained

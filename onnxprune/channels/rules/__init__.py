@@ -9,7 +9,7 @@ from __future__ import annotations
 import importlib
 from collections.abc import Callable
 
-from onnxprune.channels.rules.base import Rule
+from onnxprune.channels.rules.base import Rule, WeightOp
 
 _REGISTRY: dict[str, Rule] = {}
 _loaded = False  # True once every rule module has been imported
@@ -52,6 +52,21 @@ def rule_for(op_type: str, domain: str = "") -> Rule | None:
     if domain not in ("", "ai.onnx"):
         return None
     return registry().get(op_type)
+
+
+def weight_op(op_type: str, domain: str | None = "") -> WeightOp | None:
+    """Return what an op with weights means (MACs, cost axes, gradient, trainable inputs).
+
+    Args:
+        op_type: ONNX op type.
+        domain: its domain ("", "ai.onnx" or None for the default domain).
+
+    Returns:
+        The description on the op's rule, or None for an op without weights or without a rule.
+
+    """
+    rule = rule_for(op_type, domain or "")
+    return None if rule is None else rule.weight_op(op_type)
 
 
 def registry() -> dict[str, Rule]:

@@ -6,7 +6,9 @@ import onnx_graphsurgeon as gs
 
 from onnxprune.channels.context import Context
 from onnxprune.channels.rules import register
-from onnxprune.channels.rules.base import Rule
+from onnxprune.channels.rules.base import Rule, WeightOp
+from onnxprune.channels.rules.conv import conv_macs
+from onnxprune.channels.rules.linear import matmul_macs
 from onnxprune.channels.types import Coupling, Space, WeightUse, barrier
 
 _INTEGER_OPS = (
@@ -47,6 +49,16 @@ _QUANTISED_PRODUCERS = ("QLinearConv", "ConvInteger", "QLinearMatMul", "MatMulIn
 @register(*REASONS)
 class BarrierRule(Rule):
     """Blocks every channel space that reaches the op, naming why."""
+
+    # Quantised convs/matmuls are not pruned, but their MACs count (W after X's scale and zero
+    # point in QLinear ops); GroupNormalization's scale and bias train in distillation.
+    weight_ops = {
+        "ConvInteger": WeightOp(macs=conv_macs),
+        "QLinearConv": WeightOp(weight=3, macs=conv_macs),
+        "MatMulInteger": WeightOp(macs=matmul_macs),
+        "QLinearMatMul": WeightOp(weight=3, macs=matmul_macs),
+        "GroupNormalization": WeightOp(trainable=(1, 2)),
+    }
 
     def roots(self, ctx: Context, node: gs.Node) -> list[tuple[Space, Coupling]]:
         """Return a quantised conv/matmul's output channels as a root that is always blocked."""

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 import onnx_graphsurgeon as gs
@@ -14,6 +15,71 @@ if TYPE_CHECKING:
     from onnxprune.channels.context import Context
 
 
+Shape = tuple[int, ...]
+MacsFn = Callable[[Mapping[str, Any], Shape, Shape, Shape | None], int]
+"""MACs of one node from (attributes, X's shape, W's shape, Y's shape)."""
+AxesFn = Callable[[Mapping[str, Any], Shape | None, Shape | None], tuple[int, int]]
+"""(X's channel axis, Y's channel axis) from (attributes, X's shape, Y's shape); -1: none."""
+
+
+def prod(xs: Sequence[int]) -> int:
+    """Product of a shape's dims as a Python int (1 for a scalar's empty shape)."""
+    return int(np.prod(xs, dtype=np.int64)) if len(xs) else 1
+
+
+@dataclass(frozen=True)
+class WeightOp:
+    """What an op with weights means besides its channels: cost, gradients, training.
+
+    Attributes:
+        trainable: input positions distillation trains (weights, biases, norm scales).
+        weight: input position of W (QLinear ops: after X's scale and zero point).
+        macs: MACs of a node; ``None`` when the op's MACs are not counted.
+        pruned_macs: the part of ``macs`` that shrinks with pruned channels when not all of it
+            (recurrent ops: the input projection; Y's shape may then be ``None``).
+        axes: the channel axes the allocation cost model reads; ``None`` keeps the op out of it.
+        cost_inputs: inputs whose sizes make the op's parameter cost (W, bias).
+        depthwise: whether (attributes, W's shape) reads one input channel per output channel,
+            so that its cost scales with the output share alone.
+        batched: with a run-time W (attention), the cost shrinks with the heads on batch axes.
+        gradient: how the analysis forms per-sample W gradients, from (W's rank, ``group``):
+            ``unfold``, ``grouped``, ``gemm``, ``matmul``, ``recurrent``; ``None``: unsupported.
+
+    """
+
+    trainable: tuple[int, ...] = ()
+    weight: int = 1
+    macs: MacsFn | None = None
+    pruned_macs: MacsFn | None = None
+    axes: AxesFn | None = None
+    cost_inputs: tuple[int, ...] = (1, 2)
+    depthwise: Callable[[Mapping[str, Any], Shape], bool] | None = None
+    batched: bool = False
+    gradient: Callable[[int, int], str | None] | None = None
+
+    def node_macs(
+        self, attrs: Mapping[str, Any], ins: Sequence[Shape | None], out: Shape | None
+    ) -> int:
+        """MACs of a node from its input and output shapes (0 when X, W or Y is unknown)."""
+        x, w = _at(ins, 0), _at(ins, self.weight)
+        if self.macs is None or out is None or x is None or w is None:
+            return 0
+        return self.macs(attrs, x, w, out)
+
+    def shrinking_macs(
+        self, attrs: Mapping[str, Any], ins: Sequence[Shape | None], out: Shape | None
+    ) -> int:
+        """The MACs that scale with the kept channels (all of them unless ``pruned_macs``)."""
+        if self.pruned_macs is None:
+            return self.node_macs(attrs, ins, out)
+        x, w = _at(ins, 0), _at(ins, self.weight)
+        return self.pruned_macs(attrs, x, w, out) if x and w else 0
+
+
+def _at(shapes: Sequence[Shape | None], i: int) -> Shape | None:
+    return shapes[i] if len(shapes) > i else None
+
+
 class Rule:
     """What one op family does to channels.
 
@@ -21,9 +87,17 @@ class Rule:
     spaces it is tied to (``Coupling.links``), whether the node absorbs the shrinkage in its own
     data, or why it cannot be pruned. ``roots`` lists the output spaces whose channels the node
     can drop (producers with weights). ``shrink`` edits the node's data for the kept indices.
+    ``weight_ops`` describes each op type with weights (:class:`WeightOp`): its MACs, cost-model
+    axes, gradient kind and trainable inputs, which metrics, allocation, analysis and
+    distillation read instead of lists of their own.
     """
 
     op_types: tuple[str, ...] = ()
+    weight_ops: ClassVar[Mapping[str, WeightOp]] = {}
+
+    def weight_op(self, op_type: str) -> WeightOp | None:
+        """What ``op_type`` means besides its channels, or None for an op without weights."""
+        return self.weight_ops.get(op_type)
 
     def roots(self, ctx: Context, node: gs.Node) -> list[tuple[Space, Coupling]]:
         """Return the node's output spaces that can start a prunable group."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 import onnx_graphsurgeon as gs
@@ -10,8 +11,37 @@ import onnx_graphsurgeon as gs
 from onnxprune.channels.context import Context
 from onnxprune.channels.index_map import Grouped
 from onnxprune.channels.rules import register
-from onnxprune.channels.rules.base import Rule
+from onnxprune.channels.rules.base import Rule, Shape, WeightOp, prod
 from onnxprune.channels.types import Coupling, Link, Space, WeightUse, barrier
+
+
+def conv_macs(attrs: Mapping[str, Any], x: Shape, w: Shape, y: Shape | None) -> int:
+    """Each output value sums one filter: ``|Y| · C_in/group · kernel``."""
+    return prod(y or ()) * prod(w[1:])
+
+
+def _transpose_macs(attrs: Mapping[str, Any], x: Shape, w: Shape, y: Shape | None) -> int:
+    # Each input value scatters through one filter slice: |X| · C_out/group · kernel.
+    return prod(x) * prod(w[1:])
+
+
+def _axes(attrs: Mapping[str, Any], x: Shape | None, y: Shape | None) -> tuple[int, int]:
+    return 1, 1
+
+
+def _depthwise(attrs: Mapping[str, Any], w: Shape) -> bool:
+    return int(attrs.get("group", 1)) > 1 and w[1] == 1
+
+
+def _conv_gradient(rank: int, group: int) -> str | None:
+    # 1-D/2-D convs unfold their patches; 3-D ones fold the batch into conv groups.
+    if group == 1 and rank in (3, 4):
+        return "unfold"
+    return "grouped" if group == 1 and rank >= 3 else None
+
+
+def _transpose_gradient(rank: int, group: int) -> str | None:
+    return "grouped" if group == 1 and rank >= 3 else None
 
 
 @register("Conv", "ConvTranspose")
@@ -21,6 +51,14 @@ class ConvRule(Rule):
     Grouped and depthwise convs tie each conv group's input and output channels together, so
     whole groups are removed and the ``group`` attribute shrinks with them.
     """
+
+    weight_ops = {
+        "Conv": WeightOp(trainable=(1, 2), macs=conv_macs, axes=_axes, depthwise=_depthwise,
+                         gradient=_conv_gradient),
+        # No depthwise flag: the cost model has always costed ConvTranspose as dense.
+        "ConvTranspose": WeightOp(trainable=(1, 2), macs=_transpose_macs, axes=_axes,
+                                  gradient=_transpose_gradient),
+    }
 
     @staticmethod
     def _axes(node: gs.Node) -> tuple[int, int]:

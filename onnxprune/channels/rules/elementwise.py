@@ -16,7 +16,7 @@ import onnx_graphsurgeon as gs
 from onnxprune.channels.context import Context
 from onnxprune.channels.index_map import Identity
 from onnxprune.channels.rules import register
-from onnxprune.channels.rules.base import Rule
+from onnxprune.channels.rules.base import Rule, WeightOp
 from onnxprune.channels.types import Coupling, Link, Space, barrier
 
 UNARY = (
@@ -33,6 +33,8 @@ NARY = (
 @register(*UNARY, *NARY)
 class ElementwiseRule(Rule):
     """Channels pass one-to-one; same-sized run-time inputs couple, constants are sliced."""
+
+    weight_ops = {"PRelu": WeightOp(trainable=(1,))}  # the slope trains in distillation
 
     def couple(self, ctx: Context, node: gs.Node, space: Space) -> Coupling:
         """Tie the space to the output axis it broadcasts to and to every same-sized input."""

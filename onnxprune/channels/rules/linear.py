@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 import onnx_graphsurgeon as gs
@@ -10,13 +11,36 @@ import onnx_graphsurgeon as gs
 from onnxprune.channels.context import Context
 from onnxprune.channels.index_map import Identity
 from onnxprune.channels.rules import register
-from onnxprune.channels.rules.base import Rule
+from onnxprune.channels.rules.base import Rule, Shape, WeightOp, prod
 from onnxprune.channels.types import Coupling, Link, Space, WeightUse, barrier
+
+
+def _gemm_macs(attrs: Mapping[str, Any], x: Shape, w: Shape, y: Shape | None) -> int:
+    k = x[0] if attrs.get("transA", 0) else x[-1]
+    return prod(y or ()) * int(k)
+
+
+def _gemm_axes(attrs: Mapping[str, Any], x: Shape | None, y: Shape | None) -> tuple[int, int]:
+    return (0 if attrs.get("transA", 0) else 1), 1
+
+
+def matmul_macs(attrs: Mapping[str, Any], x: Shape, w: Shape, y: Shape | None) -> int:
+    """Each output value is a dot product over X's last axis: ``|Y| · K``."""
+    return prod(y or ()) * int(x[-1])
+
+
+def _matmul_axes(attrs: Mapping[str, Any], x: Shape | None, y: Shape | None) -> tuple[int, int]:
+    return (len(x) - 1 if x else -1), (len(y) - 1 if y else -1)
 
 
 @register("Gemm")
 class GemmRule(Rule):
     """``Y = A·B (+C)``: Y's features are B's output units (root), A's features are consumed."""
+
+    weight_ops = {"Gemm": WeightOp(
+        trainable=(1, 2), macs=_gemm_macs, axes=_gemm_axes,
+        gradient=lambda rank, group: "gemm" if rank == 2 else None,
+    )}
 
     def roots(self, ctx: Context, node: gs.Node) -> list[tuple[Space, Coupling]]:
         """The output feature space, when B is constant."""
@@ -90,6 +114,12 @@ def batched_coupling(ctx: Context, node: gs.Node, space: Space) -> Coupling:
 @register("MatMul")
 class MatMulRule(Rule):
     """``Y = X·W`` with constant 2-D W: Y's last axis is a root, X's last axis is consumed."""
+
+    # Either operand may be the stored weight (W·X too): both train when they are constants.
+    weight_ops = {"MatMul": WeightOp(
+        trainable=(0, 1), macs=matmul_macs, axes=_matmul_axes, batched=True,
+        gradient=lambda rank, group: "matmul" if rank == 2 else None,
+    )}
 
     def roots(self, ctx: Context, node: gs.Node) -> list[tuple[Space, Coupling]]:
         """The output's last axis, when W is a constant matrix."""

@@ -9,7 +9,7 @@ import onnx_graphsurgeon as gs
 
 from onnxprune.channels.context import Context
 from onnxprune.channels.rules import register
-from onnxprune.channels.rules.base import AxisRule
+from onnxprune.channels.rules.base import AxisRule, WeightOp
 from onnxprune.channels.types import Coupling, Space
 
 
@@ -21,6 +21,10 @@ def _extra_outputs_used(ctx: Context, node: gs.Node) -> bool:
 @register("BatchNormalization", "InstanceNormalization")
 class PerChannelNormRule(AxisRule):
     """Channels on axis 1 pass through; scale, bias (and BN mean/var) are sliced."""
+
+    # Scale and bias train in distillation; BN's running mean/var are frozen by the shim.
+    weight_ops = {op: WeightOp(trainable=(1, 2))
+                  for op in ("BatchNormalization", "InstanceNormalization")}
 
     def axis_map(self, ctx: Context, node: gs.Node) -> Mapping[int, int] | str:
         """Batch and channel axes pass; InstanceNorm mixes spatial positions."""
@@ -51,6 +55,8 @@ class PerChannelNormRule(AxisRule):
 @register("LayerNormalization")
 class LayerNormRule(AxisRule):
     """Axes before ``axis`` pass; channels on a normalised axis block (mean over channels)."""
+
+    weight_ops = {"LayerNormalization": WeightOp(trainable=(1, 2))}  # scale, bias
 
     def axis_map(self, ctx: Context, node: gs.Node) -> Mapping[int, int] | str:
         """Identity on the axes that are not normalised."""

@@ -2,18 +2,56 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from functools import partial
+from typing import Any
 
 import numpy as np
 import onnx_graphsurgeon as gs
 
 from onnxprune.channels.context import Context
 from onnxprune.channels.rules import register
-from onnxprune.channels.rules.base import Rule
+from onnxprune.channels.rules.base import Rule, Shape, WeightOp
 from onnxprune.channels.types import Coupling, Space, WeightUse, barrier
 
 FEATURES = 2
 """X's feature axis, in both layouts (``[T, N, I]`` and ``[N, T, I]``)."""
+
+GATES = {"LSTM": 4, "GRU": 3, "RNN": 1}
+"""Gate blocks of each recurrent op (rows of W and R per direction and hidden unit)."""
+
+
+def recurrent_macs(op: str, x: Sequence[int], w: Sequence[int]) -> tuple[int, int]:
+    """MACs of a recurrent op: (input projection X·Wᵀ, recurrence H·Rᵀ), gates included.
+
+    Args:
+        op: "LSTM", "GRU" or "RNN".
+        x: X's shape (``[T, N, I]``, or ``[N, T, I]`` with ``layout=1``).
+        w: W's shape ``[num_directions, gates·hidden, input_size]``.
+
+    """
+    steps_batch = int(x[0]) * int(x[1])
+    rows = int(w[0]) * int(w[1])  # directions x gates x hidden
+    hidden = int(w[1]) // GATES[op]
+    return steps_batch * rows * int(w[2]), steps_batch * rows * hidden
+
+
+def _macs(op: str, attrs: Mapping[str, Any], x: Shape, w: Shape, y: Shape | None) -> int:
+    return sum(recurrent_macs(op, x, w))
+
+
+def _projection(op: str, attrs: Mapping[str, Any], x: Shape, w: Shape, y: Shape | None) -> int:
+    return recurrent_macs(op, x, w)[0]
+
+
+def _weight_op(op: str) -> WeightOp:
+    # Only the input projection shrinks with pruned input features (the hidden size is never
+    # pruned), and only W's size: R stays. Y's hidden axis is no pruned channel axis (-1).
+    return WeightOp(
+        macs=partial(_macs, op), pruned_macs=partial(_projection, op),
+        axes=lambda attrs, x, y: (FEATURES, -1), cost_inputs=(1,),
+        gradient=lambda rank, group: "recurrent" if rank == 3 else None,
+    )
 
 
 @register("LSTM", "GRU", "RNN")
@@ -23,6 +61,8 @@ class RecurrentRule(Rule):
     The hidden size stays: each hidden unit feeds back through R into every gate of the next
     step, so Y, Y_h and Y_c (and the time and batch axes of X) block with a reason.
     """
+
+    weight_ops = {op: _weight_op(op) for op in GATES}  # not trained by distillation
 
     def roots(self, ctx: Context, node: gs.Node) -> list[tuple[Space, Coupling]]:
         """Y's hidden axis as a root that is always blocked, so that inspect names why."""
