@@ -86,7 +86,7 @@ def _one_batch(
     start: int,
     batch: int,
 ) -> None:
-    with shim.watch(names) as watched:
+    with shim.watch(names, retain_grad=False) as watched:
         outputs = shim(_feeds(inputs, shim.device))
     y = None if labels is None else torch.as_tensor(labels)
     losses = objective.losses(outputs, y, start)
@@ -100,9 +100,12 @@ def _one_batch(
             if hooked:
                 targets = [t for t, _ in hooked]
                 torch.autograd.backward(loss, inputs=targets, retain_graph=r < len(losses) - 1)
-            _clear(watched)
+                _clear(hooked[0][1].stored)
             for acc in accs:
                 acc.end_direction(batch)
+        with torch.no_grad():
+            for acc in accs:
+                acc.close_batch()
     finally:
         for h in handles:
             h.remove()
@@ -120,31 +123,36 @@ def _hooked(
         for name, route in acc.routes(watched, batch):
             routes.setdefault(name, []).append(route)
     names = sorted(n for n in routes if n in watched and watched[n].requires_grad)
-    return [(watched[n], _Hook(routes[n], watched)) for n in names]
+    stored: list[torch.Tensor] = []
+    return [(watched[n], _Hook(routes[n], watched[n], stored)) for n in names]
 
 
 class _Hook:
     """Backward hook of one watched tensor: feed its gradient to the accumulators.
 
-    ``Shim.watch`` makes watched tensors retain their gradient; clearing those at every hook
-    keeps at most the latest few alive, so the pass needs little more than a plain backward.
+    ``backward(inputs=...)`` stores each target's gradient in ``.grad`` after its hooks ran;
+    every hook clears those stored since the previous one (``stored``, shared by the hooks of
+    a batch), so at most one is alive and the pass needs little more memory than a plain
+    backward.
     """
 
-    def __init__(self, routes: list[Route], watched: Mapping[str, torch.Tensor]) -> None:
+    def __init__(self, routes: list[Route], tensor: torch.Tensor, stored: list[torch.Tensor]):
         self.routes = routes
-        self.watched = watched
+        self.tensor = tensor
+        self.stored = stored
 
     def __call__(self, grad: torch.Tensor) -> None:
         with torch.no_grad():
             for route in self.routes:
                 route(grad)
-        _clear(self.watched)
+        _clear(self.stored)
+        self.stored.append(self.tensor)
 
 
-def _clear(watched: Mapping[str, torch.Tensor]) -> None:
-    for t in watched.values():
-        if t.grad is not None:
-            t.grad = None
+def _clear(stored: list[torch.Tensor]) -> None:
+    for t in stored:
+        t.grad = None
+    stored.clear()
 
 
 def _feeds(inputs: Mapping[str, np.ndarray], device: torch.device) -> dict[str, torch.Tensor]:

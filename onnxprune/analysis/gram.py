@@ -71,7 +71,12 @@ def _rows(g: torch.Tensor, owned: torch.Tensor, contiguous: bool) -> torch.Tenso
 
 
 class ConsumerAccumulator:
-    """Running sums of one consumer of one group."""
+    """Running sums of one consumer of one group.
+
+    Per batch: :meth:`add_batch` with the activation, :meth:`add_gradient` per direction
+    (or :meth:`add_zero_rows`), then :meth:`end_batch`. The Gram is taken in the form
+    :func:`gradients.choose_form` finds cheaper for the consumer's shapes.
+    """
 
     def __init__(self, spec: ConsumerSpec, size: int, directions: int, device: torch.device):
         self.spec = spec
@@ -82,9 +87,14 @@ class ConsumerAccumulator:
         self.gram = torch.zeros(size, size, dtype=torch.float64, device=device)
         self.mean_sum = torch.zeros(spec.owned.shape, dtype=torch.float64, device=device)
         self.rows = self.capacity = self.positions = 0
+        self.form = "rows"
+        self._m: torch.Tensor | None = None  # positions form: Σ_r D_r D_rᵀ of the batch
 
-    def add_batch(self, a: torch.Tensor, outputs: int) -> None:
-        """Add a batch's activation (from :func:`gradients.activation`) to means and capacity."""
+    def add_batch(self, a: torch.Tensor, outputs: int, positions: int) -> None:
+        """Add a batch's activation (from :func:`gradients.activation`) to means and capacity.
+
+        ``outputs`` and ``positions`` (O and P of the consumer's output) choose the form.
+        """
         sums = a.sum(dim=[0, *range(2, a.dim())], dtype=torch.float64)  # [S]
         self.mean_sum += _arrange(sums, self.owned, 0)
         self.positions += a.numel() // max(1, a.shape[1])
@@ -92,17 +102,34 @@ class ConsumerAccumulator:
         values = m * a[0, 0].numel()
         rows = self.directions * outputs * m * gradients.taps_of(self.spec)
         self.capacity += a.shape[0] * min(values, rows, self.size)
+        self.form = gradients.choose_form(
+            self.spec, batch=a.shape[0], outputs=outputs, positions=positions, size=self.size,
+            directions=self.directions,
+        )
+        self._m = None
 
     def add_gradient(self, a: torch.Tensor, d: torch.Tensor) -> None:
-        """Add one direction's per-sample weight gradients of a batch to the Gram."""
-        for g in gradients.chunks(self.spec, a, d):
-            x = _rows(g, self.owned, self.contiguous)
-            self.gram.addmm_(x.T, x)
-            self.rows += x.shape[0]
+        """Add one direction's per-sample weight gradients of a batch."""
+        if self.form == "positions":
+            self._m = gradients.add_positions(self._m, d)
+            self.add_zero_rows(d.shape[0], d.shape[1])
+        elif self.spec.kind == "grouped":
+            for g in gradients.grouped_chunks(self.spec, a, d):
+                x = _rows(g, self.owned, self.contiguous)
+                self.gram.addmm_(x.T, x)
+                self.rows += x.shape[0]
+        else:
+            self.rows += gradients.add_rows(self.gram, self.spec, a, d, self.size)
 
     def add_zero_rows(self, batch: int, outputs: int) -> None:
-        """Count the rows of a direction whose gradient never reached the consumer."""
+        """Count the rows of a direction (whose gradient never reached the consumer)."""
         self.rows += batch * outputs * self.owned.shape[1] * gradients.taps_of(self.spec)
+
+    def close_batch(self, a: torch.Tensor) -> None:
+        """Close a batch: the positions form adds its Gram now that every direction is in."""
+        m, self._m = self._m, None
+        if m is not None:
+            gradients.add_positions_gram(self.gram, self.spec, a, m, self.size)
 
     def result(self) -> ConsumerStats:
         """Return the consumer's totals as numpy."""
@@ -182,8 +209,9 @@ class GroupAccumulator:
         self._acts, self._outputs = [], []
         for acc in self.consumers:
             a = gradients.activation(acc.spec, watched[acc.spec.x].detach(), batch)
-            outputs = gradients.outputs_of(acc.spec, watched[acc.spec.y])
-            acc.add_batch(a, outputs)
+            y = watched[acc.spec.y]
+            outputs = gradients.outputs_of(acc.spec, y)
+            acc.add_batch(a, outputs, y.numel() // max(1, batch * outputs))
             self._acts.append(a)
             self._outputs.append(outputs)
 
@@ -209,6 +237,11 @@ class GroupAccumulator:
                 acc.add_zero_rows(batch, self._outputs[i])
         self._seen = set()
         self.taylor.end_direction(batch)
+
+    def close_batch(self) -> None:
+        """Close a batch once every direction is in (the positions form adds its Gram now)."""
+        for acc, a in zip(self.consumers, self._acts, strict=True):
+            acc.close_batch(a)
 
     def end_batch(self) -> None:
         """Drop the batch's activations."""
