@@ -30,6 +30,7 @@ from collections.abc import Iterator
 import torch
 import torch.nn.functional as F
 
+from onnxprune.analysis.gramsum import GramSum
 from onnxprune.analysis.specs import ConsumerSpec
 from onnxprune.errors import InputError
 from onnxprune.shim.ops._util import onnx_pads_to_torch
@@ -162,13 +163,12 @@ def positions_of(spec: ConsumerSpec, d: torch.Tensor) -> int:
     return int(d[0, 0].numel())
 
 
-def add_rows(
-    gram: torch.Tensor, spec: ConsumerSpec, a: torch.Tensor, d: torch.Tensor, size: int
-) -> int:
+def add_rows(gram: GramSum, spec: ConsumerSpec, a: torch.Tensor, d: torch.Tensor, size: int
+             ) -> int:
     """``rows`` form: add one direction's per-sample gradient rows to ``gram``.
 
     Args:
-        gram: the C×C float64 Gram, updated in place.
+        gram: the C×C float64 Gram.
         spec: the consumer (not ``grouped``).
         a: the activation from :func:`activation`.
         d: the output gradient from :func:`output_grad`.
@@ -188,9 +188,9 @@ def add_rows(
         for o in range(0, outs, o_step):
             dd = d[i : i + n_step, o : o + o_step].reshape(x.shape[0], -1, p)
             g = torch.bmm(dd, x.transpose(1, 2))  # [b, o, C·Q]
-            rows = _channel_last(g.view(-1, size, q))
-            gram.addmm_(rows.T, rows)
-            added += rows.shape[0]
+            rows = _channel_last(g.view(-1, size, q)).T
+            gram.add(rows, rows)
+            added += rows.shape[1]
     return added
 
 
@@ -211,12 +211,12 @@ def add_positions(m: torch.Tensor | None, d: torch.Tensor) -> torch.Tensor:
 
 
 def add_positions_gram(
-    gram: torch.Tensor, spec: ConsumerSpec, a: torch.Tensor, m: torch.Tensor, size: int
+    gram: GramSum, spec: ConsumerSpec, a: torch.Tensor, m: torch.Tensor, size: int
 ) -> None:
     """``positions`` form: add Σ_n Σ_q X_qᵀ M_n X_q of a batch to ``gram`` (float64).
 
     Args:
-        gram: the C×C float64 Gram, updated in place.
+        gram: the C×C float64 Gram.
         spec: the consumer.
         a: the activation from :func:`activation`.
         m: the batch's ``[B, P, P]`` matrices from :func:`add_positions`.
@@ -232,7 +232,7 @@ def add_positions_gram(
         b = x.shape[0]
         xs = x.view(b, size, q * p).transpose(0, 1).reshape(size, -1)
         ws = w.view(b, size, q * p).transpose(0, 1).reshape(size, -1)
-        gram.addmm_(xs, ws.T)
+        gram.add(xs, ws)
 
 
 def _steps(n: int, outs: int, *, fixed: int, per_out: int) -> tuple[int, int]:

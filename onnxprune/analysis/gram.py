@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from onnxprune.analysis import gradients
+from onnxprune.analysis.gramsum import GramSum
 from onnxprune.analysis.specs import ConsumerSpec, GroupSpec, RootSpec
 
 
@@ -84,7 +85,7 @@ class ConsumerAccumulator:
         self.directions = directions
         self.owned = torch.as_tensor(spec.owned, device=device)
         self.contiguous = spec.contiguous
-        self.gram = torch.zeros(size, size, dtype=torch.float64, device=device)
+        self.gram = GramSum(size, device)
         self.mean_sum = torch.zeros(spec.owned.shape, dtype=torch.float64, device=device)
         self.rows = self.capacity = self.positions = 0
         self.form = "rows"
@@ -116,7 +117,7 @@ class ConsumerAccumulator:
         elif self.spec.kind == "grouped":
             for g in gradients.grouped_chunks(self.spec, a, d):
                 x = _rows(g, self.owned, self.contiguous)
-                self.gram.addmm_(x.T, x)
+                self.gram.add(x.T, x.T)
                 self.rows += x.shape[0]
         else:
             self.rows += gradients.add_rows(self.gram, self.spec, a, d, self.size)
@@ -136,15 +137,22 @@ class ConsumerAccumulator:
         s = self.spec
         mean = (self.mean_sum / max(1, self.positions)).cpu().numpy()
         return ConsumerStats(
-            s.node, s.op, s.x, s.weight, self.rows, self.capacity, self.gram.cpu().numpy(), mean
+            s.node, s.op, s.x, s.weight, self.rows, self.capacity, self.gram.value().cpu().numpy(),
+            mean,
         )
 
 
 def _gate_grad(
     x: torch.Tensor, g: torch.Tensor, root: RootSpec, size: int, batch: int
 ) -> torch.Tensor:
-    prod = (x.detach() * g).movedim(root.axis, -1)
-    per = prod.reshape(batch, -1, prod.shape[-1]).sum(1).double()  # [B, L]
+    prod = x.detach() * g
+    axis = root.axis % prod.dim()
+    if axis > 0 and prod.shape[0] == batch:  # batch-first: sum the other axes in place
+        others = [d for d in range(1, prod.dim()) if d != axis]
+        per = (prod.sum(others) if others else prod).double()  # [B, L]
+    else:
+        prod = prod.movedim(axis, -1)
+        per = prod.reshape(batch, -1, prod.shape[-1]).sum(1).double()
     owner = torch.as_tensor(root.owner, device=x.device)
     keep = torch.nonzero(owner >= 0).flatten()
     out = torch.zeros(batch, size, dtype=torch.float64, device=x.device)
@@ -158,7 +166,7 @@ class TaylorAccumulator:
         self.roots = roots
         self.size = size
         self.device = device
-        self.gram = torch.zeros(size, size, dtype=torch.float64, device=device)
+        self.gram = GramSum(size, device)
         self.abs_sum = torch.zeros(size, dtype=torch.float64, device=device)
         self.rows = 0
         self._t: torch.Tensor | None = None
@@ -173,7 +181,7 @@ class TaylorAccumulator:
         t = self._t
         if t is None:
             t = torch.zeros(batch, self.size, dtype=torch.float64, device=self.device)
-        self.gram += t.T @ t
+        self.gram.add(t.T, t.T)
         self.abs_sum += t.abs().sum(0)
         self.rows += batch
         self._t = None
@@ -181,7 +189,7 @@ class TaylorAccumulator:
     def result(self) -> TaylorStats:
         """Return the totals as numpy."""
         mean = (self.abs_sum / max(1, self.rows)).cpu().numpy()
-        return TaylorStats(self.rows, mean, self.gram.cpu().numpy())
+        return TaylorStats(self.rows, mean, self.gram.value().cpu().numpy())
 
 
 Route = Callable[[torch.Tensor], None]
