@@ -145,18 +145,22 @@ class ConsumerAccumulator:
 def _gate_grad(
     x: torch.Tensor, g: torch.Tensor, root: RootSpec, size: int, batch: int
 ) -> torch.Tensor:
-    prod = x.detach() * g
-    axis = root.axis % prod.dim()
-    if axis > 0 and prod.shape[0] == batch:  # batch-first: sum the other axes in place
-        others = [d for d in range(1, prod.dim()) if d != axis]
-        per = (prod.sum(others) if others else prod).double()  # [B, L]
-    else:
-        prod = prod.movedim(axis, -1)
-        per = prod.reshape(batch, -1, prod.shape[-1]).sum(1).double()
+    per = _per_sample_dot(x.detach(), g, root.axis % x.dim(), batch).double()  # [B, L]
     owner = torch.as_tensor(root.owner, device=x.device)
     keep = torch.nonzero(owner >= 0).flatten()
     out = torch.zeros(batch, size, dtype=torch.float64, device=x.device)
     return out.index_add_(1, owner[keep], per[:, keep])
+
+
+def _per_sample_dot(x: torch.Tensor, g: torch.Tensor, axis: int, batch: int) -> torch.Tensor:
+    """Σ over every axis but the batch and ``axis`` of x·g: ``[B, L]`` (no x·g temporary)."""
+    if x.dim() >= 2 and x.shape[0] == batch and axis == x.dim() - 1:
+        return torch.einsum("bpc,bpc->bc", x.reshape(batch, -1, x.shape[-1]),
+                            g.reshape(batch, -1, g.shape[-1]))
+    if x.dim() >= 3 and x.shape[0] == batch and axis == 1:
+        return torch.einsum("bcp,bcp->bc", x.flatten(2), g.flatten(2))
+    prod = (x * g).movedim(axis, -1)
+    return prod.reshape(batch, -1, prod.shape[-1]).sum(1)
 
 
 class TaylorAccumulator:
