@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import logging
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -58,6 +60,7 @@ def collect(
         InputError: the data or outputs do not suit the objective.
 
     """
+    trim_heap()  # what loading the model freed
     accs = [GroupAccumulator(s, objective.directions, shim.device) for s in specs]
     names = set().union(*(s.tensors() for s in specs)) if specs else set()
     total = math.ceil(len(data) / batch_size)
@@ -65,15 +68,17 @@ def collect(
     for i, (inputs, labels) in enumerate(data.batches(batch_size)):
         batch = len(next(iter(inputs.values())))
         _one_batch(shim, accs, names, inputs, labels, objective, start, batch)
+        trim_heap()
         start += batch
         if progress:
             log.info("analysis: batch %d/%d (%d samples)", i + 1, total, start)
-    return {
+    stats = {
         a.spec.id: GroupStats(
             a.spec.id, tuple(c.result() for c in a.consumers), a.taylor.result(), a.spec.skipped
         )
         for a in accs
     }
+    return stats
 
 
 def _one_batch(
@@ -103,6 +108,7 @@ def _one_batch(
                 _clear(hooked[0][1].stored)
             for acc in accs:
                 acc.end_direction(batch)
+            trim_heap()
         with torch.no_grad():
             for acc in accs:
                 acc.close_batch()
@@ -112,6 +118,18 @@ def _one_batch(
         for acc in accs:
             acc.end_batch()
         shim.watched = {}
+
+
+def _malloc_trim() -> Callable[[], None]:
+    """glibc's ``malloc_trim(0)``, or a no-op where there is none."""
+    name = ctypes.util.find_library("c")
+    fn = getattr(ctypes.CDLL(name), "malloc_trim", None) if name else None
+    return (lambda: None) if fn is None else (lambda: fn(0) and None)
+
+
+trim_heap = _malloc_trim()
+"""Hand freed heap memory back to the OS. glibc keeps freed blocks below its (adaptive) mmap
+threshold, up to 32 MB each: without this the RSS creeps ~130 MB above what a batch needs."""
 
 
 def _hooked(

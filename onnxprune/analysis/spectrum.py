@@ -65,9 +65,11 @@ class Spectrum:
 def eigenvalues(gram: np.ndarray) -> np.ndarray:
     """Eigenvalues of a symmetric PSD matrix, descending, round-off negatives clipped to 0."""
     g = torch.as_tensor(np.asarray(gram, dtype=np.float64))
+    sym = g + g.T
+    sym *= 0.5
     # torch's LAPACK (MKL where available) is about twice as fast as numpy's here, and these
     # decompositions (up to 2048×2048 on ResNet-50) are a fixed share of every analysis
-    lam = torch.linalg.eigvalsh((g + g.T) / 2).numpy()[::-1]
+    lam = torch.linalg.eigvalsh(sym).numpy()[::-1]
     return np.clip(lam, 0.0, None)
 
 
