@@ -10,6 +10,8 @@ Conv1d, Gemm after Flatten (a channel owns H·W features) and MatMul over tokens
 
 from __future__ import annotations
 
+import logging
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +20,7 @@ import torch
 from torch import nn
 
 from onnxprune.analysis import AnalysisResult, analyze, gradients
+from onnxprune.analysis.specs import group_specs
 from onnxprune.analysis.objectives import gn_directions
 from onnxprune.data import Dataset
 from onnxprune.model import Model, load
@@ -25,6 +28,8 @@ from onnxprune.shim.module import Shim
 from onnxprune.testing import export_onnx
 
 SEED, DIRECTIONS, SAMPLES = 5, 3, 5
+analysis_module = sys.modules["onnxprune.analysis"]
+MODELS = Path(__file__).resolve().parents[1] / "models"
 
 
 class Convs(nn.Module):
@@ -181,3 +186,36 @@ def test_linear_redundancy_stays_at_round_off(form: str, tmp_path: Path,
     group = next(g for g in result.groups if g.analysed and g.channels == 6)
     lam = np.linalg.eigvalsh(group.gram)
     assert abs(lam[0]) / lam[-1] < 1e-12 and lam[1] / lam[-1] > 1e-8
+
+
+@pytest.mark.parametrize(
+    ("node", "positions", "form"),
+    [
+        ("/a/Conv", 64, "rows"),  # 6 outputs × 3 directions over 64 positions: rows are few
+        ("/fc/Gemm", 1, "positions"),  # one position: the sample adds |δ|²·a aᵀ
+    ],
+)
+def test_choose_form_takes_the_cheaper(node: str, positions: int, form: str, nets: dict) -> None:
+    model, _ = nets["convs"]
+    specs = group_specs(model, Shim(model.proto))
+    group, spec = next((g, c) for g in specs for c in g.consumers if c.node == node)
+    outputs = int(model.shapes[spec.y][1] if spec.kind == "unfold" else model.shapes[spec.y][-1])
+    got = gradients.choose_form(spec, batch=2, outputs=outputs, positions=positions,
+                                size=group.size, directions=DIRECTIONS)
+    assert got == form
+
+
+def test_batch_lowered_to_the_activation_budget(monkeypatch: pytest.MonkeyPatch,
+                                                caplog: pytest.LogCaptureFixture) -> None:
+    model = load(MODELS / "digits_cnn.onnx")  # batch dim dynamic
+    x = np.random.default_rng(3).standard_normal((6, *model.input_shapes["input"][1:]))
+    data = Dataset({"input": x.astype(np.float32)})
+    ones = analyze(model, data, directions=2, batch_size=1, estimate=False)
+    monkeypatch.setattr(analysis_module, "ACTIVATION_BUDGET", 1)  # one sample per batch
+    with caplog.at_level(logging.INFO, logger="onnxprune.analysis"):
+        capped = analyze(model, data, directions=2, batch_size=4, estimate=False, progress=True)
+    messages = [r.message for r in caplog.records]
+    assert sum("analysis: batch" in m for m in messages) == 6
+    assert any(m.startswith("batch size 4 -> 1") for m in messages)
+    for a, b in zip(ones.groups, capped.groups, strict=True):
+        np.testing.assert_array_equal(a.gram, b.gram)
