@@ -20,8 +20,8 @@ import torch
 from torch import nn
 
 from onnxprune.analysis import AnalysisResult, analyze, gradients
-from onnxprune.analysis.specs import group_specs
 from onnxprune.analysis.objectives import gn_directions
+from onnxprune.analysis.specs import group_specs
 from onnxprune.data import Dataset
 from onnxprune.model import Model, load
 from onnxprune.shim.module import Shim

@@ -121,7 +121,7 @@ def _one_batch(
 
 
 def _malloc_trim() -> Callable[[], None]:
-    """glibc's ``malloc_trim(0)``, or a no-op where there is none."""
+    """Return glibc's ``malloc_trim(0)``, or a no-op where there is none."""
     name = ctypes.util.find_library("c")
     fn = getattr(ctypes.CDLL(name), "malloc_trim", None) if name else None
     return (lambda: None) if fn is None else (lambda: fn(0) and None)

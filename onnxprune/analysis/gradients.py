@@ -236,14 +236,14 @@ def add_positions_gram(
 
 
 def _steps(n: int, outs: int, *, fixed: int, per_out: int) -> tuple[int, int]:
-    """Samples and output units per chunk so that one chunk stays within :data:`CHUNK`."""
+    """Return samples and output units per chunk so that one chunk fits :data:`CHUNK`."""
     o_step = max(1, min(outs, (CHUNK - min(fixed, CHUNK // 2)) // max(1, per_out)))
     n_step = max(1, CHUNK // max(1, fixed + o_step * per_out))
     return n_step, o_step
 
 
 def grouped_chunks(spec: ConsumerSpec, a: torch.Tensor, d: torch.Tensor) -> Iterator[torch.Tensor]:
-    """``grouped`` kind: per-sample weight gradients ``[b, o, T, S]`` over chunks.
+    """Yield the ``grouped`` kind's per-sample weight gradients ``[b, o, T, S]`` by chunks.
 
     Args:
         spec: the consumer.

@@ -38,6 +38,6 @@ class GramSum:
         self._pending, self._k = [], 0
 
     def value(self) -> torch.Tensor:
-        """The sum so far (pending updates included)."""
+        """Return the sum so far (pending updates included)."""
         self._flush()
         return self._sum
