@@ -9,13 +9,19 @@ Every measurement runs in a fresh child process; its wall time is taken around t
   the model's calibration images (real models) or seeded normal samples (built models), as
   ``tools/measure_analyze.py`` does; its child also reports the time inside ``analyze``.
 
-Two tables: cost against model size (nodes, params, MACs), and ``analyze`` against the
-number of calibration samples on one model.
+Three tables: cost against model size (nodes, params, MACs), each stage's share of
+``prune --target-macs 0.5`` (load, analysis, allocation, surgery, compensation, verify, save),
+and ``analyze`` against the number of calibration samples on one model.
+
+Stage times come from a child that runs the CLI with the stage functions wrapped in timers;
+each stage is charged its own time only (the surgery's time leaves out the compensation and
+verification it calls). ``other`` is what no stage claims: imports, data, tables.
 
 Usage::
 
     python benchmarks/tool_cost.py [--quick] [--samples 8] [--sweep 8,16,32,64]
-        [--sweep-model ppocr_cls] [--analyze-max-gmacs 0.1] [--json out.json]
+        [--sweep-model ppocr_cls] [--analyze-max-gmacs 0.1] [--stage-models mobilenetv3]
+        [--json out.json]
 """
 
 from __future__ import annotations
@@ -140,6 +146,88 @@ def child_analyze(path: str, calib: str, samples: int, shapes: Sequence[str]) ->
     print(json.dumps({"analyze_s": round(time.perf_counter() - t0, 3)}))
 
 
+STAGES = ("load", "analysis", "allocation", "surgery", "compensation", "verify", "save")
+# stage -> (module, attribute) of each function charged to it; wrapped where it is looked up
+_STAGE_FUNCS = {
+    "load": [("onnxprune.commands.common", "load"), ("onnxprune.pruning", "load")],
+    "analysis": [("onnxprune.analysis", "analyze")],
+    "allocation": [("onnxprune.pruning", "_target_plan"), ("onnxprune.pruning", "ratio_plan")],
+    "surgery": [("onnxprune.pruning", "apply_plan")],
+    "compensation": [("onnxprune.pruning", "compensate")],
+    "verify": [("onnxprune.surgery", "verify"), ("onnxprune.verify", "verify")],
+    "save": [("onnxprune.ir", "save_model")],
+}
+
+
+class StageClock:
+    """Exclusive wall time per stage: a nested stage's time is not charged to its caller."""
+
+    def __init__(self) -> None:
+        self.seconds = dict.fromkeys(STAGES, 0.0)
+        self._stack: list[list[float]] = []  # [start, time of nested stages]
+
+    def wrap(self, stage: str, fn: Any) -> Any:
+        def timed(*args: Any, **kwargs: Any) -> Any:
+            self._stack.append([time.perf_counter(), 0.0])
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                start, nested = self._stack.pop()
+                took = time.perf_counter() - start
+                self.seconds[stage] += took - nested
+                if self._stack:
+                    self._stack[-1][1] += took
+
+        return timed
+
+
+def child_stages(argv: Sequence[str]) -> None:
+    """Child side of :func:`stage_cost`: run ``onnxprune ARGV`` with timed stages."""
+    import importlib
+
+    from onnxprune.cli import main as cli_main
+
+    clock = StageClock()
+    for stage, sites in _STAGE_FUNCS.items():
+        for module, name in sites:
+            mod = importlib.import_module(module)
+            setattr(mod, name, clock.wrap(stage, getattr(mod, name)))
+    t0 = time.perf_counter()
+    code = cli_main(list(argv))
+    total = time.perf_counter() - t0
+    print(json.dumps({"code": code, "total_s": round(total, 3),
+                      "stages": {k: round(v, 3) for k, v in clock.seconds.items()}}))
+
+
+def stage_cost(src: Source, tmp: Path, samples: int) -> dict[str, Any]:
+    """Stage times of ``prune --target-macs 0.5`` on ``src`` (random data, ``samples``)."""
+    out = tmp / f"{src.name}_stages.onnx"
+    data = ["--data", str(src.calib), "--samples", str(samples)] if src.calib else [
+        "--random-data", str(samples)]
+    cmd = [sys.executable, __file__, "--child-stages", "prune", str(src.path), "--target-macs",
+           "0.5", "-o", str(out), *data, *shape_args(src)]
+    done = subprocess.run(cmd, capture_output=True, text=True, env=child_env(), check=False)
+    last = (done.stdout.strip().splitlines() or ["{}"])[-1]
+    if done.returncode != 0 or not last.startswith("{"):
+        return {"error": (done.stderr.strip().splitlines() or ["?"])[-1][:200]}
+    return json.loads(last)
+
+
+def stage_table(rows: Sequence[dict[str, Any]]) -> str:
+    header = ["model", "total s", *STAGES, "other"]
+    body = []
+    for r in rows:
+        st = r["stages"]
+        if "error" in st:
+            body.append([r["model"], f"error: {st['error'][:60]}", *[""] * (len(STAGES) + 1)])
+            continue
+        total = st["total_s"]
+        other = total - sum(st["stages"].values())
+        cells = [f"{v:.1f} ({100 * v / total:.0f}%)" for v in (*st["stages"].values(), other)]
+        body.append([r["model"], f"{total:.1f}", *cells])
+    return table(header, body)
+
+
 def size_of(src: Source) -> dict[str, Any]:
     from onnxprune import ir, load
 
@@ -208,6 +296,8 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
         help="skip analyze on bigger models in the size table (GMACs, 0.1)",
     )
     p.add_argument("--only", nargs="+", default=(), help="model names of the size table")
+    p.add_argument("--stage-models", nargs="*", default=["mobilenetv3", "resnet_basic"],
+                   help="models of the stage table (prune --target-macs 0.5)")
     p.add_argument("--json", help="write the rows and machine info here")
     args = p.parse_args(argv)
     args.sweep = [int(s) for s in args.sweep.split(",")]
@@ -225,6 +315,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if argv[:1] == ["--child-analyze"]:
         child_analyze(argv[1], argv[2], int(argv[3]), argv[4:])
         return 0
+    if argv[:1] == ["--child-stages"]:
+        child_stages(argv[1:])
+        return 0
     args = parse(argv)
     info = machine()
     print(machine_line(info))
@@ -241,7 +334,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"{startup.peak_rss_mb:,.0f} MB\n",
         flush=True,
     )
-    srcs = sources(dict.fromkeys([*args.models, args.sweep_model]))
+    srcs = sources(dict.fromkeys([*args.models, *args.stage_models, args.sweep_model]))
     size_rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for name in args.models:
@@ -258,6 +351,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"{args.analyze_max_gmacs} GMACs)"
     )
     print(size_table(size_rows) + "\n", flush=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        stage_rows = [{"model": n, "stages": stage_cost(srcs[n], Path(tmp), args.samples)}
+                      for n in args.stage_models]
+    print(f"== stage shares of prune --target-macs 0.5 ({args.samples} samples; wall s and "
+          "share of the command's time)")
+    print(stage_table(stage_rows) + "\n", flush=True)
     sweep_src = srcs[args.sweep_model]
     sweep = [{"samples": n, "analyze": analyze_cost(sweep_src, n)} for n in args.sweep]
     data = "calibration images, repeated cyclically" if sweep_src.calib else "random samples"
@@ -279,6 +378,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "settings": vars(args),
                 "wall_s": round(wall, 1),
                 "size": plain(size_rows),
+                "stages": stage_rows,
                 "samples": plain(sweep),
             },
         )

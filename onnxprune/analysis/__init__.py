@@ -11,11 +11,12 @@ maximum compression rate. See DESIGN.md §2.3.
 from __future__ import annotations
 
 import logging
+import math
 
 import numpy as np
 
 from onnxprune import ir
-from onnxprune.analysis.collect import collect, freeze
+from onnxprune.analysis.collect import GroupStats, collect, freeze, trim_heap
 from onnxprune.analysis.estimate import network_estimate
 from onnxprune.analysis.gram import ConsumerStats, TaylorStats
 from onnxprune.analysis.objectives import OBJECTIVES, Objective
@@ -39,6 +40,10 @@ __all__ = [
 
 MIN_SAMPLES = 2
 """Fewer samples than this cannot show redundancy *across* inputs."""
+
+ACTIVATION_BUDGET = 192 << 20
+"""Bytes of activations one batch may hold: they stay alive through every backward pass, so a
+larger ``batch_size`` is lowered to fit (the results do not depend on the batch size)."""
 
 
 
@@ -85,13 +90,8 @@ def analyze(
     _check_options(objective, directions, batch_size, energy_eps, rel_tol)
     data = _checked_data(model, data, objective, seed)
     batch_size, data = _batching(model, data, batch_size)
-    shim = Shim(model.proto, device=device)
-    freeze(shim)
-    obj = Objective(
-        objective, directions if objective == "gauss-newton" else 1, seed, _softmax_output(shim)
-    )
-    specs = group_specs(model, shim)
-    stats = collect(shim, specs, data, obj, batch_size=batch_size, progress=progress)
+    obj, stats = _gather(model, data, objective, directions, seed, batch_size, device, progress)
+    trim_heap()  # the shim and the pass's buffers, before the spectra and the estimate
     cost = model.cost
     groups = tuple(
         summarise(g, stats.get(g.id), cost.node_macs, cost.macs, energy_eps=energy_eps,
@@ -102,6 +102,20 @@ def analyze(
     widths = {g.id: g.rank for g in groups if g.rank is not None}
     est = network_estimate(model, widths) if estimate else None
     return AnalysisResult(groups, est, objective, obj.directions, len(data), energy_eps, rel_tol)
+
+
+def _gather(
+    model: Model, data: Dataset, objective: str, directions: int, seed: int, batch_size: int,
+    device: str, progress: bool,
+) -> tuple[Objective, dict[int, GroupStats]]:
+    """Run the pass over the data; the shim (a copy of the weights) is freed on return."""
+    shim = Shim(model.proto, device=device)
+    freeze(shim)
+    obj = Objective(
+        objective, directions if objective == "gauss-newton" else 1, seed, _softmax_output(shim)
+    )
+    specs = group_specs(model, shim)
+    return obj, collect(shim, specs, data, obj, batch_size=batch_size, progress=progress)
 
 
 def _check_options(
@@ -183,7 +197,7 @@ def _batching(model: Model, data: Dataset, batch_size: int) -> tuple[int, Datase
         if s.shape and isinstance(s.shape[0], int) and s.shape[0] > 0
     }
     if not fixed:
-        return batch_size, data
+        return _capped(model, batch_size), data
     size = int(max(fixed))
     usable = len(data) - len(data) % size
     if usable < MIN_SAMPLES:
@@ -192,6 +206,20 @@ def _batching(model: Model, data: Dataset, batch_size: int) -> tuple[int, Datase
     if usable < len(data):
         log.warning("fixed batch %d: using %d of %d samples", size, usable, len(data))
     return size, data.take(usable)
+
+
+def _capped(model: Model, batch_size: int) -> int:
+    """Lower ``batch_size`` so that one batch's activations fit :data:`ACTIVATION_BUDGET`."""
+    produced = {name for node in model.proto.graph.node for name in node.output}
+    total = sum(math.prod(shape) for name, shape in model.shapes.items() if name in produced)
+    per_sample = 4 * total // max(1, max((s[0] for s in model.input_shapes.values() if s),
+                                         default=1))
+    cap = max(1, ACTIVATION_BUDGET // max(1, per_sample))
+    if batch_size <= cap:
+        return batch_size
+    log.info("batch size %d -> %d: a sample's activations take %.0f MB", batch_size, cap,
+             per_sample / 2**20)
+    return cap
 
 
 def _softmax_output(shim: Shim) -> bool:

@@ -1,20 +1,36 @@
-"""Per-sample gradients of a consumer's weights, restricted to a group's input channels.
+"""Per-sample gradients of a consumer's weights and the Gram of their rows, in two exact forms.
 
-For sample n the gradient of the consumer weight is Σ over output positions of δ(p)·a(p)ᵀ:
-δ the gradient at the consumer's output, a the (unfolded) activation it reads. The weight
-itself never enters, so only the activation and output gradient are needed. Results come as
-chunks ``[samples, outputs, taps, S]`` (S = the group's selected input indices) whose size is
-bounded by :data:`CHUNK`, so no layer ever materialises more than that at once.
+For sample n and direction r the gradient of the consumer weight, restricted to a group's
+channels, is G_r = D_rᵀX: D_r ``[P, O]`` the gradient at the consumer's output over its P
+output positions (tokens for Gemm/MatMul), X ``[P, C·Q]`` the activation it reads, unfolded
+with the conv's geometry so that each group channel c has Q columns (kernel taps × the indices
+the channel owns). Each (output unit, tap) is a row of G_g, so the sample adds
+
+    Σ_r Σ_q G_{r,q}ᵀG_{r,q}  =  Σ_q X_qᵀ M X_q,   M = Σ_r D_r D_rᵀ  (P×P)
+
+to the Gram. Two ways to compute it, equal up to round-off:
+
+- ``rows``: form the R·O·Q rows of C (a batched matmul per direction, float32) and add their
+  Gram (float64). Cheap when the consumer has few outputs and many positions (early convs).
+- ``positions``: accumulate the P×P matrix M over the directions (float32), then add
+  X_qᵀ M X_q once per batch (float64). Cheap when R·O outnumbers P: late convs, a classifier
+  Gemm (P = 1: the sample adds |δ|²·a aᵀ), where ``rows`` would form thousands of rows.
+
+:func:`choose_form` picks the one with fewer flops. Products that decide exact redundancy
+(X against anything) are float64 or exact float32 products summed in float64, so a channel that
+is a linear combination of others leaves an eigenvalue at float32 round-off squared (≲1e-14·λ_1)
+in both forms. Work is split into chunks bounded by :data:`CHUNK` elements.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 
 import torch
 import torch.nn.functional as F
 
+from onnxprune.analysis.gramsum import GramSum
 from onnxprune.analysis.specs import ConsumerSpec
 from onnxprune.errors import InputError
 from onnxprune.shim.ops._recurrence import GATES, input_projection_grad
@@ -22,9 +38,11 @@ from onnxprune.shim.ops._util import onnx_pads_to_torch
 from onnxprune.shim.ops.conv import resolve_pads
 
 CHUNK = 1 << 24
-"""Elements (float32) allowed in one temporary: 64 MiB."""
+"""Elements allowed in one temporary: 64 MiB of float32 (the float64 ones get half as many)."""
 
 CONV_KINDS = ("unfold", "grouped")
+FORMS = ("rows", "positions")
+_F64_COST = 2.0  # a float64 flop costs about two float32 ones (half the SIMD width)
 
 
 def activation(spec: ConsumerSpec, a: torch.Tensor, batch: int) -> torch.Tensor:
@@ -69,8 +87,9 @@ def output_grad(
 ) -> torch.Tensor:
     """Lay out the gradient at a consumer's output: ``[B, O, *spatial]`` or ``[B, O, L]``.
 
-    A recurrent consumer's output Y is not linear in W, so its gradient is carried back
-    through the recurrence to the input projection (needs the node's ``inputs`` as run):
+    Gemm's ``alpha`` scales the weight's gradient; it is folded in here. A recurrent
+    consumer's output Y is not linear in W, so its gradient is carried back through the
+    recurrence to the input projection (needs the node's ``inputs`` as run):
     ``[B, D·G·H, T]``, one row per direction, gate and hidden unit.
     """
     if spec.kind in CONV_KINDS:
@@ -78,7 +97,9 @@ def output_grad(
     if spec.kind == "recurrent":
         g = input_projection_grad(spec.op, inputs, dict(spec.attrs), d)  # [D, T, N, G·H]
         return g.permute(2, 0, 3, 1).reshape(g.shape[2], -1, g.shape[1])
-    return d.reshape(batch, -1, d.shape[-1]).transpose(1, 2)
+    d = d.reshape(batch, -1, d.shape[-1]).transpose(1, 2)
+    alpha = float(spec.attrs.get("alpha", 1.0)) if spec.kind == "gemm" else 1.0
+    return d * alpha if alpha != 1.0 else d
 
 
 def outputs_of(spec: ConsumerSpec, y: torch.Tensor) -> int:
@@ -88,37 +109,50 @@ def outputs_of(spec: ConsumerSpec, y: torch.Tensor) -> int:
     return int(y.shape[1] if spec.kind in CONV_KINDS else y.shape[-1])
 
 
-def chunks(spec: ConsumerSpec, a: torch.Tensor, d: torch.Tensor) -> Iterator[torch.Tensor]:
-    """Per-sample weight gradients ``[b, o, T, S]`` over chunks of samples and output units.
-
-    The activation of a chunk of samples is prepared (unfolded) once and reused for all
-    its output units.
-
-    Args:
-        spec: the consumer.
-        a: the activation from :func:`activation`.
-        d: the output gradient from :func:`output_grad`.
-
-    Yields:
-        Gradient chunks; together they hold every (sample, output unit) once.
-
-    """
-    prepare, apply = _KINDS[spec.kind]
-    taps = taps_of(spec)
-    n, outs = d.shape[0], d.shape[1]
-    fixed = a[0].numel() * taps  # the unfolded activation of one sample
-    per_out = a.shape[1] * taps + d[0, 0].numel()
-    o_step = max(1, min(outs, (CHUNK - min(fixed, CHUNK // 2)) // max(1, per_out)))
-    n_step = max(1, CHUNK // max(1, fixed + o_step * per_out))
-    for i in range(0, n, n_step):
-        u = prepare(spec, a[i : i + n_step])
-        for o in range(0, outs, o_step):
-            yield apply(spec, u, d[i : i + n_step, o : o + o_step])
-
-
 def taps_of(spec: ConsumerSpec) -> int:
     """Kernel taps of a conv consumer (1 for Gemm/MatMul)."""
     return math.prod(spec.kernel) if spec.kind in CONV_KINDS else 1
+
+
+def choose_form(
+    spec: ConsumerSpec, *, batch: int, outputs: int, positions: int, size: int, directions: int
+) -> str:
+    """Pick ``rows`` or ``positions`` for a consumer: the one with fewer flops.
+
+    ``positions`` also needs the batch's P×P matrices to fit in :data:`CHUNK`; the
+    ``grouped`` kind (ConvTranspose, 3-D Conv) always uses ``rows``.
+    """
+    if spec.kind == "grouped" or batch * positions * positions > CHUNK:
+        return "rows"
+    q, c, p, ro = taps_of(spec) * spec.owned.shape[1], size, positions, directions * outputs
+    rows = ro * p * q * c + _F64_COST * ro * q * c * c
+    by_positions = ro * p * p + _F64_COST * q * (p * p * c + p * c * c)
+    return "positions" if by_positions < rows else "rows"
+
+
+def columns(spec: ConsumerSpec, a: torch.Tensor, size: int) -> torch.Tensor:
+    """X of a chunk of samples: ``[b, C, Q, P]``, each group channel's Q columns over positions.
+
+    Args:
+        spec: the consumer (``unfold``, ``gemm`` or ``matmul`` kind).
+        a: the activation from :func:`activation` (a chunk of samples).
+        size: C, the group's channel count.
+
+    Returns:
+        Q = taps × owned indices per channel (a channel owning fewer indices gets zeros).
+
+    """
+    b = a.shape[0]
+    owned = torch.as_tensor(spec.owned, device=a.device)
+    m = owned.shape[1]
+    if not spec.contiguous:  # gather each channel's indices (index S is a zero pad)
+        if int(owned.max()) >= a.shape[1]:
+            a = torch.cat([a, a.new_zeros((b, 1, *a.shape[2:]))], 1)
+        a = a.index_select(1, owned.reshape(-1))
+    if spec.kind != "unfold":
+        return a.reshape(b, size, m, a.shape[-1])
+    u = _unfold(spec, a)  # [b, C·m·T, P], channel-major
+    return u.view(b, size, -1, u.shape[-1])
 
 
 def _ints(value: object, n: int, default: int) -> list[int]:
@@ -126,7 +160,7 @@ def _ints(value: object, n: int, default: int) -> list[int]:
 
 
 def _unfold(spec: ConsumerSpec, a: torch.Tensor) -> torch.Tensor:
-    """Conv (1-D/2-D): the activation unfolded with the conv's geometry, ``[b, T·S, P]``."""
+    """Conv (1-D/2-D): the activation unfolded with the conv's geometry, ``[b, S·T, P]``."""
     nd = a.dim() - 2
     kernel = list(spec.kernel)
     st = _ints(spec.attrs.get("strides"), nd, 1)
@@ -139,19 +173,113 @@ def _unfold(spec: ConsumerSpec, a: torch.Tensor) -> torch.Tensor:
         a, kernel, st, dil = a.unsqueeze(2), [1, *kernel], [1, *st], [1, *dil]
     if all(k == 1 for k in kernel) and all(s == 1 for s in st):
         return a.flatten(2)
-    u = F.unfold(a, tuple(kernel), dilation=tuple(dil), stride=tuple(st))  # [b, S·T, P]
-    b, s = a.shape[0], a.shape[1]
-    return u.view(b, s, -1, u.shape[-1]).transpose(1, 2).reshape(b, -1, u.shape[-1])
+    return F.unfold(a, tuple(kernel), dilation=tuple(dil), stride=tuple(st))
 
 
-def _unfolded_grad(spec: ConsumerSpec, u: torch.Tensor, d: torch.Tensor) -> torch.Tensor:
-    """Σ_p δ(p)·u(p)ᵀ per sample: ``[b, o, T, S]``."""
-    g = torch.bmm(d.flatten(2), u.transpose(1, 2))  # [b, o, T·S]
-    return g.reshape(g.shape[0], g.shape[1], -1, len(spec.sel))
+def positions_of(spec: ConsumerSpec, d: torch.Tensor) -> int:
+    """P, the output positions of one sample (tokens for Gemm/MatMul)."""
+    return int(d[0, 0].numel())
 
 
-def _same(spec: ConsumerSpec, a: torch.Tensor) -> torch.Tensor:
-    return a
+def add_rows(gram: GramSum, spec: ConsumerSpec, a: torch.Tensor, d: torch.Tensor, size: int
+             ) -> int:
+    """``rows`` form: add one direction's per-sample gradient rows to ``gram``.
+
+    Args:
+        gram: the C×C float64 Gram.
+        spec: the consumer (not ``grouped``).
+        a: the activation from :func:`activation`.
+        d: the output gradient from :func:`output_grad`.
+        size: C.
+
+    Returns:
+        The number of rows added (samples × outputs × Q).
+
+    """
+    n, outs = d.shape[0], d.shape[1]
+    p = positions_of(spec, d)
+    q = taps_of(spec) * spec.owned.shape[1]
+    n_step, o_step = _steps(n, outs, fixed=size * q * p, per_out=3 * size * q + p)
+    added = 0
+    for i in range(0, n, n_step):
+        x = columns(spec, a[i : i + n_step], size).reshape(-1, size * q, p)
+        for o in range(0, outs, o_step):
+            dd = d[i : i + n_step, o : o + o_step].reshape(x.shape[0], -1, p)
+            g = torch.bmm(dd, x.transpose(1, 2))  # [b, o, C·Q]
+            rows = _channel_last(g.view(-1, size, q)).T
+            gram.add(rows, rows)
+            added += rows.shape[1]
+    return added
+
+
+def _channel_last(g: torch.Tensor) -> torch.Tensor:
+    """``[rows, C, Q]`` float32 -> ``[rows·Q, C]`` float64 (one copy does both)."""
+    if g.shape[2] == 1:
+        return g.reshape(-1, g.shape[1]).double()
+    out = torch.empty((g.shape[0], g.shape[2], g.shape[1]), dtype=torch.float64, device=g.device)
+    out.copy_(g.transpose(1, 2))
+    return out.view(-1, g.shape[1])
+
+
+def add_positions(m: torch.Tensor | None, d: torch.Tensor) -> torch.Tensor:
+    """``positions`` form: add one direction's D Dᵀ per sample to ``m`` (``[B, P, P]``)."""
+    dd = d.reshape(d.shape[0], d.shape[1], -1)
+    mm = torch.bmm(dd.transpose(1, 2), dd)
+    return mm if m is None else m.add_(mm)
+
+
+def add_positions_gram(
+    gram: GramSum, spec: ConsumerSpec, a: torch.Tensor, m: torch.Tensor, size: int
+) -> None:
+    """``positions`` form: add Σ_n Σ_q X_qᵀ M_n X_q of a batch to ``gram`` (float64).
+
+    Args:
+        gram: the C×C float64 Gram.
+        spec: the consumer.
+        a: the activation from :func:`activation`.
+        m: the batch's ``[B, P, P]`` matrices from :func:`add_positions`.
+        size: C.
+
+    """
+    n, p = m.shape[0], m.shape[1]
+    q = taps_of(spec) * spec.owned.shape[1]
+    n_step, _ = _steps(n, 1, fixed=9 * size * q * p + 2 * p * p, per_out=0)
+    for i in range(0, n, n_step):
+        x = columns(spec, a[i : i + n_step], size).double().reshape(-1, size * q, p)
+        w = torch.bmm(x, m[i : i + n_step].double())  # [b, C·Q, P]
+        b = x.shape[0]
+        xs = x.view(b, size, q * p).transpose(0, 1).reshape(size, -1)
+        ws = w.view(b, size, q * p).transpose(0, 1).reshape(size, -1)
+        gram.add(xs, ws)
+
+
+def _steps(n: int, outs: int, *, fixed: int, per_out: int) -> tuple[int, int]:
+    """Return samples and output units per chunk so that one chunk fits :data:`CHUNK`."""
+    o_step = max(1, min(outs, (CHUNK - min(fixed, CHUNK // 2)) // max(1, per_out)))
+    n_step = max(1, CHUNK // max(1, fixed + o_step * per_out))
+    return n_step, o_step
+
+
+def grouped_chunks(spec: ConsumerSpec, a: torch.Tensor, d: torch.Tensor) -> Iterator[torch.Tensor]:
+    """Yield the ``grouped`` kind's per-sample weight gradients ``[b, o, T, S]`` by chunks.
+
+    Args:
+        spec: the consumer.
+        a: the activation from :func:`activation`.
+        d: the output gradient from :func:`output_grad`.
+
+    Yields:
+        Gradient chunks; together they hold every (sample, output unit) once.
+
+    """
+    taps = taps_of(spec)
+    n_step, o_step = _steps(
+        d.shape[0], d.shape[1], fixed=a[0].numel() * taps,
+        per_out=a.shape[1] * taps + d[0, 0].numel(),
+    )
+    for i in range(0, d.shape[0], n_step):
+        for o in range(0, d.shape[1], o_step):
+            yield _grouped(spec, a[i : i + n_step], d[i : i + n_step, o : o + o_step])
 
 
 def _grouped(spec: ConsumerSpec, a: torch.Tensor, d: torch.Tensor) -> torch.Tensor:
@@ -173,21 +301,3 @@ def _grouped(spec: ConsumerSpec, a: torch.Tensor, d: torch.Tensor) -> torch.Tens
         return g.reshape(b, s, o, -1).permute(0, 2, 3, 1)
     return g.reshape(b, o, s, -1).transpose(2, 3)
 
-
-def _linear(spec: ConsumerSpec, a: torch.Tensor, d: torch.Tensor) -> torch.Tensor:
-    """Gemm/MatMul: Σ over a sample's rows (tokens) of δ·aᵀ, times Gemm's alpha."""
-    g = torch.bmm(d, a.transpose(1, 2)).unsqueeze(2)  # [b, o, 1, S]
-    alpha = float(spec.attrs.get("alpha", 1.0)) if spec.kind == "gemm" else 1.0
-    return g * alpha if alpha != 1.0 else g
-
-
-Prepare = Callable[[ConsumerSpec, torch.Tensor], torch.Tensor]
-Apply = Callable[[ConsumerSpec, torch.Tensor, torch.Tensor], torch.Tensor]
-
-_KINDS: dict[str, tuple[Prepare, Apply]] = {
-    "unfold": (_unfold, _unfolded_grad),
-    "grouped": (_same, _grouped),
-    "gemm": (_same, _linear),
-    "matmul": (_same, _linear),
-    "recurrent": (_same, _linear),
-}

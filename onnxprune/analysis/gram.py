@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from onnxprune.analysis import gradients
+from onnxprune.analysis.gramsum import GramSum
 from onnxprune.analysis.specs import ConsumerSpec, GroupSpec, RootSpec
 
 
@@ -71,7 +72,12 @@ def _rows(g: torch.Tensor, owned: torch.Tensor, contiguous: bool) -> torch.Tenso
 
 
 class ConsumerAccumulator:
-    """Running sums of one consumer of one group."""
+    """Running sums of one consumer of one group.
+
+    Per batch: :meth:`add_batch` with the activation, :meth:`add_gradient` per direction
+    (or :meth:`add_zero_rows`), then :meth:`end_batch`. The Gram is taken in the form
+    :func:`gradients.choose_form` finds cheaper for the consumer's shapes.
+    """
 
     def __init__(self, spec: ConsumerSpec, size: int, directions: int, device: torch.device):
         self.spec = spec
@@ -79,12 +85,17 @@ class ConsumerAccumulator:
         self.directions = directions
         self.owned = torch.as_tensor(spec.owned, device=device)
         self.contiguous = spec.contiguous
-        self.gram = torch.zeros(size, size, dtype=torch.float64, device=device)
+        self.gram = GramSum(size, device)
         self.mean_sum = torch.zeros(spec.owned.shape, dtype=torch.float64, device=device)
         self.rows = self.capacity = self.positions = 0
+        self.form = "rows"
+        self._m: torch.Tensor | None = None  # positions form: Σ_r D_r D_rᵀ of the batch
 
-    def add_batch(self, a: torch.Tensor, outputs: int) -> None:
-        """Add a batch's activation (from :func:`gradients.activation`) to means and capacity."""
+    def add_batch(self, a: torch.Tensor, outputs: int, positions: int) -> None:
+        """Add a batch's activation (from :func:`gradients.activation`) to means and capacity.
+
+        ``outputs`` and ``positions`` (O and P of the consumer's output) choose the form.
+        """
         sums = a.sum(dim=[0, *range(2, a.dim())], dtype=torch.float64)  # [S]
         self.mean_sum += _arrange(sums, self.owned, 0)
         self.positions += a.numel() // max(1, a.shape[1])
@@ -92,36 +103,64 @@ class ConsumerAccumulator:
         values = m * a[0, 0].numel()
         rows = self.directions * outputs * m * gradients.taps_of(self.spec)
         self.capacity += a.shape[0] * min(values, rows, self.size)
+        self.form = gradients.choose_form(
+            self.spec, batch=a.shape[0], outputs=outputs, positions=positions, size=self.size,
+            directions=self.directions,
+        )
+        self._m = None
 
     def add_gradient(self, a: torch.Tensor, d: torch.Tensor) -> None:
-        """Add one direction's per-sample weight gradients of a batch to the Gram."""
-        for g in gradients.chunks(self.spec, a, d):
-            x = _rows(g, self.owned, self.contiguous)
-            self.gram.addmm_(x.T, x)
-            self.rows += x.shape[0]
+        """Add one direction's per-sample weight gradients of a batch."""
+        if self.form == "positions":
+            self._m = gradients.add_positions(self._m, d)
+            self.add_zero_rows(d.shape[0], d.shape[1])
+        elif self.spec.kind == "grouped":
+            for g in gradients.grouped_chunks(self.spec, a, d):
+                x = _rows(g, self.owned, self.contiguous)
+                self.gram.add(x.T, x.T)
+                self.rows += x.shape[0]
+        else:
+            self.rows += gradients.add_rows(self.gram, self.spec, a, d, self.size)
 
     def add_zero_rows(self, batch: int, outputs: int) -> None:
-        """Count the rows of a direction whose gradient never reached the consumer."""
+        """Count the rows of a direction (whose gradient never reached the consumer)."""
         self.rows += batch * outputs * self.owned.shape[1] * gradients.taps_of(self.spec)
+
+    def close_batch(self, a: torch.Tensor) -> None:
+        """Close a batch: the positions form adds its Gram now that every direction is in."""
+        m, self._m = self._m, None
+        if m is not None:
+            gradients.add_positions_gram(self.gram, self.spec, a, m, self.size)
 
     def result(self) -> ConsumerStats:
         """Return the consumer's totals as numpy."""
         s = self.spec
         mean = (self.mean_sum / max(1, self.positions)).cpu().numpy()
         return ConsumerStats(
-            s.node, s.op, s.x, s.weight, self.rows, self.capacity, self.gram.cpu().numpy(), mean
+            s.node, s.op, s.x, s.weight, self.rows, self.capacity, self.gram.value().cpu().numpy(),
+            mean,
         )
 
 
 def _gate_grad(
     x: torch.Tensor, g: torch.Tensor, root: RootSpec, size: int, batch: int
 ) -> torch.Tensor:
-    prod = (x.detach() * g).movedim(root.axis, -1)
-    per = prod.reshape(batch, -1, prod.shape[-1]).sum(1).double()  # [B, L]
+    per = _per_sample_dot(x.detach(), g, root.axis % x.dim(), batch).double()  # [B, L]
     owner = torch.as_tensor(root.owner, device=x.device)
     keep = torch.nonzero(owner >= 0).flatten()
     out = torch.zeros(batch, size, dtype=torch.float64, device=x.device)
     return out.index_add_(1, owner[keep], per[:, keep])
+
+
+def _per_sample_dot(x: torch.Tensor, g: torch.Tensor, axis: int, batch: int) -> torch.Tensor:
+    """Σ over every axis but the batch and ``axis`` of x·g: ``[B, L]`` (no x·g temporary)."""
+    if x.dim() >= 2 and x.shape[0] == batch and axis == x.dim() - 1:
+        return torch.einsum("bpc,bpc->bc", x.reshape(batch, -1, x.shape[-1]),
+                            g.reshape(batch, -1, g.shape[-1]))
+    if x.dim() >= 3 and x.shape[0] == batch and axis == 1:
+        return torch.einsum("bcp,bcp->bc", x.flatten(2), g.flatten(2))
+    prod = (x * g).movedim(axis, -1)
+    return prod.reshape(batch, -1, prod.shape[-1]).sum(1)
 
 
 class TaylorAccumulator:
@@ -131,7 +170,7 @@ class TaylorAccumulator:
         self.roots = roots
         self.size = size
         self.device = device
-        self.gram = torch.zeros(size, size, dtype=torch.float64, device=device)
+        self.gram = GramSum(size, device)
         self.abs_sum = torch.zeros(size, dtype=torch.float64, device=device)
         self.rows = 0
         self._t: torch.Tensor | None = None
@@ -146,7 +185,7 @@ class TaylorAccumulator:
         t = self._t
         if t is None:
             t = torch.zeros(batch, self.size, dtype=torch.float64, device=self.device)
-        self.gram += t.T @ t
+        self.gram.add(t.T, t.T)
         self.abs_sum += t.abs().sum(0)
         self.rows += batch
         self._t = None
@@ -154,7 +193,7 @@ class TaylorAccumulator:
     def result(self) -> TaylorStats:
         """Return the totals as numpy."""
         mean = (self.abs_sum / max(1, self.rows)).cpu().numpy()
-        return TaylorStats(self.rows, mean, self.gram.cpu().numpy())
+        return TaylorStats(self.rows, mean, self.gram.value().cpu().numpy())
 
 
 Route = Callable[[torch.Tensor], None]
@@ -183,8 +222,9 @@ class GroupAccumulator:
         self._acts, self._outputs, self._inputs = [], [], []
         for acc in self.consumers:
             a = gradients.activation(acc.spec, watched[acc.spec.x].detach(), batch)
-            outputs = gradients.outputs_of(acc.spec, watched[acc.spec.y])
-            acc.add_batch(a, outputs)
+            y = watched[acc.spec.y]
+            outputs = gradients.outputs_of(acc.spec, y)
+            acc.add_batch(a, outputs, y.numel() // max(1, batch * outputs))
             self._acts.append(a)
             self._outputs.append(outputs)
             recurrent = acc.spec.kind == "recurrent"
@@ -214,6 +254,11 @@ class GroupAccumulator:
                 acc.add_zero_rows(batch, self._outputs[i])
         self._seen = set()
         self.taylor.end_direction(batch)
+
+    def close_batch(self) -> None:
+        """Close a batch once every direction is in (the positions form adds its Gram now)."""
+        for acc, a in zip(self.consumers, self._acts, strict=True):
+            acc.close_batch(a)
 
     def end_batch(self) -> None:
         """Drop the batch's activations."""

@@ -190,9 +190,12 @@ def _recurrent_problem(model: Model, node: gs.Node) -> str:
 def _owned(owner: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
     """Sorted owned indices and the ``[size, m]`` table of each channel's positions in them."""
     sel = np.flatnonzero(owner >= 0)
-    per = [np.flatnonzero(owner[sel] == c) for c in range(size)]
-    m = max(1, max(len(p) for p in per))
+    chan = owner[sel].astype(np.int64)
+    order = np.argsort(chan, kind="stable")  # positions grouped by channel, in index order
+    counts = np.bincount(chan, minlength=size)
+    m = max(1, int(counts.max(initial=0)))
     owned = np.full((size, m), len(sel), dtype=np.int64)
-    for c, p in enumerate(per):
-        owned[c, : len(p)] = p
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    ranks = np.arange(len(sel)) - np.repeat(starts, counts)
+    owned[chan[order], ranks] = order
     return sel, owned

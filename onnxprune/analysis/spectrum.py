@@ -29,6 +29,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import torch
 
 from onnxprune.defaults import ENERGY_EPS, REL_TOL
 
@@ -63,8 +64,12 @@ class Spectrum:
 
 def eigenvalues(gram: np.ndarray) -> np.ndarray:
     """Eigenvalues of a symmetric PSD matrix, descending, round-off negatives clipped to 0."""
-    sym = (np.asarray(gram, dtype=np.float64) + np.asarray(gram, dtype=np.float64).T) / 2
-    lam = np.linalg.eigvalsh(sym)[::-1]
+    g = torch.as_tensor(np.asarray(gram, dtype=np.float64))
+    sym = g + g.T
+    sym *= 0.5
+    # torch's LAPACK (MKL where available) is about twice as fast as numpy's here, and these
+    # decompositions (up to 2048×2048 on ResNet-50) are a fixed share of every analysis
+    lam = torch.linalg.eigvalsh(sym).numpy()[::-1]
     return np.clip(lam, 0.0, None)
 
 

@@ -49,7 +49,9 @@ def summarise(
     if fallback:
         gram, rows, capacity = stats.taylor.gram, stats.taylor.rows, stats.taylor.rows
     else:
-        gram = np.sum([c.gram for c in stats.consumers], axis=0)
+        gram = stats.consumers[0].gram.copy()
+        for c in stats.consumers[1:]:  # a running sum: stacking would hold every Gram twice
+            gram += c.gram
         rows = sum(c.rows for c in stats.consumers)
         capacity = sum(c.capacity for c in stats.consumers)
     spec = spectrum(gram, energy_eps=energy_eps, rel_tol=rel_tol)
