@@ -147,7 +147,8 @@ def run_onnxprune(case: Case, target: float, opts: dict[str, Any], analysis: Any
 def _macs_kept(case: Case, proto: Any) -> float:
     import onnxprune
 
-    return onnxprune.load(proto, input_shapes=case.model.input_shapes).cost.macs / case.model.cost.macs
+    pruned = onnxprune.load(proto, input_shapes=case.model.input_shapes)
+    return pruned.cost.macs / case.model.cost.macs
 
 
 def run_onnxsim(case: Case, target: float, wanda: bool, args: argparse.Namespace,
@@ -237,7 +238,8 @@ def run_model(name: str, args: argparse.Namespace) -> list[dict[str, Any]]:
             try:
                 rec.update(_run_method(case, method, target, args, analyses, sim_memo))
             except Exception as e:  # one failing cell must not lose the others
-                rec["error"] = f"{type(e).__name__}: {str(e).splitlines()[0][:300] if str(e) else ''}"
+                first = str(e).splitlines()[0][:300] if str(e) else ""
+                rec["error"] = f"{type(e).__name__}: {first}"
                 log(f"[{name} {method} {target}] FAILED:\n{traceback.format_exc()}")
             rec["seconds"] = round(time.perf_counter() - t1, 1)
             log(f"  {name} {method:<16} {target:.2f}: " + _cell(rec) + f"  ({rec['seconds']}s)")
@@ -287,7 +289,7 @@ def markdown(records: list[dict[str, Any]], targets: list[float]) -> str:
     lines = ["| model (metric) | method | " + " | ".join(f"MACs {t:g}" for t in targets) + " |",
              "| --- | --- | " + " | ".join("---" for _ in targets) + " |"]  # fmt: skip
     cells = {(r["model"], r["method"], r.get("target")): r for r in records}
-    notes: list[str] = []
+    notes: dict[str, list[str]] = {}
     for model in dict.fromkeys(r["model"] for r in records):
         methods = dict.fromkeys(r["method"] for r in records if r["model"] == model)
         for method in methods:
@@ -296,11 +298,12 @@ def markdown(records: list[dict[str, Any]], targets: list[float]) -> str:
             row = [cells.get((model, method, t)) for t in targets]
             for r in row:
                 if r is not None and ("na" in r or "error" in r):
-                    why = r.get("na") or r.get("error")
-                    notes.append(f"{model} {method} {r['target']:g}: {_cell(r)}: {why}")
+                    why = f"{model} {method}: {_cell(r)}: {r.get('na') or r.get('error')}"
+                    notes.setdefault(why, []).append(f"{r['target']:g}")
             label = f"{model} ({METRIC_NAMES[model]})"
             lines.append(f"| {label} | {method} | " + " | ".join(_cell(r) for r in row) + " |")
-    return "\n".join(lines + ([""] + [f"- {n}" for n in notes] if notes else []))
+    text = [f"- {why} (MACs {', '.join(ts)})" for why, ts in notes.items()]
+    return "\n".join(lines + ([""] + text if text else []))
 
 
 def plot(records: list[dict[str, Any]], path: Path) -> None:
@@ -320,6 +323,10 @@ def plot(records: list[dict[str, Any]], path: Path) -> None:
         for method in dict.fromkeys(r["method"] for r in ok):
             pts = sorted((r["macs_kept"], r["value"]) for r in ok if r["method"] == method)
             ax.plot(*zip(*pts, strict=True), marker="o", label=method)
+        rates = [r for r in records if r["model"] == model and r["method"] == "base_rates"]
+        if rates and "constant_model_scores" in rates[0]:  # a model with one fixed decision
+            const = rates[0]["constant_model_scores"]
+            ax.axhline(const, color="grey", ls="--", lw=1, label="constant")
         ax.set(title=model, xlabel="MACs kept", ylabel=METRIC_NAMES[model], ylim=(0, 1.02))
         ax.invert_xaxis()
         ax.grid(alpha=0.3)
@@ -341,7 +348,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--targets", nargs="+", type=float, default=list(TARGETS))
     ap.add_argument("--methods", nargs="+", choices=METHODS, default=None, metavar="METHOD",
                     help=f"default: all but distill (which needs --distill): {', '.join(METHODS)}")
-    ap.add_argument("--calib", type=int, default=None, help="calibration samples (default per model)")
+    ap.add_argument("--calib", type=int, default=None, help="calib samples (default per model)")
     ap.add_argument("--eval", type=int, default=None, help="evaluation samples (default per model)")
     ap.add_argument("--distill", type=float, default=0.0, metavar="SECONDS",
                     help="add the 'distill' method with this time budget")
@@ -349,10 +356,12 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
                     help="epochs when prune() has no distill_time option (default 2)")
     ap.add_argument("--fresh-analysis", action="store_true", help="no shared analysis")
     ap.add_argument("--macs-tol", type=float, default=0.02, help="onnxsim MACs match tolerance")
-    ap.add_argument("--wanda-samples", type=int, default=32, help="onnxsim Wanda calibration samples")
+    ap.add_argument("--wanda-samples", type=int, default=32, help="onnxsim Wanda calib samples")
     ap.add_argument("--threads", type=int, default=1, help="torch and onnxruntime threads")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--quick", action="store_true", help="small smoke run: " + str(QUICK))
+    ap.add_argument("--merge", nargs="+", type=Path, default=None, metavar="JSON",
+                    help="run nothing: print/plot the records of earlier --json files")
     ap.add_argument("--json", type=Path, default=None)
     ap.add_argument("--plot", type=Path, default=None)
     args = ap.parse_args(argv)
@@ -373,6 +382,8 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     args = parse(argv)
+    if args.merge:
+        return merge(args)
     torch.set_num_threads(args.threads)
     args.machine = C.machine([args.threads])
     t0 = time.perf_counter()
@@ -386,18 +397,44 @@ def main(argv: list[str] | None = None) -> int:
         if args.json:
             _save(args, records, partial=True)
     print(C.machine_line(args.machine) + f"; load avg at end {' '.join(_loadavg())}")
-    print(f"calib/eval: onnxprune.testing.realdata (calib {args.calib or 'default'}, eval "
-          f"{args.eval or 'default'}), seed {args.seed}; {time.perf_counter() - t0:.0f}s\n")  # fmt: skip
+    sizes = f"calib {args.calib or 'default'}, eval {args.eval or 'default'}"
+    print(f"calib/eval: onnxprune.testing.realdata ({sizes}), seed {args.seed}; "
+          f"{time.perf_counter() - t0:.0f}s\n")  # fmt: skip
     print(markdown(records, args.targets))
-    print("\nbase rates of the evaluation sets (the original model's decisions):")
-    for r in records:
-        if r["method"] == "base_rates":
-            print(f"- {r['model']}: " + json.dumps({k: v for k, v in r.items() if k not in ("model", "method")}))
+    _print_base_rates(records)
     if args.json:
         _save(args, records)
     if args.plot:
         plot(records, args.plot)
     return 1 if any("error" in r for r in records) else 0
+
+
+def merge(args: argparse.Namespace) -> int:
+    """Print (and plot / save) the records of several earlier runs as one table."""
+    records: list[dict[str, Any]] = []
+    for path in args.merge:
+        run = json.loads(path.read_text())
+        load = " ".join(run["machine"].get("loadavg_at_start") or [])
+        print(f"{path}: load avg at start {load}; args {json.dumps(run['args'])}")
+        records += run["records"]
+    targets = sorted({r["target"] for r in records if "target" in r}, reverse=True)
+    print()
+    print(markdown(records, targets))
+    _print_base_rates(records)
+    if args.json:
+        C.write_json(args.json, {"merged": [str(p) for p in args.merge], "records": records})
+    if args.plot:
+        plot(records, args.plot)
+    return 0
+
+
+def _print_base_rates(records: list[dict[str, Any]]) -> None:
+    print("\nbase rates of the evaluation sets (the original model's decisions):")
+    for r in records:
+        if r["method"] == "base_rates":
+            rates = {k: round(v, 3) if isinstance(v, float) else v for k, v in r.items()
+                     if k not in ("model", "method")}  # fmt: skip
+            print(f"- {r['model']}: " + json.dumps(rates))
 
 
 def _loadavg() -> list[str]:

@@ -3,13 +3,15 @@
 Each metric turns both models' raw outputs into the decisions the model's own package makes,
 then scores how many of the original's decisions the pruned model reproduces (1.0: all):
 
-| model | decision (as the package does it) | score |
-| --- | --- | --- |
-| ppocr_det | DB binarisation, probability > 0.3 (rapidocr ``thresh``) | text-pixel IoU, pooled over pages |
-| ppocr_rec | CTC greedy decode with the model's own dictionary | share of identical strings |
-| ppocr_cls | argmax of 0 / 180 | share of equal decisions |
-| picodet_layout | rapid-layout decode: DFL boxes, score > 0.5, per-class NMS 0.5 | detection F1 at IoU 0.5, same class |
-| mtcnn_* | face probability > 0.7 (facenet-pytorch's R/O-Net threshold) | share of equal decisions |
+- ppocr_det: DB binarisation, probability > 0.3 (rapidocr's ``thresh``); score: text-pixel
+  IoU, pooled over pages;
+- ppocr_rec: CTC greedy decode with the model's own dictionary; score: share of identical
+  strings;
+- ppocr_cls: argmax of 0 / 180; score: share of equal decisions;
+- picodet_layout: rapid-layout's decode (DFL boxes, score > 0.5, per-class NMS at 0.5);
+  score: detection F1 at IoU 0.5 within a class;
+- mtcnn_*: face probability > 0.7 (facenet-pytorch's R-/O-Net threshold); score: share of
+  equal decisions.
 
 Pooled IoU is sum(intersection) / sum(union) over all pages (1.0 when neither model marks any
 pixel); detection F1 is 2·TP / (n_original + n_pruned) over all pages, matching greedily by
@@ -89,8 +91,9 @@ def text_mask(prob: np.ndarray, thresh: float = DET_THRESH) -> np.ndarray:
 
 
 def rec_charset(model: str | Path) -> list[str]:
-    """The recogniser's CTC classes as rapidocr builds them: blank, the model's
-    ``character`` metadata, then a space.
+    """Return the recogniser's CTC classes as rapidocr builds them.
+
+    Blank, then the model's ``character`` metadata, then a space.
     """
     import onnx
 
@@ -117,7 +120,7 @@ def _softmax(a: np.ndarray) -> np.ndarray:
 
 
 def _nms(boxes: np.ndarray, scores: np.ndarray, thresh: float, top_k: int = 100) -> np.ndarray:
-    order, keep = np.argsort(scores)[::-1][:200], []
+    order, keep = np.argsort(scores)[::-1][:200], list[int]()
     while order.size and len(keep) < top_k:
         i, order = order[0], order[1:]
         keep.append(i)
@@ -125,9 +128,15 @@ def _nms(boxes: np.ndarray, scores: np.ndarray, thresh: float, top_k: int = 100)
     return np.array(keep, dtype=np.int64)
 
 
-def layout_detections(outputs: Sequence[np.ndarray], image_hw: tuple[int, int] = (800, 608),
-                      conf: float = LAYOUT_CONF, nms: float = LAYOUT_NMS) -> list[np.ndarray]:  # fmt: skip
-    """rapid-layout's PicoDet decode (``pp/post_process.py``), per image ``[cls, score, x0, y0, x1, y1]``.
+def layout_detections(
+    outputs: Sequence[np.ndarray],
+    image_hw: tuple[int, int] = (800, 608),
+    conf: float = LAYOUT_CONF,
+    nms: float = LAYOUT_NMS,
+) -> list[np.ndarray]:
+    """Decode PicoDet as rapid-layout does (``pp/post_process.py``).
+
+    Returns one array ``[cls, score, x0, y0, x1, y1]`` per image.
 
     ``outputs``: the 4 score outputs (N, A_s, classes) then the 4 box-distribution outputs
     (N, A_s, 4 * (reg_max + 1)), strides 8, 16, 32, 64; boxes in input pixels.
@@ -185,8 +194,10 @@ def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 def matches(ref: np.ndarray, out: np.ndarray, iou: float = MATCH_IOU) -> int:
-    """True positives: ``out`` detections matched one-to-one to ``ref`` ones of the same class
-    at IoU >= ``iou``, greedily in decreasing score order.
+    """Count the true positives of ``out`` against ``ref``.
+
+    Detections are matched one-to-one to reference ones of the same class at IoU >= ``iou``,
+    greedily in decreasing score order.
     """
     used = np.zeros(len(ref), dtype=bool)
     tp = 0
@@ -219,7 +230,7 @@ def agreement(ref: np.ndarray, out: np.ndarray) -> float:
 def decide(
     model: str, outputs: Sequence[np.ndarray], *, charset: Sequence[str] | None = None
 ) -> Any:
-    """The package's decisions from a model's outputs (see the module table)."""
+    """Turn a model's outputs into its package's decisions (see the module docstring)."""
     if model == "ppocr_det":
         return text_mask(outputs[0])
     if model == "ppocr_rec":
@@ -252,7 +263,7 @@ def score(model: str, ref: Any, out: Any) -> TaskScore:
 
 
 def base_rates(model: str, ref: Any, meta: dict[str, np.ndarray]) -> dict[str, Any]:
-    """What the original decides on a set, and how well that matches what was rendered.
+    """Describe what the original decides on a set, and how that matches what was rendered.
 
     Args:
         model: the model name.
@@ -289,6 +300,7 @@ def base_rates(model: str, ref: Any, meta: dict[str, np.ndarray]) -> dict[str, A
         return {
             "accuracy_vs_rendered_angle": agreement(ref, meta["label"]),
             "share_decided_180": float(np.mean(ref == 1)),
+            "constant_model_scores": float(max(np.mean(ref == 1), np.mean(ref != 1))),
         }
     if model == "picodet_layout":
         boxes = meta["boxes"]
@@ -308,6 +320,7 @@ def base_rates(model: str, ref: Any, meta: dict[str, np.ndarray]) -> dict[str, A
 
         return {
             "face_rate": float(np.mean(ref)),
+            "constant_model_scores": float(max(np.mean(ref), 1 - np.mean(ref))),
             **{
                 f"face_rate_{k}": float(np.mean(ref[kinds == i]))
                 for i, k in enumerate(names)

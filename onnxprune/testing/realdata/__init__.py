@@ -39,6 +39,8 @@ log = logging.getLogger(__name__)
 
 # Bump when a change alters what is built, so that cached sets are rebuilt.
 VERSION = 1
+Shape = tuple[int, int, int]
+Built = tuple[np.ndarray, dict[str, Any]]
 _IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)
 _IMAGENET_STD = np.array([0.229, 0.224, 0.225], dtype=np.float32)
 
@@ -51,7 +53,7 @@ class SetSpec:
     shape: tuple[int, int, int]
     calib: int
     eval: int
-    build: Callable[[np.random.Generator, str, tuple[int, int, int]], tuple[np.ndarray, dict]]
+    build: Callable[[np.random.Generator, str, Shape], Built]
     norm: str  # "half": (x/255-0.5)/0.5, "imagenet": x/255, ImageNet mean/std; "float": as is
 
 
@@ -147,6 +149,14 @@ def _build(model: str, split: str, count: int, seed: int) -> dict[str, np.ndarra
     return arrays
 
 
+def build(model: str, split: str, count: int, *, seed: int = 0) -> RealSet:
+    """Build one split of a model's set without touching the cache (see :func:`load`)."""
+    spec = SPECS[model]
+    arrays = _build(model, split, count, seed)
+    meta = {k: v for k, v in arrays.items() if k != "pixels"}
+    return RealSet(model, split, spec.input_name, _normalise(spec, arrays), meta)
+
+
 def _normalise(spec: SetSpec, arrays: dict[str, np.ndarray]) -> np.ndarray:
     px = arrays["pixels"]
     if spec.norm == "float":
@@ -204,4 +214,4 @@ def load(model: str, split: str, count: int | None = None, *, seed: int = 0,
     return RealSet(model, split, spec.input_name, _normalise(spec, arrays), meta)
 
 
-__all__ = ["NAMES", "SPECS", "RealSet", "cache_root", "load", "model_path"]
+__all__ = ["NAMES", "SPECS", "RealSet", "build", "cache_root", "load", "model_path"]

@@ -5,7 +5,8 @@ cascade (P-Net over an image pyramid, R-Net, O-Net, as in facenet-pytorch 2.6.0
 ``models/utils/detect_face.py``, thresholds 0.6/0.7/0.7), run here with the trained torch
 modules rebuilt by ``tools/fetch_models.py``. Crops are then drawn the way MTCNN's training
 data are: positives (IoU > 0.65 with a face), part faces (0.4-0.65) and negatives (< 0.3, and
-crops of photos without faces), near misses (0.15-0.4), plus scikit-image's bundled LFW faces and non-faces.
+crops of photos without faces), near misses (0.15-0.4), plus scikit-image's bundled LFW
+faces and non-faces.
 
 Splits: calibration uses astronaut.png, LFW faces/non-faces 0-49 and the even-numbered
 face-free photos; evaluation uses camera.png and grace_hopper.jpg, LFW 50-99 and the odd ones.

@@ -73,8 +73,9 @@ class _Page:
             text = text.rsplit(" ", 1)[0]
         box = self.draw.textbbox((x, y), text, font=fnt)
         self.draw.text((x, y), text, font=fnt, fill=self.ink)
-        self.boxes.append((cls, *map(int, box)))
-        return int(box[3])
+        x0, y0, x1, y1 = (int(v) for v in box)
+        self.boxes.append((cls, x0, y0, x1, y1))
+        return y1
 
     def table(self, x: int, y: int, width: int) -> int:
         y = (
@@ -112,7 +113,7 @@ class _Page:
                 y = self.table(x, y, width)
             else:
                 size = int(self.rng.integers(9, 13))
-                lines = int(min(self.rng.integers(2, 9), (room - 10) // int(size * 1.35)))
+                lines = min(int(self.rng.integers(2, 9)), (room - 10) // int(size * 1.35))
                 if lines < 1:
                     break
                 y = self.text_block(x, y, width, lines, size, TEXT)
@@ -122,7 +123,7 @@ class _Page:
 def layout_page(
     rng: np.random.Generator, split: str, h: int, w: int
 ) -> tuple[np.ndarray, np.ndarray]:
-    """A document page: (BGR uint8 HWC, int32 boxes ``[cls, x0, y0, x1, y1]``)."""
+    """Render a document page: (BGR uint8 HWC, int32 boxes ``[cls, x0, y0, x1, y1]``)."""
     page = _Page(rng, split, w, h)
     margin = int(rng.integers(28, 56))
     y = margin

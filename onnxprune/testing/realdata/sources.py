@@ -115,7 +115,7 @@ def _in_split(token: str, split: str) -> bool:
 
 @functools.cache
 def words(split: str) -> tuple[str, ...]:
-    """The split's half of the vocabulary (the other split never sees these words)."""
+    """Return the split's half of the vocabulary (the other split never sees these words)."""
     vocab = dict.fromkeys(_VOCAB.split())
     return tuple(w for w in vocab if _in_split(w, split))
 
@@ -136,9 +136,11 @@ def _number(rng: np.random.Generator) -> str:
     if kind == 1:
         return f"${rng.uniform(0, 999):.2f}"
     if kind == 2:
-        return f"{int(rng.integers(1, 29))} {_MONTHS[int(rng.integers(0, 12))]} {int(rng.integers(1990, 2030))}"
+        day, month, year = rng.integers(1, 29), rng.integers(0, 12), rng.integers(1990, 2030)
+        return f"{day} {_MONTHS[int(month)]} {year}"
     if kind == 3:
-        return f"{int(rng.integers(10, 99))}-{int(rng.integers(100, 999))}-{int(rng.integers(1000, 9999))}"
+        a, b, c = rng.integers(10, 99), rng.integers(100, 999), rng.integers(1000, 9999)
+        return f"{a}-{b}-{c}"
     return f"{rng.uniform(0, 100):.1f}%"
 
 
@@ -170,7 +172,7 @@ def font_path(name: str) -> Path:
 
 @functools.cache
 def font(name: str, size: int):  # type: ignore[no-untyped-def]
-    """A PIL font object for one of matplotlib's bundled fonts (cached)."""
+    """Return a PIL font object for one of matplotlib's bundled fonts (cached)."""
     from PIL import ImageFont
 
     return ImageFont.truetype(str(font_path(name)), size)
@@ -229,7 +231,7 @@ def lfw_subset() -> np.ndarray:
 
 
 def random_crop(rng: np.random.Generator, img: np.ndarray, w: int, h: int) -> np.ndarray:
-    """A random crop with aspect w/h (35-100% of the largest fit), resized to (w, h)."""
+    """Cut a random crop with aspect w/h (35-100% of the largest fit), resized to (w, h)."""
     ih, iw = img.shape[:2]
     ch = min(ih, iw * h / w) * rng.uniform(0.35, 1.0)
     cw = min(iw, ch * w / h)
@@ -266,7 +268,7 @@ def background(rng: np.random.Generator, w: int, h: int) -> np.ndarray:
 
 
 def ink(rng: np.random.Generator) -> tuple[int, int, int]:
-    """A dark text colour (black, grey, dark blue/red/green)."""
+    """Pick a dark text colour (black, grey, dark blue/red/green)."""
     level = int(rng.integers(0, 70))
     tint = rng.integers(0, 50, size=3) * (rng.random() < 0.3)
     return tuple(int(level + t) for t in tint)  # type: ignore[return-value]

@@ -30,7 +30,7 @@ def _fit_words(rng: np.random.Generator, split: str, fnt, max_w: int, n_max: int
 
 
 def det_page(rng: np.random.Generator, split: str, h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
-    """A text page: (BGR uint8 HWC, boolean mask of the rendered text boxes)."""
+    """Render a text page: (BGR uint8 HWC, boolean mask of the rendered text boxes)."""
     from PIL import Image, ImageDraw
 
     img = Image.fromarray(S.background(rng, w, h))
@@ -46,8 +46,9 @@ def det_page(rng: np.random.Generator, split: str, h: int, w: int) -> tuple[np.n
         text = _fit_words(rng, split, fnt, w - x - 4, 6)
         box = draw.textbbox((x, y), text, font=fnt)
         draw.text((x, y), text, font=fnt, fill=S.ink(rng))
-        mask[max(0, box[1]) : box[3], max(0, box[0]) : box[2]] = True
-        y = box[3] + int(rng.integers(3, 2 * size + 4))
+        x0, y0, x1, y1 = (int(v) for v in box)
+        mask[max(0, y0) : y1, max(0, x0) : x1] = True
+        y = y1 + int(rng.integers(3, 2 * size + 4))
     return _bgr(np.asarray(img)), mask
 
 
@@ -82,13 +83,13 @@ def line_input(img: np.ndarray, h: int, w: int) -> tuple[np.ndarray, int]:
 
 
 def rec_line(rng: np.random.Generator, split: str, h: int, w: int) -> tuple[np.ndarray, int, str]:
-    """A recogniser line (never squeezed: it fits w/h), its width and the rendered text."""
+    """Render a recogniser line (never squeezed: it fits w/h), its width and the rendered text."""
     img, text = line_image(rng, split, 0.97 * w / h)
     return (*line_input(img, h, w), text)
 
 
 def cls_line(rng: np.random.Generator, split: str, h: int, w: int) -> tuple[np.ndarray, int, int]:
-    """A classifier line, its width and its angle class (0 upright, 1 rotated 180 degrees)."""
+    """Render a classifier line, its width and its angle class (0 upright, 1 turned 180)."""
     img, _ = line_image(rng, split, float(rng.uniform(1.5, 7.0)))
     label = int(rng.random() < 0.5)
     if label:
