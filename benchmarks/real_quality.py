@@ -414,8 +414,10 @@ def main(argv: list[str] | None = None) -> int:
 def merge(args: argparse.Namespace) -> int:
     """Print (and plot / save) the records of several earlier runs as one table."""
     records: list[dict[str, Any]] = []
+    runs = []
     for path in args.merge:
         run = json.loads(path.read_text())
+        runs.append({"file": str(path), "machine": run["machine"], "args": run["args"]})
         load = " ".join(run["machine"].get("loadavg_at_start") or [])
         print(f"{path}: load avg at start {load}; args {json.dumps(run['args'])}")
         records += run["records"]
@@ -424,7 +426,7 @@ def merge(args: argparse.Namespace) -> int:
     print(markdown(records, targets))
     _print_base_rates(records)
     if args.json:
-        C.write_json(args.json, {"merged": [str(p) for p in args.merge], "records": records})
+        C.write_json(args.json, {"runs": runs, "records": records})
     if args.plot:
         plot(records, args.plot)
     return 0
