@@ -301,7 +301,8 @@ def markdown(records: list[dict[str, Any]], targets: list[float]) -> str:
                     why = f"{model} {method}: {_cell(r)}: {r.get('na') or r.get('error')}"
                     notes.setdefault(why, []).append(f"{r['target']:g}")
                 elif r is not None and r.get("note"):
-                    notes.setdefault(f"{model} {method}: {r['note']}", []).append(f"{r['target']:g}")
+                    what = f"{model} {method}: {r['note']}"
+                    notes.setdefault(what, []).append(f"{r['target']:g}")
             label = f"{model} ({METRIC_NAMES[model]})"
             lines.append(f"| {label} | {method} | " + " | ".join(_cell(r) for r in row) + " |")
     text = [f"- {why} (MACs {', '.join(ts)})" for why, ts in notes.items()]
