@@ -375,7 +375,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
         args.eval = args.eval or QUICK["eval"]
         if args.targets == list(TARGETS):
             args.targets = list(QUICK["targets"])
-        if argv is None or "--methods" not in (argv or sys.argv):
+        if "--methods" not in (sys.argv[1:] if argv is None else argv):
             args.methods = list(QUICK["methods"])
     args.echo = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
     return args

@@ -9,6 +9,10 @@ built (``onnxprune.testing.realdata``), the original decides on it as its packag
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -21,6 +25,7 @@ from onnxprune.testing import task_metrics as T
 from onnxprune.testing.realdata import sources
 
 pytestmark = pytest.mark.real
+REPO = Path(__file__).resolve().parents[1]
 
 # model -> (samples, highest score a broken model may reach, base-rate checks)
 CASES: dict[str, tuple[int, float, dict[str, tuple[float, float]]]] = {
@@ -99,3 +104,20 @@ def test_splits_are_disjoint_and_deterministic(fetched: dict[str, Any], name: st
 
         assert words(calib.meta["text"]) and words(ev.meta["text"])
         assert not words(calib.meta["text"]) & words(ev.meta["text"])
+
+
+def test_benchmark_quick_run(fetched: dict[str, Any], tmp_path: Path) -> None:
+    """benchmarks/real_quality.py end to end on the smallest model: cells land at their MACs."""
+    out = tmp_path / "rq.json"
+    methods = ["default", "no-refine", "uniform-l1", "onnxsim-l2"]
+    cmd = [sys.executable, "benchmarks/real_quality.py", "--quick", "--only", "mtcnn_rnet",
+           "--methods", *methods, "--json", str(out)]  # fmt: skip
+    done = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600, check=False)
+    assert done.returncode == 0, done.stderr[-2000:]
+    cells = {r["method"]: r for r in json.loads(out.read_text())["records"] if "target" in r}
+    for method in ("default", "uniform-l1"):
+        assert abs(cells[method]["macs_kept"] - 0.5) <= 0.02
+        assert 0.0 <= cells[method]["value"] <= 1.0
+    assert "no refine option" in cells["no-refine"].get("na", "no refine option")
+    assert "value" in cells["onnxsim-l2"] or "na" in cells["onnxsim-l2"]
+    assert "| mtcnn_rnet (face agreement) | default |" in done.stdout
