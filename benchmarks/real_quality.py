@@ -421,7 +421,7 @@ def merge(args: argparse.Namespace) -> int:
         runs.append({"file": str(path), "machine": run["machine"], "args": run["args"]})
         load = " ".join(run["machine"].get("loadavg_at_start") or [])
         print(f"{path}: load avg at start {load}; args {json.dumps(run['args'])}")
-        records += run["records"]
+        records += [_with_constant_score(r) for r in run["records"]]
     targets = sorted({r["target"] for r in records if "target" in r}, reverse=True)
     print()
     print(markdown(records, targets))
@@ -431,6 +431,14 @@ def merge(args: argparse.Namespace) -> int:
     if args.plot:
         plot(records, args.plot)
     return 0
+
+
+def _with_constant_score(rec: dict[str, Any]) -> dict[str, Any]:
+    """Add what a constant decision scores to base rates written before it was recorded."""
+    share = rec.get("face_rate", rec.get("share_decided_180"))
+    if rec["method"] != "base_rates" or share is None or "constant_model_scores" in rec:
+        return rec
+    return {**rec, "constant_model_scores": max(share, 1.0 - share)}
 
 
 def _print_base_rates(records: list[dict[str, Any]]) -> None:
