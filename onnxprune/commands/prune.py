@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import sys
 
 from onnxprune import ir
 from onnxprune.check import check, check_max_drop, enforce
@@ -14,13 +15,19 @@ from onnxprune.commands.common import (
     output_path,
     write,
 )
+from onnxprune.bench.runtime import PROVIDERS
+from onnxprune.bench.speed import SpeedCheck, speed_check
 from onnxprune.data import load_data
+from onnxprune.errors import CannotPruneError, InputError
+from onnxprune.model import Model
 from onnxprune.defaults import OBJECTIVES
 from onnxprune.pruning import prune
 from onnxprune.pruning.allocation import ALLOCATIONS
 from onnxprune.pruning.compensation import RIDGE
 from onnxprune.pruning.criteria import CRITERIA
+from onnxprune.pruning import grid
 from onnxprune.pruning.options import PruneOptions
+from onnxprune.pruning.result import PruneResult
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -37,6 +44,9 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
                       help="fraction of the MACs to keep, in (0, 1)")
     goal.add_argument("--target-params", type=float, metavar="F",
                       help="fraction of the parameters to keep, in (0, 1)")
+    goal.add_argument("--target-latency", type=float, metavar="F",
+                      help="fraction of the original's p50 latency to keep, in (0, 1): "
+                      "allocates on a measured latency table (cached), then measures")
     goal.add_argument("--ratio", type=float,
                       help="remove this share of every prunable group (uniform baseline)")
     src = p.add_mutually_exclusive_group()
@@ -54,8 +64,9 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--criterion", choices=sorted(CRITERIA), default=None,
                    help="which channels: effective (default with data), taylor, l1 (default "
                    "without data), l2, random")
-    p.add_argument("--round-to", type=int, default=1, metavar="N",
-                   help="keep multiples of N channels per group (e.g. 8)")
+    p.add_argument("--round-to", type=_round_to, default=grid.AUTO, metavar="N|auto",
+                   help="keep multiples of N channels per group; auto (default): the grid "
+                   "the provider's fast kernels want on this CPU; 1: exact MACs")
     p.add_argument("--min-channels", type=int, default=1, metavar="N",
                    help="no group goes below N channels")
     p.add_argument("--exclude", nargs="+", default=(), metavar="NODE_OR_GROUP",
@@ -74,6 +85,14 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--max-drop", type=float, default=None, metavar="D",
                    help="refuse to write if the drop (accuracy with --labels, else top-1 "
                    "changes or 1-cosine) exceeds D; implies --check")
+    p.add_argument("--threads", type=int, default=1,
+                   help="onnxruntime intra-op threads of the latency table and speed check (1)")
+    p.add_argument("--provider", choices=list(PROVIDERS), default="cpu",
+                   help="onnxruntime provider to prune for (cpu)")
+    p.add_argument("--min-speedup", type=float, default=None, metavar="X",
+                   help="refuse to write (exit 3) if the measured speed-up is below X")
+    p.add_argument("--no-speed-check", action="store_true",
+                   help="skip timing the pruned model against the original (~1-2 s)")
     p.add_argument("--save-plan", metavar="PLAN.json", help="also write the plan")
     p.add_argument("--device", default="cpu", help="torch device (cpu, cuda)")
     p.add_argument("--seed", type=int, default=0)
@@ -81,10 +100,19 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.set_defaults(run=run)
 
 
+def _round_to(text: str) -> int | str:
+    try:
+        return grid.parse_round_to(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}': expected 'auto' or an integer >= 1") \
+            from None
+
+
 def options_from(args: argparse.Namespace) -> PruneOptions:
     """Return the prune options the command line asked for."""
     return PruneOptions(
         ratio=args.ratio, target_macs=args.target_macs, target_params=args.target_params,
+        target_latency=args.target_latency, threads=args.threads, provider=args.provider,
         criterion=args.criterion, allocation=args.allocation, objective=args.objective,
         compensate=False if args.no_compensation else None, ridge=args.ridge,
         distill_epochs=args.distill_epochs, distill_lr=args.distill_lr,
@@ -99,9 +127,10 @@ def run(args: argparse.Namespace) -> int:
     output_path(args)
     has_data = args.data is not None or args.random_data is not None
     check_max_drop(args.max_drop, has_data)
+    if args.min_speedup is not None and (args.min_speedup <= 0 or args.no_speed_check):
+        raise InputError(f"--min-speedup {args.min_speedup}: needs the speed check and a "
+                         "positive speed-up, e.g. --min-speedup 1.0")
     if args.check and not has_data:
-        from onnxprune.errors import InputError
-
         raise InputError("--check compares outputs on data: pass --data FILE.npz")
     model = load_model(args)
     data = None
@@ -117,6 +146,7 @@ def run(args: argparse.Namespace) -> int:
     if (args.check or args.max_drop is not None) and data is not None:
         checked = check(model.proto, result.model, data)
         enforce(checked, args.max_drop)
+    speed = None if args.no_speed_check else _speed(model, result, args)
     write(result.model, args)
     if args.save_plan:
         result.plan.save(args.save_plan)
@@ -129,4 +159,22 @@ def run(args: argparse.Namespace) -> int:
     n = len(result.plan.groups)
     print(f"pruned {n} groups; {len(result.skipped)} groups left unpruned (barriers); "
           f"wrote {args.output}")
+    if speed is not None:
+        print(speed.line(result.after.macs / result.before.macs if result.before.macs
+                         else None))
+        loud = speed.warning(args.round_to)
+        if loud:
+            print(loud, file=sys.stderr)
     return 0
+
+
+def _speed(model: Model, result: PruneResult, args: argparse.Namespace) -> SpeedCheck:
+    """Measure original vs pruned (reusing --target-latency's measurement); enforce the floor."""
+    speed = result.speed or speed_check(model.proto, result.model, model.input_shapes,
+                                        threads=args.threads, provider=args.provider)
+    if args.min_speedup is not None and speed.speedup < args.min_speedup:
+        raise CannotPruneError(
+            f"measured {speed.line()}: below --min-speedup {args.min_speedup:g}; nothing "
+            f"written. To fix this, prune with --target-latency {min(0.95, 1 / args.min_speedup):.2f}, "
+            "a milder target, or the default --round-to auto")
+    return speed
