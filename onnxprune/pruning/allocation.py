@@ -92,12 +92,9 @@ class CostModel:
     def __init__(self, cg: ChannelGraph, metric: str, total: int) -> None:
         self.ids = [g.id for g in cg.groups]
         self.sizes = np.array([g.size for g in cg.groups], dtype=np.float64)
-        col = {gid: i for i, gid in enumerate(self.ids)}
-        owned: dict[Space, list[tuple[int, int]]] = {}
-        for g in cg.groups:
-            for space, owner in g.members.items():
-                owned.setdefault(space, []).append((col[g.id], int((owner >= 0).sum())))
+        owned = owned_spaces(cg)
         rows = []
+        self.nodes: list[str] = []  # the node of each row (the latency model prices them)
         for node in cg.ctx.graph.nodes:
             if node.op not in _COST_OPS or len(node.inputs) < 2 or not node.outputs:
                 continue
@@ -107,6 +104,7 @@ class CostModel:
             pin, pout = self._shares(cg, node, owned, len(self.ids))
             depthwise = node.op == "Conv" and _depthwise(cg, node)
             rows.append((base, pin, pout, depthwise))
+            self.nodes.append(node.name)
         n = len(rows)
         self.base = np.array([r[0] for r in rows], dtype=np.float64)
         self.pin = np.array([r[1] for r in rows]).reshape(n, len(self.ids))
@@ -166,6 +164,15 @@ class CostModel:
         now = np.where(self.dw, fout, fin * fout)
         after = np.where(self.dw[:, None], fout2, fin2 * fout2)
         return (self.base[:, None] * (now[:, None] - after)).sum(0)
+
+
+def owned_spaces(cg: ChannelGraph) -> dict[Space, list[tuple[int, int]]]:
+    """Map every channel space to the (group column, channel count) pairs that own it."""
+    owned: dict[Space, list[tuple[int, int]]] = {}
+    for col, g in enumerate(cg.groups):
+        for space, owner in g.members.items():
+            owned.setdefault(space, []).append((col, int((owner >= 0).sum())))
+    return owned
 
 
 def _const_shape(cg: ChannelGraph, name: str) -> tuple[int, ...] | None:

@@ -17,7 +17,10 @@ from onnxprune.errors import InputError
 from onnxprune.model import Model, load
 from onnxprune.pruning import allocation as alloc_mod
 from onnxprune.pruning.compensation import CompensationReport, compensate
+from onnxprune.bench.speed import speed_check
+from onnxprune.pruning import grid, latency
 from onnxprune.pruning.compose import compose
+from onnxprune.pruning.latency_cost import LatencyCost
 from onnxprune.pruning.options import PruneOptions
 from onnxprune.pruning.plan import Plan
 from onnxprune.pruning.result import PruneResult, make_result, pruned_shapes
@@ -78,6 +81,8 @@ def prune(
         )
     if opts.ratio is not None:
         result = _ratio_step(model, opts, data, analysis)
+    elif opts.metric == "latency":
+        result = _latency_step(model, opts, data, analysis)
     else:
         result = _target_steps(model, opts, data, analysis)
     if opts.distill_epochs and data is not None:
@@ -147,6 +152,26 @@ def _target_steps(model: Model, opts: PruneOptions, data: Dataset | None,
     achieved = metric_of(result.after, opts.metric) / total
     line = f"{opts.metric} kept {achieved:.3f} (target {opts.target:.3f})"
     return replace(result, notes=(*result.notes, line))
+
+
+def _latency_step(model: Model, opts: PruneOptions, data: Dataset | None,
+                  analysis: AnalysisResult | None) -> PruneResult:
+    """Allocate on the measured latency table, then measure the result against the original."""
+    assert opts.target_latency is not None
+    table = latency.table_for(model, threads=opts.threads, provider=opts.provider,
+                              optimization=opts.optimization,
+                              step=grid.candidates(opts.round_to, opts.provider)[0])
+    cost = LatencyCost(model.groups, table)
+    if opts.needs_analysis and analysis is None:
+        analysis = _analyse(model, data, opts)
+    plan, allocation = target_plan(model, opts.target_latency, opts, analysis, cost=cost)
+    result = _finish(model, plan, opts, analysis, allocation, [table.line()])
+    speed = speed_check(model.proto, result.model, model.input_shapes, threads=opts.threads,
+                        provider=opts.provider, optimization=opts.optimization)
+    line = (f"latency kept: predicted {allocation.estimate:.3f}, measured {speed.ratio:.3f} "
+            f"(target {opts.target_latency:.3f}; p50 {speed.original_ms:.3f} -> "
+            f"{speed.pruned_ms:.3f} ms, interleaved)")
+    return replace(result, speed=speed, notes=(*result.notes, line))
 
 
 def _finish(model: Model, plan: Plan, opts: PruneOptions, analysis: AnalysisResult | None,
