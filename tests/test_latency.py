@@ -237,3 +237,14 @@ def test_speedup_warning_text() -> None:
     assert slow.speedup == 0.5 and slow.ratio == 2.0
     assert "--target-latency" in (slow.warning("auto") or "")
     assert SpeedCheck(2.0, 1.0, 5, 1, "cpu").warning(1) is None
+
+
+def test_structure_hash_ignores_weight_values_not_shapes() -> None:
+    model = _chain()
+    proto = onnx.ModelProto()
+    proto.CopyFrom(model.proto)
+    w = onnx.numpy_helper.to_array(proto.graph.initializer[0]) * 2.0
+    proto.graph.initializer[0].CopyFrom(onnx.numpy_helper.from_array(w, "w1"))
+    assert latency.structure_hash(onnxprune.load(proto)) == latency.structure_hash(model)
+    proto.graph.node[0].attribute[0].ints[:] = [0, 0, 0, 0]  # pads: other shapes
+    assert latency.structure_hash(onnxprune.load(proto)) != latency.structure_hash(model)

@@ -12,7 +12,8 @@ other nodes by the elements they touch and scales with the channels they carry
 (``pruning/latency_cost.py``).
 
 The table is cached as JSON under ``$ONNXPRUNE_CACHE`` (default ``~/.cache/onnxprune``),
-``latency/<key>.json``, the key hashing the model bytes, its input shapes, provider, threads,
+``latency/<key>.json``, the key hashing the model's structure (:func:`structure_hash`), its
+input shapes, provider, threads,
 optimisation level, grid, CPU model, onnxruntime version and :data:`VERSION`.
 """
 
@@ -128,13 +129,32 @@ def cache_key(model: Model, *, threads: int, provider: str, optimization: str, s
               ) -> tuple[str, dict[str, object]]:
     """Return the table's cache key and the settings it hashes."""
     settings: dict[str, object] = {
-        "model_sha256": hashlib.sha256(model.proto.SerializeToString()).hexdigest(),
+        "model_sha256": structure_hash(model),
         "input_shapes": {k: list(v) for k, v in sorted(model.input_shapes.items())},
         "provider": provider, "threads": threads, "optimization": optimization, "grid": step,
         "cpu": cpu_model(), "onnxruntime": ort.__version__, "version": VERSION,
     }
     text = json.dumps(settings, sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:32], settings
+
+
+def structure_hash(model: Model) -> str:
+    """SHA-256 of what latency depends on: nodes, attributes, weight names/shapes/dtypes.
+
+    Not the weight values: they do not change the time (so a distilled or re-trained model of
+    the same architecture reuses the table) and hashing 100 MB of them costs a second or more.
+    """
+    h = hashlib.sha256()
+    graph = model.proto.graph
+    for node in graph.node:
+        h.update(node.SerializeToString())
+    for t in graph.initializer:
+        h.update(f"{t.name}:{t.data_type}:{list(t.dims)};".encode())
+    for v in (*graph.input, *graph.output):
+        h.update(v.SerializeToString())
+    for op in model.proto.opset_import:
+        h.update(f"{op.domain}:{op.version};".encode())
+    return h.hexdigest()
 
 
 def table_for(model: Model, *, threads: int = 1, provider: str = "cpu",
