@@ -248,3 +248,42 @@ def test_structure_hash_ignores_weight_values_not_shapes() -> None:
     assert latency.structure_hash(onnxprune.load(proto)) == latency.structure_hash(model)
     proto.graph.node[0].attribute[0].ints[:] = [0, 0, 0, 0]  # pads: other shapes
     assert latency.structure_hash(onnxprune.load(proto)) != latency.structure_hash(model)
+
+
+def test_latency_target_is_re_aimed_at_the_measurements() -> None:
+    from onnxprune.pruning.latency_target import Aim
+
+    aim = Aim(0.5)
+    assert aim.next() == 0.5
+    aim.measured(0.5, 0.625)  # the table was optimistic: re-aim proportionally
+    assert aim.next() == pytest.approx(0.4)
+    aim.measured(0.4, 0.55)  # then by the secant through both tries
+    assert aim.next() == pytest.approx(0.4 + (0.5 - 0.55) * (0.4 - 0.5) / (0.55 - 0.625))
+    aim.measured(0.333, 0.51)
+    assert aim.next() is None  # landed within 4 %
+    done = Aim(0.5, corrections=1)
+    done.next()
+    done.measured(0.5, 0.7)
+    done.next()
+    done.measured(0.36, 0.6)
+    assert done.next() is None  # out of corrections
+
+
+def test_target_latency_prune_reports_predicted_and_measured(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from onnxprune.pruning import pipeline
+
+    model = _chain()
+    monkeypatch.setattr(latency, "table_for", lambda m, **kw: _table(m))
+    measured = iter([0.6, 0.5])  # the first prune misses, the re-aimed one lands
+
+    def fake(original: object, pruned: object, shapes: object, **kw: object) -> SpeedCheck:
+        return SpeedCheck(10.0, 10.0 * next(measured), 5, 1, "cpu")
+
+    monkeypatch.setattr(pipeline, "speed_check", fake)
+    res = onnxprune.prune(model, target_latency=0.5, allocation="uniform", criterion="l1",
+                          compensate=False)
+    assert res.speed is not None and res.speed.ratio == pytest.approx(0.5)
+    assert any(n.startswith("latency kept: predicted") and "measured 0.500" in n
+               for n in res.notes)
+    assert any("re-aimed" in n for n in res.notes)

@@ -13,12 +13,12 @@ from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from onnxprune import metrics
-from onnxprune.errors import InputError
+from onnxprune.errors import CannotPruneError, InputError
 from onnxprune.model import Model, load
 from onnxprune.pruning import allocation as alloc_mod
 from onnxprune.pruning.compensation import CompensationReport, compensate
-from onnxprune.bench.speed import speed_check
-from onnxprune.pruning import grid, latency
+from onnxprune.bench.speed import SpeedCheck, speed_check
+from onnxprune.pruning import grid, latency, latency_target
 from onnxprune.pruning.compose import compose
 from onnxprune.pruning.latency_cost import LatencyCost
 from onnxprune.pruning.options import PruneOptions
@@ -156,22 +156,35 @@ def _target_steps(model: Model, opts: PruneOptions, data: Dataset | None,
 
 def _latency_step(model: Model, opts: PruneOptions, data: Dataset | None,
                   analysis: AnalysisResult | None) -> PruneResult:
-    """Allocate on the measured latency table, then measure the result against the original."""
-    assert opts.target_latency is not None
+    """Allocate on the measured latency table, measure the result against the original, and
+    re-aim while the measurement misses the target (``pruning/latency_target.py``)."""
+    target = opts.target_latency
+    assert target is not None
     table = latency.table_for(model, threads=opts.threads, provider=opts.provider,
                               optimization=opts.optimization,
                               step=grid.candidates(opts.round_to, opts.provider)[0])
     cost = LatencyCost(model.groups, table)
     if opts.needs_analysis and analysis is None:
         analysis = _analyse(model, data, opts)
-    plan, allocation = target_plan(model, opts.target_latency, opts, analysis, cost=cost)
-    result = _finish(model, plan, opts, analysis, allocation, [table.line()])
-    speed = speed_check(model.proto, result.model, model.input_shapes, threads=opts.threads,
-                        provider=opts.provider, optimization=opts.optimization)
-    line = (f"latency kept: predicted {allocation.estimate:.3f}, measured {speed.ratio:.3f} "
-            f"(target {opts.target_latency:.3f}; p50 {speed.original_ms:.3f} -> "
-            f"{speed.pruned_ms:.3f} ms, interleaved)")
-    return replace(result, speed=speed, notes=(*result.notes, line))
+    aim = latency_target.Aim(target)
+    best: tuple[PruneResult, SpeedCheck] | None = None
+    while (goal := aim.next()) is not None:
+        try:
+            plan, allocation = target_plan(model, goal, opts, analysis, cost=cost)
+        except CannotPruneError:
+            if best is None:
+                raise
+            break
+        result = _finish(model, plan, opts, analysis, allocation, [table.line()])
+        speed = speed_check(model.proto, result.model, model.input_shapes,
+                            threads=opts.threads, provider=opts.provider,
+                            optimization=opts.optimization)
+        aim.measured(allocation.estimate, speed.ratio)
+        if best is None or aim.closer(speed.ratio, best[1].ratio):
+            best = (result, speed)
+    assert best is not None
+    result, speed = best
+    return replace(result, speed=speed, notes=(*result.notes, *aim.lines(speed)))
 
 
 def _finish(model: Model, plan: Plan, opts: PruneOptions, analysis: AnalysisResult | None,
