@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import onnx
@@ -22,6 +23,15 @@ from onnxprune.bench.runtime import make_session
 FUSED = ("Relu", "LeakyRelu", "Sigmoid", "Tanh", "HardSigmoid", "Clip")
 """Activations onnxruntime fuses into a Conv (FusedConv / NCHWc) when they are its only reader."""
 OPSET = 17
+
+
+@dataclass(frozen=True)
+class Tail:
+    """The activation fused into a node: op type, attributes, Clip bounds (as inputs)."""
+
+    op: str
+    attrs: tuple[tuple[str, object], ...] = ()
+    bounds: tuple[float, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -42,7 +52,7 @@ class NodeSpec:
     w_in: int
     w_out: int
     depthwise: bool = False
-    tail: tuple[object, ...] = ()
+    tail: Tail | None = None
 
     @property
     def c_in(self) -> int:
@@ -65,7 +75,7 @@ class NodeSpec:
         w_shape[self.w_out] = c_out
         if not self.depthwise:
             w_shape[self.w_in] = c_in
-        attrs = dict(self.attrs)
+        attrs: dict[str, Any] = dict(self.attrs)
         if self.depthwise:
             attrs["group"] = c_out
         inits = [numpy_helper.from_array(
@@ -76,13 +86,13 @@ class NodeSpec:
             names.append("B")
         nodes = [helper.make_node(self.op, names, ["Y0"], **attrs)]
         last = "Y0"
-        if self.tail:
-            op, t_attrs, bounds = self.tail
+        if self.tail is not None:
             ins = [last]
-            for i, v in enumerate(bounds):  # type: ignore[arg-type]
+            for i, v in enumerate(self.tail.bounds):
                 inits.append(numpy_helper.from_array(np.array(v, np.float32), f"clip{i}"))
                 ins.append(f"clip{i}")
-            nodes.append(helper.make_node(op, ins, ["Y1"], **dict(t_attrs)))  # type: ignore[arg-type]
+            t_attrs: dict[str, Any] = dict(self.tail.attrs)
+            nodes.append(helper.make_node(self.tail.op, ins, ["Y1"], **t_attrs))
             last = "Y1"
         graph = helper.make_graph(
             nodes, "micro", [helper.make_tensor_value_info("X", TensorProto.FLOAT, x_shape)],
@@ -91,7 +101,7 @@ class NodeSpec:
                                  ir_version=8)
 
     def feed(self, c_in: int, seed: int = 0) -> np.ndarray:
-        """A seeded input for :meth:`model` at ``c_in`` channels."""
+        """Return a seeded input for :meth:`model` at ``c_in`` channels."""
         shape = list(self.x_shape)
         shape[self.x_axis] = c_in
         return np.random.default_rng(seed).standard_normal(shape).astype(np.float32)

@@ -54,7 +54,7 @@ class SpeedCheck:
                 f"{self.pairs} interleaved runs{eff})")
 
     def warning(self, round_to: int | str) -> str | None:
-        """The loud line when the pruned model is slower than the original, else None."""
+        """Return the loud line when the pruned model is slower than the original, else None."""
         if self.speedup >= 1.0:
             return None
         fix = ("prune again with the default --round-to auto (latency-friendly widths) or "

@@ -7,6 +7,8 @@ import logging
 import sys
 
 from onnxprune import ir
+from onnxprune.bench.runtime import PROVIDERS
+from onnxprune.bench.speed import SpeedCheck, speed_check
 from onnxprune.check import check, check_max_drop, enforce
 from onnxprune.commands.common import (
     add_model_args,
@@ -15,17 +17,14 @@ from onnxprune.commands.common import (
     output_path,
     write,
 )
-from onnxprune.bench.runtime import PROVIDERS
-from onnxprune.bench.speed import SpeedCheck, speed_check
 from onnxprune.data import load_data
+from onnxprune.defaults import OBJECTIVES
 from onnxprune.errors import CannotPruneError, InputError
 from onnxprune.model import Model
-from onnxprune.defaults import OBJECTIVES
-from onnxprune.pruning import prune
+from onnxprune.pruning import grid, prune
 from onnxprune.pruning.allocation import ALLOCATIONS
 from onnxprune.pruning.compensation import RIDGE
 from onnxprune.pruning.criteria import CRITERIA
-from onnxprune.pruning import grid
 from onnxprune.pruning.options import PruneOptions
 from onnxprune.pruning.result import PruneResult
 
@@ -173,8 +172,9 @@ def _speed(model: Model, result: PruneResult, args: argparse.Namespace) -> Speed
     speed = result.speed or speed_check(model.proto, result.model, model.input_shapes,
                                         threads=args.threads, provider=args.provider)
     if args.min_speedup is not None and speed.speedup < args.min_speedup:
+        aim = min(0.95, 1 / args.min_speedup)
         raise CannotPruneError(
             f"measured {speed.line()}: below --min-speedup {args.min_speedup:g}; nothing "
-            f"written. To fix this, prune with --target-latency {min(0.95, 1 / args.min_speedup):.2f}, "
-            "a milder target, or the default --round-to auto")
+            f"written. To fix this, prune with --target-latency {aim:.2f}, a milder target, "
+            "or the default --round-to auto")
     return speed

@@ -33,6 +33,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import numpy as np
 
@@ -175,6 +176,26 @@ def owned_spaces(cg: ChannelGraph) -> dict[Space, list[tuple[int, int]]]:
     return owned
 
 
+class Pricing(Protocol):
+    """What an allocation needs of a cost.
+
+    :class:`CostModel` (MACs, params) or the measured latency
+    (``pruning/latency_cost.LatencyCost``).
+    """
+
+    ids: list[int]
+    sizes: np.ndarray
+    total: float
+
+    def cost(self, widths: np.ndarray) -> float:
+        """Cost at ``widths`` (aligned with ``ids``)."""
+        ...
+
+    def savings(self, widths: np.ndarray, new: np.ndarray) -> np.ndarray:
+        """Cost saved by moving each group alone from ``widths`` to ``new``."""
+        ...
+
+
 def _const_shape(cg: ChannelGraph, name: str) -> tuple[int, ...] | None:
     c = cg.ctx.const(name)
     return None if c is None else tuple(c.shape)
@@ -215,11 +236,11 @@ class Allocation:
     notes: list[str] = field(default_factory=list)
 
 
-def _target_cost(cm: CostModel, target: float) -> float:
+def _target_cost(cm: Pricing, target: float) -> float:
     return target * cm.total
 
 
-def hierarchical(cm: CostModel, budgets: Sequence[GroupBudget], target: float, metric: str
+def hierarchical(cm: Pricing, budgets: Sequence[GroupBudget], target: float, metric: str
                  ) -> Allocation:
     """Greedy widths by loss per cost saved; first pass never below each group's rank."""
     goal = _target_cost(cm, target)
@@ -248,7 +269,7 @@ def hierarchical(cm: CostModel, budgets: Sequence[GroupBudget], target: float, m
     return alloc
 
 
-def _best_step(cm: CostModel, w: np.ndarray, by_col: Mapping[int, GroupBudget], phase: str,
+def _best_step(cm: Pricing, w: np.ndarray, by_col: Mapping[int, GroupBudget], phase: str,
                floor: float) -> tuple[int, int, float] | None:
     """Pick the step with the least loss per cost saved.
 
@@ -283,7 +304,7 @@ def _best_step(cm: CostModel, w: np.ndarray, by_col: Mapping[int, GroupBudget], 
     return best
 
 
-def uniform(cm: CostModel, allowed: Mapping[int, Widths], target: float, metric: str
+def uniform(cm: Pricing, allowed: Mapping[int, Widths], target: float, metric: str
             ) -> Allocation:
     """One ratio for every allowed group, bisected on the cost model to meet the target."""
     col = {gid: i for i, gid in enumerate(cm.ids)}
@@ -311,7 +332,7 @@ def uniform(cm: CostModel, allowed: Mapping[int, Widths], target: float, metric:
 
 
 def global_ranking(
-    cm: CostModel, allowed: Mapping[int, Widths], scores: Mapping[int, np.ndarray],
+    cm: Pricing, allowed: Mapping[int, Widths], scores: Mapping[int, np.ndarray],
     target: float, metric: str,
 ) -> Allocation:
     """Remove the channels with the lowest normalised scores, model-wide, until the target."""
@@ -336,7 +357,7 @@ def global_ranking(
     return Allocation(_pruned(cm, w, allowed), cm.cost(w) / cm.total, target, metric)
 
 
-def _pruned(cm: CostModel, w: np.ndarray, allowed: Mapping[int, Widths]) -> dict[int, int]:
+def _pruned(cm: Pricing, w: np.ndarray, allowed: Mapping[int, Widths]) -> dict[int, int]:
     col = {gid: i for i, gid in enumerate(cm.ids)}
     return {gid: int(w[col[gid]]) for gid in allowed if w[col[gid]] < cm.sizes[col[gid]]}
 

@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-from onnxprune.bench.micro import FUSED, NodeSpec, Timer
+from onnxprune.bench.micro import FUSED, NodeSpec, Tail, Timer
 from onnxprune.bench.profile import node_times
 from onnxprune.bench.runtime import make_session
 from onnxprune.bench.speed import random_feeds
@@ -51,8 +51,11 @@ KERNEL_OPS = ("Conv", "FusedConv", "NchwcConv", "ConvTranspose", "Gemm", "FusedG
 
 @dataclass(frozen=True)
 class Curve:
-    """Latency (ms) of one node vs its output widths (input full) and input widths (output
-    full); a depthwise node has only the output curve (its input follows)."""
+    """Latency (ms) of one node vs its output widths and its input widths.
+
+    ``outs`` are timed with the input full, ``ins`` with the output full; a depthwise node has
+    only ``outs`` (its input follows).
+    """
 
     c_in: int
     c_out: int
@@ -107,7 +110,7 @@ class LatencyTable:
 
 
 def cache_root() -> Path:
-    """The user cache folder of onnxprune."""
+    """Return the user cache folder of onnxprune."""
     if os.environ.get("ONNXPRUNE_CACHE"):
         return Path(os.environ["ONNXPRUNE_CACHE"])
     base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
@@ -115,7 +118,7 @@ def cache_root() -> Path:
 
 
 def cpu_model() -> str:
-    """The CPU's model name (part of the cache key)."""
+    """Return the CPU's model name (part of the cache key)."""
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):
@@ -297,8 +300,8 @@ def _spec(ctx: Context, node) -> NodeSpec | None:  # type: ignore[no-untyped-def
     return None
 
 
-def _tail(ctx: Context, node) -> tuple[tuple[object, ...], list[str]]:  # type: ignore[no-untyped-def]
-    """The activation onnxruntime fuses into ``node`` (behind a BatchNormalization it folds)."""
+def _tail(ctx: Context, node) -> tuple[Tail | None, list[str]]:  # type: ignore[no-untyped-def]
+    """Return the activation onnxruntime fuses into ``node`` (behind a folded BatchNorm)."""
     names = []
     out = node.outputs[0].name
     readers = ctx.consumers(out)
@@ -307,14 +310,14 @@ def _tail(ctx: Context, node) -> tuple[tuple[object, ...], list[str]]:  # type: 
         out = readers[0].outputs[0].name
         readers = ctx.consumers(out)
     if len(readers) != 1 or readers[0].op not in FUSED:
-        return (), names
+        return None, names
     act = readers[0]
     bounds = tuple(float(np.asarray(ctx.const(t.name)).reshape(()))
                    for t in act.inputs[1:] if t.name and ctx.const(t.name) is not None)
     if act.op == "Clip" and len(bounds) != len([t for t in act.inputs[1:] if t.name]):
-        return (), names  # bounds computed at run time: not fused
+        return None, names  # bounds computed at run time: not fused
     attrs = tuple(sorted((k, v) for k, v in act.attrs.items() if k not in ("min", "max")))
     if act.op == "Clip" and not bounds and act.attrs:  # opset < 11: bounds as attributes
         bounds = (float(act.attrs.get("min", -3.4e38)), float(act.attrs.get("max", 3.4e38)))
     names.append(act.name)
-    return (act.op, attrs, bounds), names
+    return Tail(act.op, attrs, bounds), names

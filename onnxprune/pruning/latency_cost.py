@@ -16,9 +16,9 @@ stop the greedy) and
 extrapolated linearly below the smallest one. A depthwise node has only ``t_out``. Nodes
 without a curve (grouped convs, MatMuls of two activations) cost their MACs at the median
 ms-per-MAC of the measured ones. The rest of the model time (elementwise ops, pooling, SE
-gates; its share of the profiled model time, ``LatencyTable.rest``) is spread over the other nodes by the elements they read and write, each scaling
-with the kept share of its output's channels. Everything is scaled so that the full widths
-cost exactly the measured model p50.
+gates; its share of the profiled model time, ``LatencyTable.rest``) is spread over the other
+nodes by the elements they read and write, each scaling with the kept share of its output's
+channels. Everything is scaled so that the full widths cost exactly the measured model p50.
 """
 
 from __future__ import annotations

@@ -57,7 +57,7 @@ class Aim:
         return abs(a - self.target) < abs(b - self.target)
 
     def lines(self, final: SpeedCheck) -> list[str]:
-        """The report: every try, and the result kept."""
+        """Return the report lines: every try, and the result kept."""
         tries = "; ".join(f"predicted {p:.3f} -> measured {m:.3f}" for p, m in self.tried)
         pred = next(p for p, m in self.tried if abs(m - final.ratio) < 1e-12)
         return [

@@ -13,12 +13,12 @@ from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from onnxprune import metrics
+from onnxprune.bench.speed import SpeedCheck, speed_check
 from onnxprune.errors import CannotPruneError, InputError
 from onnxprune.model import Model, load
 from onnxprune.pruning import allocation as alloc_mod
-from onnxprune.pruning.compensation import CompensationReport, compensate
-from onnxprune.bench.speed import SpeedCheck, speed_check
 from onnxprune.pruning import grid, latency, latency_target
+from onnxprune.pruning.compensation import CompensationReport, compensate
 from onnxprune.pruning.compose import compose
 from onnxprune.pruning.latency_cost import LatencyCost
 from onnxprune.pruning.options import PruneOptions
@@ -156,8 +156,10 @@ def _target_steps(model: Model, opts: PruneOptions, data: Dataset | None,
 
 def _latency_step(model: Model, opts: PruneOptions, data: Dataset | None,
                   analysis: AnalysisResult | None) -> PruneResult:
-    """Allocate on the measured latency table, measure the result against the original, and
-    re-aim while the measurement misses the target (``pruning/latency_target.py``)."""
+    """Allocate on the latency table, measure against the original, re-aim while it misses.
+
+    See ``pruning/latency_target.py``.
+    """
     target = opts.target_latency
     assert target is not None
     table = latency.table_for(model, threads=opts.threads, provider=opts.provider,

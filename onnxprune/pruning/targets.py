@@ -31,7 +31,7 @@ def metric_of(cost: metrics.Cost, metric: str) -> int:
 
 
 def target_plan(model: Model, target: float, opts: PruneOptions, analysis: AnalysisResult | None,
-                cost: alloc_mod.CostModel | None = None,
+                cost: alloc_mod.Pricing | None = None,
                 ) -> tuple[Plan, alloc_mod.Allocation]:
     """Allocate widths to reach ``target`` (of this model) and pick the channels.
 
@@ -62,7 +62,7 @@ def target_plan(model: Model, target: float, opts: PruneOptions, analysis: Analy
 
 
 def _allocate(model: Model, target: float, opts: PruneOptions, analysis: AnalysisResult | None,
-              round_to: int, cost: alloc_mod.CostModel | None) -> alloc_mod.Allocation:
+              round_to: int, cost: alloc_mod.Pricing | None) -> alloc_mod.Allocation:
     assert opts.metric is not None
     cg = model.groups
     skip = excluded(model, opts.exclude)
@@ -73,7 +73,7 @@ def _allocate(model: Model, target: float, opts: PruneOptions, analysis: Analysi
             wd = alloc_mod.widths_for(g, round_to, opts.min_channels)
             if wd.floor < g.size:
                 allowed[g.id] = wd
-    cm = cost if cost is not None else alloc_mod.CostModel(
+    cm: alloc_mod.Pricing = cost if cost is not None else alloc_mod.CostModel(
         cg, opts.metric, metric_of(model.cost, opts.metric))
     rng = np.random.default_rng(opts.seed)
 
