@@ -7,12 +7,13 @@ Every model is pruned
 - to ``--target-latency 0.7`` and ``0.5`` (one latency table per thread count; its build time,
   or ~0 s when cached, is reported),
 
-and the pruned model's latency is measured against the original's with
-``onnxprune.bench.bench``: batch 1, 1 and 2 intra-op threads, runs of the two models
-interleaved, medians (p50). Per row:
+and the pruned model's latency is measured against the original's with ``bench``'s session
+options: batch 1, 1 and 2 intra-op threads, runs of the two models interleaved (at least
+``--iterations`` pairs, more for ``--seconds``), medians. Per row:
 
 - MACs kept: measured on the pruned model;
-- speed-up: p50 original / p50 pruned (same run);
+- speed-up: 1 / the median of the per-pair latency ratios pruned/original (interleaved pairs;
+  robust to preemptions on a loaded machine); the p50s of both are shown too;
 - efficiency: speed-up / arithmetic limit = speed-up x MACs kept (1.0: latency falls exactly
   like the MACs);
 - predicted: the latency table's predicted latency kept (``--target-latency`` rows); measured:
@@ -41,12 +42,14 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import _speed_models
+import numpy as np
 from _common import export_arch, fetched_models, machine, machine_line, table, write_json
 
 import onnxprune
 from onnxprune import ir
 from onnxprune.analysis import analyze
-from onnxprune.bench import bench
+from onnxprune.bench import make_session
+from onnxprune.bench.speed import random_feeds
 from onnxprune.data import Dataset, load_data
 
 log = logging.getLogger("speedup")
@@ -173,14 +176,37 @@ def measure(src: Source, model: onnxprune.Model, args: argparse.Namespace, tmp: 
 def _row(src: Source, pruned: Path, threads: int, goal: str, target: float, round_to: str,
          uniform: bool, args: argparse.Namespace, predicted: float | None,
          table_s: float | None, prune_s: float) -> Row:
-    rep = bench(src.path, pruned, input_shapes=src.input_shapes, threads=threads,
-                warmup=args.warmup, iterations=args.iterations, measure_memory=False)
-    a, b = rep.models
-    lat = rep.latency[0]
-    macs, ratio = b.macs / a.macs, lat.p50_ms[1] / lat.p50_ms[0]
+    original = onnxprune.load(src.path, input_shapes=src.input_shapes)
+    small = onnxprune.load(pruned, input_shapes=original.input_shapes)
+    p50, ratio = paired(original, pruned, threads, args)
+    macs = small.cost.macs / original.cost.macs
     return Row(src.name, "uniform-l1" if uniform else "default", threads, goal, target,
-               round_to, macs, lat.p50_ms[0], lat.p50_ms[1], 1 / ratio, macs / ratio,
-               predicted, ratio, table_s, prune_s)
+               round_to, macs, p50[0], p50[1], 1 / ratio, macs / ratio, predicted, ratio,
+               table_s, prune_s)
+
+
+def paired(original: onnxprune.Model, pruned: Path, threads: int, args: argparse.Namespace
+           ) -> tuple[list[float], float]:
+    """Interleaved runs A, B, A, B, ...: both p50s and the median of the per-pair ratios.
+
+    On a loaded machine a preemption hits one run of a pair; the median of pair ratios
+    shrugs it off where a ratio of two p50s can be moved by it.
+    """
+    feeds = random_feeds(original.proto, original.input_shapes)
+    sessions = [make_session(m, threads=threads) for m in (original.proto, str(pruned))]
+    for _ in range(args.warmup):
+        for s in sessions:
+            s.run(None, feeds)
+    times: list[list[float]] = [[], []]
+    start = time.perf_counter()
+    while len(times[0]) < args.iterations or (
+            time.perf_counter() - start < args.seconds and len(times[0]) < 10 * args.iterations):
+        for k, s in enumerate(sessions):
+            t0 = time.perf_counter()
+            s.run(None, feeds)
+            times[k].append(time.perf_counter() - t0)
+    a, b = np.array(times[0]), np.array(times[1])
+    return [float(np.median(a)) * 1e3, float(np.median(b)) * 1e3], float(np.median(b / a))
 
 
 HEADER = ["model", "alloc", "thr", "goal", "round", "MACs kept", "p50 orig ms",
@@ -230,6 +256,8 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--threads", default="1,2", help="intra-op thread counts (1,2)")
     p.add_argument("--iterations", type=int, default=30, help="timed runs per model (30)")
     p.add_argument("--warmup", type=int, default=3, help="untimed runs per model (3)")
+    p.add_argument("--seconds", type=float, default=3.0,
+                   help="keep timing pairs for this long (up to 10x --iterations) (3)")
     p.add_argument("--samples", type=int, default=16, help="calibration samples (16)")
     p.add_argument("--only", nargs="+", default=(), help="model names to run")
     p.add_argument("--uniform", nargs="+", default=(),
