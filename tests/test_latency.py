@@ -287,3 +287,21 @@ def test_target_latency_prune_reports_predicted_and_measured(
     assert any(n.startswith("latency kept: predicted") and "measured 0.500" in n
                for n in res.notes)
     assert any("re-aimed" in n for n in res.notes)
+
+
+def test_bench_per_node_lists_the_slowest_nodes_of_both_models(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    model = _chain()
+    original = tmp_path / "a.onnx"
+    onnx.save(model.proto, str(original))
+    pruned = tmp_path / "b.onnx"
+    assert main(["prune", str(original), "-o", str(pruned), *ARGS, "--no-speed-check"]) == 0
+    capsys.readouterr()
+    assert main(["bench", str(original), str(pruned), "--per-node", "3", "--no-memory",
+                 "--iterations", "3", "--warmup", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "speed-up b=1" in out and "efficiency b=1" in out
+    lines = out.split("per node (onnxruntime profiler")[1].splitlines()
+    assert lines[1].split()[:2] == ["node", "op"]
+    assert len(lines) == 1 + 1 + 3 + 1  # title, header, 3 nodes, total
+    assert lines[-1].startswith("all nodes")
