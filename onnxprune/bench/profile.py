@@ -52,6 +52,8 @@ def node_times(
         so = ort.SessionOptions()
         so.intra_op_num_threads = threads
         so.inter_op_num_threads = 1
+        if threads > 1:  # like make_session
+            so.add_session_config_entry("session.intra_op.allow_spinning", "0")
         so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         so.graph_optimization_level = OPTIMIZATION[optimization]
         so.enable_profiling = True
