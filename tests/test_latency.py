@@ -305,3 +305,14 @@ def test_bench_per_node_lists_the_slowest_nodes_of_both_models(
     assert lines[1].split()[:2] == ["node", "op"]
     assert len(lines) == 1 + 1 + 3 + 1  # title, header, 3 nodes, total
     assert lines[-1].startswith("all nodes")
+
+
+def test_uniform_lands_on_the_coarse_grid_by_moving_single_groups() -> None:
+    model = _chain()
+    cm = alloc_mod.CostModel(model.groups, "macs", model.cost.macs)
+    allowed = {g.id: alloc_mod.Widths(g.size, 16, 16) for g in model.groups.groups
+               if g.prunable and g.size == 64}
+    # one ratio gives 48/48 (0.573) or 32/32 (0.264): 0.39 needs one group at 48, one at 32
+    alloc = alloc_mod.uniform(cm, allowed, 0.39, "macs")
+    assert sorted(alloc.widths.values()) == [32, 48]
+    assert abs(alloc.estimate - 0.39) <= alloc_mod.TOLERANCE

@@ -325,10 +325,47 @@ def uniform(cm: Pricing, allowed: Mapping[int, Widths], target: float, metric: s
         if best_key is None or key < best_key:
             best, best_key = float(ratio), key
     hi = best
-    w = at(hi)
+    w = _land(cm, at(hi), {col[gid]: wd for gid, wd in allowed.items()}, goal)
     alloc = Allocation(_pruned(cm, w, allowed), cm.cost(w) / cm.total, target, metric)
     alloc.notes.append(f"uniform ratio {hi:.3f} of every group's channels removed")
     return alloc
+
+
+def _land(cm: Pricing, w: np.ndarray, allowed: Mapping[int, Widths], goal: float
+          ) -> np.ndarray:
+    """Move single groups one grid step until the cost is within the tolerance of ``goal``.
+
+    One ratio for all groups moves every width at once: on a coarse grid (``round_to auto``)
+    no ratio may land within :data:`TOLERANCE`, and a finer grid would cost speed. So the
+    group that keeps the largest share steps down (the smallest share steps up) until it
+    lands; a step that would cross back stops it.
+    """
+    band = TOLERANCE * cm.total
+    last, prev = 0, w
+    for _ in range(10 * len(allowed) + 10):
+        gap = cm.cost(w) - goal
+        if abs(gap) <= band:
+            break
+        share = {i: w[i] / wd.size for i, wd in allowed.items()}
+        if gap > 0:
+            steps = {i: allowed[i].below(int(w[i])) for i in allowed}
+            cand = [i for i, n in steps.items() if n is not None]
+            pick = max(cand, key=lambda i: share[i], default=None)
+            direction = -1
+        else:
+            steps = {i: min(int(w[i]) + allowed[i].round_to, allowed[i].size) for i in allowed}
+            cand = [i for i in allowed if w[i] < allowed[i].size]
+            pick = min(cand, key=lambda i: share[i], default=None)
+            direction = 1
+        if pick is None:
+            break
+        if last == -direction:  # crossed the goal: keep the better of the last two
+            return min((w, prev), key=lambda x: (cm.cost(x) > goal + band,
+                                                 abs(cm.cost(x) - goal)))
+        prev, w = w, w.copy()
+        w[pick] = steps[pick]
+        last = direction
+    return w
 
 
 def global_ranking(
