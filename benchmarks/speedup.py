@@ -1,29 +1,38 @@
-"""Speed-up vs MACs: how close the measured onnxruntime speed-up comes to the arithmetic limit.
+"""Speed-up vs MACs: what onnxruntime delivers of the arithmetic limit, and latency targets.
 
-Every model is pruned to 0.8, 0.6 and 0.4 of its MACs (uniform allocation, l1 criterion, no
-compensation), with widths free (round-to 1) and multiples of 8 (round-to 8), and the pruned
-model's latency is measured against the original's with ``onnxprune.bench.bench``: batch 1,
-explicit intra-op threads, runs of the two models interleaved, medians (p50). Per row:
+Every model is pruned
 
-- MACs / params kept: measured on the written pruned model;
-- latency ratio: p50 pruned / p50 original (same run);
-- efficiency: (1 / latency ratio) / (1 / MACs ratio), i.e. the share of the arithmetic
-  speed-up that onnxruntime delivers (1.0 = latency falls exactly like the MACs).
+- to ``--target-macs 0.7`` and ``0.5`` with the default ``--round-to auto`` and with
+  ``--round-to 1`` (exact MACs, the old default), and
+- to ``--target-latency 0.7`` and ``0.5`` (one latency table per thread count; its build time,
+  or ~0 s when cached, is reported),
 
-Models: ResNet-50 and MobileNetV2 (1.0x) at 224x224 with seeded random weights, the small test
-architectures at 224x224 (narrow nets: few channels, large activations), and the real models
-of ``tools/fetch_models.py`` fed their calibration images.
+and the pruned model's latency is measured against the original's with ``bench``'s session
+options: batch 1, 1 and 2 intra-op threads, runs of the two models interleaved (at least
+``--iterations`` pairs, more for ``--seconds``), medians. Per row:
+
+- MACs kept: measured on the pruned model;
+- speed-up: 1 / the median of the per-pair latency ratios pruned/original (interleaved pairs;
+  robust to preemptions on a loaded machine); the p50s of both are shown too;
+- efficiency: speed-up / arithmetic limit = speed-up x MACs kept (1.0: latency falls exactly
+  like the MACs);
+- predicted: the latency table's predicted latency kept (``--target-latency`` rows); measured:
+  p50 pruned / p50 original.
+
+Allocation: the defaults (hierarchical, effective criterion, compensation) on the analysis of
+``--samples`` calibration samples (real models: their calibration images; synthetic models:
+seeded normal inputs), run once per model and reused by every row; or ``uniform``/``l1``
+without compensation for the models named in ``--uniform`` (the row says which).
 
 Usage::
 
     python benchmarks/speedup.py [--quick] [--threads 1,2] [--iterations 20] [--warmup 3]
-        [--only NAME ...] [--json out.json] [--plot out.png]
+        [--only NAME ...] [--uniform NAME ...] [--samples 16] [--json out.json]
 """
 
 from __future__ import annotations
 
 import argparse
-import inspect
 import logging
 import sys
 import tempfile
@@ -32,29 +41,28 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import _speed_models
+import numpy as np
 from _common import export_arch, fetched_models, machine, machine_line, table, write_json
 
 import onnxprune
 from onnxprune import ir
-from onnxprune.bench import bench
+from onnxprune.analysis import analyze
+from onnxprune.bench import make_session
+from onnxprune.bench.speed import random_feeds
 from onnxprune.data import Dataset, load_data
 
 log = logging.getLogger("speedup")
 
-TARGETS = (0.8, 0.6, 0.4)
-ROUND_TO = (1, 8)
-LARGE = ("resnet50", "mobilenetv2_full")
-SMALL = (
-    "vgg_bn", "resnet_basic", "resnet_bottleneck", "resnext", "mobilenetv2", "mobilenetv3",
-    "efficientnet", "shufflenetv2", "densenet", "inception", "convnext", "unet",
-)  # fmt: skip
-FIDELITY_SAMPLES = 4
+MODELS = ("ppocr_cls", "ppocr_rec", "mobilenetv2_full", "mobilenetv3_large", "efficientnet_b0",
+          "ppocr_det", "yolov8n_320", "picodet_layout", "resnet50")  # cheapest first
+MACS = (0.7, 0.5)
+LATENCY = (0.7, 0.5)
 
 
 @dataclass(frozen=True)
 class Source:
     name: str
-    kind: str  # large | small | real
     path: Path
     input_shapes: dict[str, tuple[int, ...]] | None
     calib: Path | None
@@ -63,261 +71,218 @@ class Source:
 @dataclass(frozen=True)
 class Row:
     model: str
+    allocation: str  # "default" (hierarchical/effective/compensation) or "uniform-l1"
     threads: int
-    round_to: int
+    goal: str  # macs | latency
     target: float
+    round_to: str
     macs_kept: float
-    params_kept: float
     p50_original_ms: float
     p50_pruned_ms: float
-    latency_ratio: float
+    speedup: float
     efficiency: float
-    cosine_min: float
+    predicted: float | None
+    measured: float
+    table_s: float | None
+    prune_s: float
 
 
-def sources(quick: bool, only: Sequence[str]) -> list[Source]:
-    names = [*LARGE, *SMALL]
+def sources(only: Sequence[str]) -> list[Source]:
     real = {r["name"]: r for r in fetched_models()}
-    wanted = ("mobilenetv2_full", "resnet_basic", "ppocr_cls") if quick else [*names, *real]
-    wanted = [n for n in wanted if not only or n in only]
     out = []
-    for n in wanted:
+    for n in MODELS:
+        if only and n not in only:
+            continue
         if n in real:
             r = real[n]
             shapes = ir.parse_input_shapes(r["input_shapes"])
-            out.append(Source(n, "real", Path(r["path"]), shapes, Path(r["calib"])))
-        elif n in LARGE:
-            out.append(Source(n, "large", export_arch(n), None, None))
+            out.append(Source(n, Path(r["path"]), shapes, Path(r["calib"])))
+        elif n in _speed_models.SPECS:
+            out.append(Source(n, _speed_models.export(n), None, None))
         else:
-            out.append(Source(n, "small", export_arch(n, image=224), None, None))
+            out.append(Source(n, export_arch(n), None, None))
     return out
 
 
-def prune_to(model: onnxprune.Model, target: float, round_to: int) -> onnxprune.PruneResult:
-    """Prune to ``target`` MACs kept: uniform allocation, l1, no compensation."""
-    if "target_macs" in inspect.signature(onnxprune.prune).parameters:
-        return onnxprune.prune(
-            model,
-            target_macs=target,
-            allocation="uniform",
-            criterion="l1",
-            compensate=False,
-            round_to=round_to,
-        )
-    return _bisect_ratio(model, target)  # older onnxprune: no targets (round-to ignored)
-
-
-def _bisect_ratio(model: onnxprune.Model, target: float) -> onnxprune.PruneResult:
-    lo, hi, best = 0.0, 1.0, None
-    for _ in range(10):
-        mid = (lo + hi) / 2
-        res = onnxprune.prune(model, ratio=mid, criterion="l1")
-        kept = res.after.macs / res.before.macs
-        if best is None or abs(kept - target) < abs(best.after.macs / best.before.macs - target):
-            best = res
-        lo, hi = (mid, hi) if kept > target else (lo, mid)
-        if abs(kept - target) < 0.005:
-            break
-    return best  # type: ignore[return-value]  # the loop runs at least once
-
-
-def dataset(model: onnxprune.Model, src: Source) -> Dataset:
+def dataset(model: onnxprune.Model, src: Source, samples: int) -> Dataset:
     specs = ir.io_specs(model.proto)
     if src.calib is None:
-        return load_data(None, specs, model.input_shapes, random_samples=FIDELITY_SAMPLES)
-    return load_data(src.calib, specs, model.input_shapes, limit=FIDELITY_SAMPLES)
+        return load_data(None, specs, model.input_shapes, random_samples=samples)
+    return load_data(src.calib, specs, model.input_shapes, limit=samples)
 
 
-def measure(src: Source, model: onnxprune.Model, args: argparse.Namespace, tmp: Path) -> list[Row]:
-    data = dataset(model, src)
+def configs(threads: Sequence[int]) -> list[tuple[str, float, str, int | None]]:
+    """(goal, target, round-to, threads of the table or None) of every prune."""
+    out: list[tuple[str, float, str, int | None]] = []
+    for rt in ("auto", "1"):
+        out += [("macs", t, rt, None) for t in MACS]
+    for th in threads:
+        out += [("latency", t, "auto", th) for t in LATENCY]
+    return out
+
+
+def prune_one(model: onnxprune.Model, goal: str, target: float, round_to: str,
+              threads: int | None, uniform: bool, analysis: object, data: Dataset | None
+              ) -> tuple[onnxprune.PruneResult, float]:
+    kw: dict[str, object] = {f"target_{goal}": target,
+                             "round_to": "auto" if round_to == "auto" else int(round_to),
+                             "threads": threads or 1}
+    if uniform:
+        kw.update(allocation="uniform", criterion="l1", compensate=False)
+    else:
+        kw.update(analysis=analysis, data=data)
+    t0 = time.perf_counter()
+    res = onnxprune.prune(model, **kw)  # type: ignore[arg-type]
+    return res, time.perf_counter() - t0
+
+
+def _table_seconds(res: onnxprune.PruneResult) -> float | None:
+    for note in res.notes:
+        if note.startswith("latency table:"):
+            return 0.0 if "loaded from cache" in note else float(
+                note.rsplit("built in ", 1)[1].split(" s")[0])
+    return None
+
+
+def measure(src: Source, model: onnxprune.Model, args: argparse.Namespace, tmp: Path
+            ) -> list[Row]:
+    uniform = src.name in args.uniform
+    data = dataset(model, src, args.samples)
+    analysis = None
+    if not uniform:
+        t0 = time.perf_counter()
+        analysis = analyze(model, data, estimate=False)
+        log.info("%s: analysed %d samples in %.0f s", src.name, len(data),
+                 time.perf_counter() - t0)
     rows = []
-    for round_to in args.round_to:
-        for target in args.targets:
-            t0 = time.perf_counter()
-            try:
-                res = prune_to(model, target, round_to)
-            except onnxprune.CannotPruneError as e:  # e.g. round-to 8 on very narrow nets
-                log.warning("%s round-to %d target %.1f: %s", src.name, round_to, target, e)
-                continue
-            pruned = tmp / f"{src.name}_{round_to}_{target}.onnx"
-            ir.save_model(res.model, pruned)
-            log.info(
-                "%s round-to %d target %.1f: pruned in %.1f s",
-                src.name,
-                round_to,
-                target,
-                time.perf_counter() - t0,
-            )
-            rows += [_row(src, data, pruned, t, round_to, target, args) for t in args.threads]
+    for goal, target, round_to, table_threads in configs(args.threads):
+        try:
+            res, seconds = prune_one(model, goal, target, round_to, table_threads, uniform,
+                                     analysis, data)
+        except onnxprune.OnnxPruneError as e:
+            log.warning("%s %s %.1f round-to %s: %s", src.name, goal, target, round_to, e)
+            continue
+        pruned = tmp / f"{src.name}_{goal}_{target}_{round_to}_{table_threads}.onnx"
+        ir.save_model(res.model, pruned)
+        est = res.allocation.estimate if res.allocation is not None else None
+        log.info("%s %s %.1f round-to %s threads %s: pruned in %.0f s", src.name, goal, target,
+                 round_to, table_threads, seconds)
+        for th in args.threads if table_threads is None else [table_threads]:
+            rows.append(_row(src, pruned, th, goal, target, round_to, uniform, args,
+                             est if goal == "latency" else None, _table_seconds(res), seconds))
     return rows
 
 
-def _row(
-    src: Source,
-    data: Dataset,
-    pruned: Path,
-    threads: int,
-    round_to: int,
-    target: float,
-    args: argparse.Namespace,
-) -> Row:
-    rep = bench(
-        src.path,
-        pruned,
-        data=data,
-        input_shapes=src.input_shapes,
-        threads=threads,
-        warmup=args.warmup,
-        iterations=args.iterations,
-        measure_memory=False,
-    )
-    a, b = rep.models
-    lat = rep.latency[0]
-    macs, ratio = b.macs / a.macs, lat.p50_ms[1] / lat.p50_ms[0]
-    cos = rep.fidelity.cosine_min if rep.fidelity else float("nan")
-    return Row(
-        src.name,
-        threads,
-        round_to,
-        target,
-        macs,
-        b.params / a.params,
-        lat.p50_ms[0],
-        lat.p50_ms[1],
-        ratio,
-        macs / ratio,
-        cos,
-    )
+def _row(src: Source, pruned: Path, threads: int, goal: str, target: float, round_to: str,
+         uniform: bool, args: argparse.Namespace, predicted: float | None,
+         table_s: float | None, prune_s: float) -> Row:
+    original = onnxprune.load(src.path, input_shapes=src.input_shapes)
+    small = onnxprune.load(pruned, input_shapes=original.input_shapes)
+    p50, ratio = paired(original, pruned, threads, args)
+    macs = small.cost.macs / original.cost.macs
+    return Row(src.name, "uniform-l1" if uniform else "default", threads, goal, target,
+               round_to, macs, p50[0], p50[1], 1 / ratio, macs / ratio, predicted, ratio,
+               table_s, prune_s)
 
 
-HEADER = [
-    "thr",
-    "round",
-    "target",
-    "MACs kept",
-    "params kept",
-    "p50 orig ms",
-    "p50 pruned ms",
-    "lat ratio",
-    "efficiency",
-]
+def paired(original: onnxprune.Model, pruned: Path, threads: int, args: argparse.Namespace
+           ) -> tuple[list[float], float]:
+    """Interleaved runs A, B, A, B, ...: both p50s and the median of the per-pair ratios.
+
+    On a loaded machine a preemption hits one run of a pair; the median of pair ratios
+    shrugs it off where a ratio of two p50s can be moved by it.
+    """
+    feeds = random_feeds(original.proto, original.input_shapes)
+    sessions = [make_session(m, threads=threads) for m in (original.proto, str(pruned))]
+    for _ in range(args.warmup):
+        for s in sessions:
+            s.run(None, feeds)
+    times: list[list[float]] = [[], []]
+    start = time.perf_counter()
+    while len(times[0]) < args.iterations or (
+            time.perf_counter() - start < args.seconds and len(times[0]) < 10 * args.iterations):
+        for k, s in enumerate(sessions):
+            t0 = time.perf_counter()
+            s.run(None, feeds)
+            times[k].append(time.perf_counter() - t0)
+    a, b = np.array(times[0]), np.array(times[1])
+    return [float(np.median(a)) * 1e3, float(np.median(b)) * 1e3], float(np.median(b / a))
 
 
-def model_table(rows: Sequence[Row]) -> str:
-    return table(
-        HEADER,
-        [
-            [
-                r.threads,
-                r.round_to,
-                r.target,
-                r.macs_kept,
-                r.params_kept,
-                f"{r.p50_original_ms:.2f}",
-                f"{r.p50_pruned_ms:.2f}",
-                r.latency_ratio,
-                f"{r.efficiency:.2f}",
-            ]
-            for r in rows
-        ],
-    )
+HEADER = ["model", "alloc", "thr", "goal", "round", "MACs kept", "p50 orig ms",
+          "p50 pruned ms", "speed-up", "efficiency", "lat predicted", "lat measured",
+          "table s"]
 
 
-def summary_table(rows: Sequence[Row], targets: Sequence[float]) -> str:
-    keys = sorted(
-        {(r.model, r.threads, r.round_to) for r in rows},
-        key=lambda k: ([r.model for r in rows].index(k[0]), k[1], k[2]),
-    )
-    body = []
-    for model, threads, round_to in keys:
-        sel = {
-            r.target: r
-            for r in rows
-            if (r.model, r.threads, r.round_to) == (model, threads, round_to)
-        }
-        body.append(
-            [
-                model,
-                threads,
-                round_to,
-                *[
-                    f"{1 / sel[t].latency_ratio:.2f}x ({sel[t].efficiency:.2f})"
-                    if t in sel
-                    else "n/a"
-                    for t in targets
-                ],
-            ]
-        )
-    limits = [f"MACs {t} (limit {1 / t:.2f}x)" for t in targets]
-    return table(["model", "thr", "round", *limits], body)
+def rows_table(rows: Sequence[Row]) -> str:
+    return table(HEADER, [[
+        r.model, r.allocation, r.threads, f"{r.goal} {r.target}", r.round_to, r.macs_kept,
+        f"{r.p50_original_ms:.2f}", f"{r.p50_pruned_ms:.2f}", f"{r.speedup:.2f}x",
+        f"{r.efficiency:.2f}", "" if r.predicted is None else f"{r.predicted:.3f}",
+        f"{r.measured:.3f}", "" if r.table_s is None else f"{r.table_s:.1f}"]
+        for r in rows])
 
 
-def plot(rows: Sequence[Row], path: str) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    threads = sorted({r.threads for r in rows})
-    fig, axes = plt.subplots(1, len(threads), figsize=(6 * len(threads), 5), squeeze=False)
-    for ax, t in zip(axes[0], threads, strict=True):
-        for model in dict.fromkeys(r.model for r in rows):
-            for round_to, marker in ((1, "o"), (8, "s")):
-                sel = [r for r in rows if (r.model, r.threads, r.round_to) == (model, t, round_to)]
-                if sel:
-                    ax.plot(
-                        [r.macs_kept for r in sel],
-                        [r.latency_ratio for r in sel],
-                        marker=marker,
-                        lw=0.8,
-                        label=f"{model} r{round_to}",
-                    )
-        ax.plot([0, 1], [0, 1], "k--", lw=1, label="latency = MACs")
-        ax.set(
-            xlim=(0.3, 1.0),
-            ylim=(0.0, 1.4),
-            xlabel="MACs kept",
-            ylabel="latency ratio (pruned / original, p50)",
-            title=f"{t} thread(s)",
-        )
-        ax.grid(alpha=0.3)
-    axes[0][-1].legend(fontsize=6, ncol=2, loc="upper left")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
+def markdown(rows: Sequence[Row]) -> str:
+    """One line per model and thread count: speed-up (efficiency) per configuration."""
+    cols = [("macs", 0.7, "auto"), ("macs", 0.5, "auto"), ("macs", 0.7, "1"),
+            ("macs", 0.5, "1"), ("latency", 0.7, "auto"), ("latency", 0.5, "auto")]
+    head = ["model (allocation)", "thr", "MACs 0.7 auto", "MACs 0.5 auto", "MACs 0.7 r1",
+            "MACs 0.5 r1", "lat 0.7: pred/meas (speed-up)", "lat 0.5: pred/meas (speed-up)",
+            "table build s"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "|".join(["---"] * len(head)) + "|"]
+    keys = list(dict.fromkeys((r.model, r.allocation, r.threads) for r in rows))
+    for model, alloc, th in keys:
+        sel = {(r.goal, r.target, r.round_to): r for r in rows
+               if (r.model, r.allocation, r.threads) == (model, alloc, th)}
+        cells = []
+        for c in cols:
+            r = sel.get(c)
+            if r is None:
+                cells.append("n/a")
+            elif r.goal == "macs":
+                cells.append(f"{r.speedup:.2f}x ({r.efficiency:.2f})")
+            else:
+                cells.append(f"{r.predicted:.2f}/{r.measured:.2f} ({r.speedup:.2f}x)")
+        built = [r.table_s for r in sel.values() if r.table_s]
+        cells.append(f"{max(built):.1f}" if built else "cached")
+        lines.append("| " + " | ".join([f"{model} ({alloc})", str(th), *cells]) + " |")
+    return "\n".join(lines)
 
 
 def parse(argv: Sequence[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--quick", action="store_true", help="3 models, 1 target, 1 thread, few runs")
+    p.add_argument("--quick", action="store_true", help="2 models, 1 thread, few runs")
     p.add_argument("--threads", default="1,2", help="intra-op thread counts (1,2)")
-    p.add_argument("--iterations", type=int, default=20, help="timed runs per model (20)")
+    p.add_argument("--iterations", type=int, default=30, help="timed runs per model (30)")
     p.add_argument("--warmup", type=int, default=3, help="untimed runs per model (3)")
+    p.add_argument("--seconds", type=float, default=3.0,
+                   help="keep timing pairs for this long (up to 10x --iterations) (3)")
+    p.add_argument("--samples", type=int, default=16, help="calibration samples (16)")
     p.add_argument("--only", nargs="+", default=(), help="model names to run")
+    p.add_argument("--uniform", nargs="+", default=(),
+                   help="models pruned uniform/l1 without analysis (when it is too slow)")
     p.add_argument("--json", help="write rows and machine info here")
-    p.add_argument("--plot", help="write a latency-ratio vs MACs-kept plot (PNG) here")
     args = p.parse_args(argv)
     args.threads = [int(t) for t in args.threads.split(",")]
-    args.targets, args.round_to = list(TARGETS), list(ROUND_TO)
     if args.quick:
-        args.threads, args.targets, args.iterations, args.warmup = [1], [0.6], 5, 1
+        args.threads, args.iterations, args.warmup = [1], 5, 1
+        args.only = args.only or ("mobilenetv2_full", "ppocr_cls")
     return args
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
-    logging.getLogger("onnxprune").setLevel(logging.ERROR)  # random-data warnings
+    logging.getLogger("onnxprune").setLevel(logging.ERROR)
     args = parse(argv)
     info = machine(args.threads)
     started = time.perf_counter()
     rows: list[Row] = []
     print(machine_line(info))
-    print(
-        f"bench: batch 1, warmup {args.warmup}, iterations {args.iterations}, interleaved, "
-        "p50; ORT CPU provider, optimization 'all', inter-op 1, sequential; pruning: "
-        "uniform allocation, l1, no compensation; efficiency = MACs ratio / latency ratio\n"
-    )
+    print(f"bench: batch 1, warmup {args.warmup}, iterations {args.iterations}, interleaved, "
+          "p50; ORT CPU provider, optimization 'all'; efficiency = speed-up x MACs kept\n")
     with tempfile.TemporaryDirectory() as tmp:
-        for src in sources(args.quick, args.only):
+        for src in sources(args.only):
             t0 = time.perf_counter()
             try:
                 model = onnxprune.load(src.path, input_shapes=src.input_shapes)
@@ -326,29 +291,26 @@ def main(argv: Sequence[str] | None = None) -> int:
                 print(f"== {src.name}: skipped ({type(e).__name__}: {e})\n")
                 continue
             rows += new
-            shapes = " ".join(f"{k}:{','.join(map(str, v))}" for k, v in model.input_shapes.items())
-            print(
-                f"== {src.name} ({src.kind}; {shapes}; {model.cost.macs / 1e6:,.1f} MMACs, "
-                f"{model.cost.params:,} params; {time.perf_counter() - t0:.0f} s)"
-            )
-            print(model_table(new) + "\n", flush=True)
-    print("== summary: speed-up = 1 / latency ratio (efficiency), by MACs target")
-    print(summary_table(rows, args.targets))
+            print(f"== {src.name} ({model.cost.macs / 1e6:,.1f} MMACs; "
+                  f"{time.perf_counter() - t0:.0f} s; load {_load()})")
+            print(rows_table(new) + "\n", flush=True)
+    print("== summary: speed-up (efficiency = speed-up x MACs kept); latency targets: "
+          "predicted/measured latency kept (speed-up)")
+    print(markdown(rows))
     wall = time.perf_counter() - started
-    print(f"\ntotal wall time {wall:.0f} s")
+    print(f"\ntotal wall time {wall:.0f} s; load avg at end {_load()}")
     if args.json:
-        write_json(
-            args.json,
-            {
-                "machine": info,
-                "settings": {k: v for k, v in vars(args).items() if k not in ("json", "plot")},
-                "wall_s": round(wall, 1),
-                "rows": [asdict(r) for r in rows],
-            },
-        )
-    if args.plot:
-        plot(rows, args.plot)
+        write_json(args.json, {"machine": info, "load_at_end": _load(),
+                               "settings": {k: v for k, v in vars(args).items() if k != "json"},
+                               "wall_s": round(wall, 1), "rows": [asdict(r) for r in rows]})
     return 0
+
+
+def _load() -> str:
+    try:
+        return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+    except OSError:
+        return "n/a"
 
 
 if __name__ == "__main__":

@@ -53,3 +53,20 @@ def real_records() -> dict[str, dict[str, object]]:
     if proc.returncode != 0:
         pytest.fail(f"fetch_models.py exited {proc.returncode}:\n{proc.stderr}", pytrace=False)
     return {r["name"]: r for r in json.loads(proc.stdout)}
+
+
+@pytest.fixture(autouse=True)
+def _no_timing_in_prune(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``prune`` times the pruned model against the original before writing; tests must not
+    depend on a shared machine's timing, so the measurement reports equal latencies (tests of
+    the speed check itself patch it again)."""
+    from onnxprune.bench.speed import SpeedCheck
+    from onnxprune.commands import prune as prune_cmd
+    from onnxprune.pruning import pipeline
+
+    def equal(*_args: object, threads: int = 1, provider: str = "cpu", **_kw: object
+              ) -> SpeedCheck:
+        return SpeedCheck(1.0, 1.0, 5, threads, provider)
+
+    monkeypatch.setattr(prune_cmd, "speed_check", equal)
+    monkeypatch.setattr(pipeline, "speed_check", equal)

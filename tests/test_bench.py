@@ -153,7 +153,7 @@ def test_bench_report_structure(tmp_path, batches, two):
     assert report.settings.memory_method == "not measured"
     d = json.loads(report.to_json())
     assert d == json.loads(json.dumps(report.to_dict()))
-    assert set(d) == {"models", "latency", "fidelity", "settings"}
+    assert set(d) == {"models", "latency", "fidelity", "settings"} | ({"speedup"} if two else set())
     table = report.table().splitlines()
     header = ["metric", "original", "pruned", "ratio"] if two else ["metric", "model"]
     assert table[0].split() == header
@@ -161,8 +161,21 @@ def test_bench_report_structure(tmp_path, batches, two):
     assert {"params", "MACs / sample", "size", "peak memory", "p50 latency b=1"} <= rows
     assert ("throughput b=4" in rows) == (4 in batches)
     assert ("top-1 agreement y" in rows) == two
+    assert ("speed-up b=1" in rows and "efficiency b=1" in rows) == two
     md = report.markdown().splitlines()
     assert md[1].startswith("|:---|---:") and md[0].count("|") == len(header) + 1
+
+
+def test_bench_speedup_and_efficiency(tmp_path):
+    a = save(tmp_path, conv_gemm(4), "a.onnx")
+    b = save(tmp_path, conv_gemm(2), "b.onnx")
+    report = bench(a, b, **FAST)
+    (speedup, efficiency), = report.speedups()
+    lat = report.latency[0]
+    assert speedup == pytest.approx(lat.p50_ms[0] / lat.p50_ms[1])
+    assert efficiency == pytest.approx(speedup * report.models[1].macs / report.models[0].macs)
+    assert report.to_dict()["speedup"] == [
+        {"batch": 1, "speedup": speedup, "efficiency": efficiency}]
 
 
 def test_bench_table_ratio_column(tmp_path):

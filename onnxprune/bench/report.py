@@ -47,8 +47,28 @@ class BenchReport:
     settings: BenchSettings
 
     def to_dict(self) -> dict[str, object]:
-        """Return the report as plain JSON-compatible data."""
-        return asdict(self)
+        """Return the report as plain JSON-compatible data (with ``speedup`` when compared)."""
+        data = asdict(self)
+        if len(self.models) == 2:
+            data["speedup"] = [{"batch": lat.batch, "speedup": s, "efficiency": e}
+                               for lat, (s, e) in zip(self.latency, self.speedups(),
+                                                      strict=True)]
+        return data
+
+    def speedups(self) -> list[tuple[float, float]]:
+        """Per batch size: (speed-up, efficiency) of the pruned model (two models only).
+
+        Speed-up is p50 original / p50 pruned; efficiency is the speed-up over its arithmetic
+        limit (1 / MACs kept), i.e. speed-up x MACs kept: 1.0 when latency falls exactly like
+        the MACs.
+        """
+        a, b = self.models
+        kept = b.macs / a.macs if a.macs else 1.0
+        out = []
+        for lat in self.latency:
+            s = lat.p50_ms[0] / lat.p50_ms[1] if lat.p50_ms[1] > 0 else float("inf")
+            out.append((s, s * kept))
+        return out
 
     def to_json(self) -> str:
         """Return the report as indented JSON."""
@@ -104,13 +124,17 @@ def _rows(report: BenchReport) -> tuple[list[str], list[list[str]], str]:
         row("size", [m.size_bytes for m in models], lambda v: si(v, "B")),
         row("peak memory", [m.peak_memory_bytes for m in models], lambda v: si(v, "B")),
     ]
-    for lat in report.latency:
+    speed = report.speedups() if two else [None] * len(report.latency)
+    for lat, sp in zip(report.latency, speed, strict=True):
         rows.append(row(f"p50 latency b={lat.batch}", list(lat.p50_ms), lambda v: f"{v:.3f} ms"))
         rows.append(row(f"p90 latency b={lat.batch}", list(lat.p90_ms), lambda v: f"{v:.3f} ms"))
         if lat.batch > 1:
             rows.append(
                 row(f"throughput b={lat.batch}", list(lat.throughput), lambda v: f"{v:,.1f}/s")
             )
+        if sp is not None:
+            rows.append([f"speed-up b={lat.batch}", "", f"{sp[0]:.3f}x", ""])
+            rows.append([f"efficiency b={lat.batch}", "", f"{sp[1]:.3f}", ""])
     if any(m.accuracy is not None for m in models):
         rows.append(row("accuracy", [m.accuracy for m in models], lambda v: f"{v:.4f}", False))
     rows += _fidelity_rows(report.fidelity)
@@ -133,5 +157,6 @@ def _note(st: BenchSettings, two: bool) -> str:
         f"threads={st.threads} optimization={st.optimization} provider={st.provider} "
         f"warmup={st.warmup} iterations={st.iterations} shapes={shapes}; data: {st.data} "
         f"({st.samples} samples); peak memory: {st.memory_method}"
-        + ("; ratio = pruned/original, runs interleaved" if two else "")
+        + ("; ratio = pruned/original, runs interleaved; speed-up = p50 original/pruned, "
+           "efficiency = speed-up x MACs kept (1.0: latency falls like the MACs)" if two else "")
     )

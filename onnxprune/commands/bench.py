@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
+from dataclasses import asdict
 from typing import Any
 
 from onnxprune import api as bench_api
 from onnxprune import ir
 from onnxprune.bench import OPTIMIZATION, PROVIDERS
+from onnxprune.bench.profile import compare_table, node_times, top_table
+from onnxprune.bench.speed import random_feeds
 from onnxprune.commands import common
 
 
@@ -51,6 +55,16 @@ def register(subparsers: Any) -> None:
         action="store_true",
         help="skip the peak-memory measurement (one subprocess per model)",
     )
+    p.add_argument(
+        "--per-node",
+        nargs="?",
+        type=int,
+        const=15,
+        default=None,
+        metavar="N",
+        help="also profile every node with onnxruntime's profiler and show the N slowest "
+        "(15), original vs pruned, so you see which layers did not get faster",
+    )
     out = p.add_mutually_exclusive_group()
     out.add_argument("--json", action="store_true", help="print the report as JSON")
     out.add_argument("--markdown", action="store_true", help="print a Markdown table")
@@ -78,5 +92,27 @@ def run(args: argparse.Namespace) -> int:
         measure_memory=not args.no_memory,
     )
     text = report.to_json() if args.json else report.markdown() if args.markdown else report.table()
+    if args.per_node is not None:
+        text = _with_per_node(text, report, args)
     sys.stdout.write(text + "\n")
     return 0
+
+
+def _with_per_node(text: str, report: bench_api.BenchReport, args: argparse.Namespace) -> str:
+    """Append (or, with --json, add) the per-node profile of the first batch size."""
+    paths = [args.model] + ([args.pruned] if args.pruned else [])
+    proto = ir.load_model(args.model)
+    feeds = random_feeds(proto, dict(report.settings.input_shapes))
+    times = [
+        node_times(p, feeds, threads=args.threads, optimization=args.optimization,
+                   provider=args.provider, runs=max(3, min(args.iterations, 20)))
+        for p in paths
+    ]
+    if args.json:
+        data = json.loads(text)
+        data["per_node"] = [{n: asdict(t) for n, t in ts.items()} for ts in times]
+        return json.dumps(data, indent=2)
+    table = (compare_table(times[0], times[1], args.per_node) if len(times) == 2
+             else top_table(times[0], args.per_node))
+    return (f"{text}\n\nper node (onnxruntime profiler, ms per run, executed graph after "
+            f"fusion; random inputs):\n{table}")

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import argparse
 import logging
+import sys
 
+from onnxprune.bench.runtime import PROVIDERS
+from onnxprune.bench.speed import SpeedCheck, speed_check
 from onnxprune.check import check, check_max_drop, enforce
 from onnxprune.commands.common import (
     add_data_args,
@@ -16,11 +19,14 @@ from onnxprune.commands.common import (
     write,
 )
 from onnxprune.defaults import OBJECTIVES
-from onnxprune.pruning import prune
+from onnxprune.errors import CannotPruneError, InputError
+from onnxprune.model import Model
+from onnxprune.pruning import grid, prune
 from onnxprune.pruning.allocation import ALLOCATIONS
 from onnxprune.pruning.compensation import RIDGE
 from onnxprune.pruning.criteria import CRITERIA
 from onnxprune.pruning.options import PruneOptions
+from onnxprune.pruning.result import PruneResult
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -39,6 +45,9 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
                       help="share of the MACs to KEEP, in (0, 1): 0.3 keeps 30%%")
     goal.add_argument("--target-params", type=float, metavar="KEEP",
                       help="share of the parameters to KEEP, in (0, 1)")
+    goal.add_argument("--target-latency", type=float, metavar="KEEP",
+                      help="share of the original's p50 latency to KEEP, in (0, 1): "
+                      "allocates on a measured latency table (cached), then measures")
     goal.add_argument("--prune-ratio", "--ratio", dest="ratio", type=float, metavar="REMOVE",
                       help="share of every prunable group's channels to REMOVE (uniform "
                       "baseline): 0.3 removes 30%%, the opposite sense of --target-macs")
@@ -51,8 +60,9 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--criterion", choices=sorted(CRITERIA), default=None,
                    help="which channels: effective (default with data), taylor, l1 (default "
                    "without data), l2, random")
-    p.add_argument("--round-to", type=int, default=1, metavar="N",
-                   help="keep multiples of N channels per group (e.g. 8)")
+    p.add_argument("--round-to", type=_round_to, default=grid.AUTO, metavar="N|auto",
+                   help="keep multiples of N channels per group; auto (default): the grid "
+                   "the provider's fast kernels want on this CPU; 1: exact MACs")
     p.add_argument("--min-channels", type=int, default=1, metavar="N",
                    help="no group goes below N channels")
     p.add_argument("--exclude", nargs="+", default=(), metavar="NODE_OR_GROUP",
@@ -71,6 +81,14 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--max-drop", type=float, default=None, metavar="D",
                    help="refuse to write if the drop (accuracy with --labels, else top-1 "
                    "changes or 1-cosine) exceeds D; implies --check")
+    p.add_argument("--threads", type=int, default=1,
+                   help="onnxruntime intra-op threads of the latency table and speed check (1)")
+    p.add_argument("--provider", choices=list(PROVIDERS), default="cpu",
+                   help="onnxruntime provider to prune for (cpu)")
+    p.add_argument("--min-speedup", type=float, default=None, metavar="X",
+                   help="refuse to write (exit 3) if the measured speed-up is below X")
+    p.add_argument("--no-speed-check", action="store_true",
+                   help="skip timing the pruned model against the original (~1-2 s)")
     p.add_argument("--save-plan", metavar="PLAN.json", help="also write the plan")
     p.add_argument("--device", default="cpu", help="torch device (cpu, cuda)")
     p.add_argument("--seed", type=int, default=0)
@@ -78,10 +96,19 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.set_defaults(run=run)
 
 
+def _round_to(text: str) -> int | str:
+    try:
+        return grid.parse_round_to(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}': expected 'auto' or an integer >= 1") \
+            from None
+
+
 def options_from(args: argparse.Namespace) -> PruneOptions:
     """Return the prune options the command line asked for."""
     return PruneOptions(
         ratio=args.ratio, target_macs=args.target_macs, target_params=args.target_params,
+        target_latency=args.target_latency, threads=args.threads, provider=args.provider,
         criterion=args.criterion, allocation=args.allocation, objective=args.objective,
         compensate=False if args.no_compensation else None, ridge=args.ridge,
         distill_epochs=args.distill_epochs, distill_lr=args.distill_lr,
@@ -96,9 +123,10 @@ def run(args: argparse.Namespace) -> int:
     output_path(args)
     has_data = args.data is not None or args.random_data is not None
     check_max_drop(args.max_drop, has_data)
+    if args.min_speedup is not None and (args.min_speedup <= 0 or args.no_speed_check):
+        raise InputError(f"--min-speedup {args.min_speedup}: needs the speed check and a "
+                         "positive speed-up, e.g. --min-speedup 1.0")
     if args.check and not has_data:
-        from onnxprune.errors import InputError
-
         raise InputError("--check compares outputs on data: pass --data FILE.npz")
     model, data = load_model_and_data(args)
     if args.progress:
@@ -108,6 +136,7 @@ def run(args: argparse.Namespace) -> int:
     if (args.check or args.max_drop is not None) and data is not None:
         checked = check(model.proto, result.model, data)
         enforce(checked, args.max_drop)
+    speed = None if args.no_speed_check else _speed(model, result, args)
     write(result.model, args)
     if args.save_plan:
         result.plan.save(args.save_plan)
@@ -118,4 +147,23 @@ def run(args: argparse.Namespace) -> int:
         print("\n".join(checked.lines()))
     print(f"pruned {plural(len(result.plan.groups), 'group')}; "
           f"{plural(len(result.skipped), 'group')} left unpruned (barriers); wrote {args.output}")
+    if speed is not None:
+        print(speed.line(result.after.macs / result.before.macs if result.before.macs
+                         else None))
+        loud = speed.warning(args.round_to)
+        if loud:
+            print(loud, file=sys.stderr)
     return 0
+
+
+def _speed(model: Model, result: PruneResult, args: argparse.Namespace) -> SpeedCheck:
+    """Measure original vs pruned (reusing --target-latency's measurement); enforce the floor."""
+    speed = result.speed or speed_check(model.proto, result.model, model.input_shapes,
+                                        threads=args.threads, provider=args.provider)
+    if args.min_speedup is not None and speed.speedup < args.min_speedup:
+        aim = min(0.95, 1 / args.min_speedup)
+        raise CannotPruneError(
+            f"measured {speed.line()}: below --min-speedup {args.min_speedup:g}; nothing "
+            f"written. To fix this, prune with --target-latency {aim:.2f}, a milder target, "
+            "or the default --round-to auto")
+    return speed

@@ -33,6 +33,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import numpy as np
 
@@ -91,12 +92,9 @@ class CostModel:
     def __init__(self, cg: ChannelGraph, metric: str, total: int) -> None:
         self.ids = [g.id for g in cg.groups]
         self.sizes = np.array([g.size for g in cg.groups], dtype=np.float64)
-        col = {gid: i for i, gid in enumerate(self.ids)}
-        owned: dict[Space, list[tuple[int, int]]] = {}
-        for g in cg.groups:
-            for space, owner in g.members.items():
-                owned.setdefault(space, []).append((col[g.id], int((owner >= 0).sum())))
+        owned = owned_spaces(cg)
         rows = []
+        self.nodes: list[str] = []  # the node of each row (the latency model prices them)
         for node in cg.ctx.graph.nodes:
             wop = weight_op(node.op, node.domain)  # ops whose rule gives cost-model axes
             if wop is None or wop.axes is None or len(node.inputs) < 2 or not node.outputs:
@@ -107,6 +105,7 @@ class CostModel:
             pin, pout = self._shares(cg, node, wop, owned, len(self.ids))
             depthwise = _depthwise(cg, node, wop)
             rows.append((base, pin, pout, depthwise))
+            self.nodes.append(node.name)
         n = len(rows)
         self.base = np.array([r[0] for r in rows], dtype=np.float64)
         self.pin = np.array([r[1] for r in rows]).reshape(n, len(self.ids))
@@ -169,6 +168,35 @@ class CostModel:
         return (self.base[:, None] * (now[:, None] - after)).sum(0)
 
 
+def owned_spaces(cg: ChannelGraph) -> dict[Space, list[tuple[int, int]]]:
+    """Map every channel space to the (group column, channel count) pairs that own it."""
+    owned: dict[Space, list[tuple[int, int]]] = {}
+    for col, g in enumerate(cg.groups):
+        for space, owner in g.members.items():
+            owned.setdefault(space, []).append((col, int((owner >= 0).sum())))
+    return owned
+
+
+class Pricing(Protocol):
+    """What an allocation needs of a cost.
+
+    :class:`CostModel` (MACs, params) or the measured latency
+    (``pruning/latency_cost.LatencyCost``).
+    """
+
+    ids: list[int]
+    sizes: np.ndarray
+    total: float
+
+    def cost(self, widths: np.ndarray) -> float:
+        """Cost at ``widths`` (aligned with ``ids``)."""
+        ...
+
+    def savings(self, widths: np.ndarray, new: np.ndarray) -> np.ndarray:
+        """Cost saved by moving each group alone from ``widths`` to ``new``."""
+        ...
+
+
 def _const_shape(cg: ChannelGraph, name: str) -> tuple[int, ...] | None:
     c = cg.ctx.const(name)
     return None if c is None else tuple(c.shape)
@@ -208,11 +236,11 @@ class Allocation:
     notes: list[str] = field(default_factory=list)
 
 
-def _target_cost(cm: CostModel, target: float) -> float:
+def _target_cost(cm: Pricing, target: float) -> float:
     return target * cm.total
 
 
-def hierarchical(cm: CostModel, budgets: Sequence[GroupBudget], target: float, metric: str
+def hierarchical(cm: Pricing, budgets: Sequence[GroupBudget], target: float, metric: str
                  ) -> Allocation:
     """Greedy widths by loss per cost saved; first pass never below each group's rank."""
     goal = _target_cost(cm, target)
@@ -241,7 +269,7 @@ def hierarchical(cm: CostModel, budgets: Sequence[GroupBudget], target: float, m
     return alloc
 
 
-def _best_step(cm: CostModel, w: np.ndarray, by_col: Mapping[int, GroupBudget], phase: str,
+def _best_step(cm: Pricing, w: np.ndarray, by_col: Mapping[int, GroupBudget], phase: str,
                floor: float) -> tuple[int, int, float] | None:
     """Pick the step with the least loss per cost saved.
 
@@ -276,7 +304,7 @@ def _best_step(cm: CostModel, w: np.ndarray, by_col: Mapping[int, GroupBudget], 
     return best
 
 
-def uniform(cm: CostModel, allowed: Mapping[int, Widths], target: float, metric: str
+def uniform(cm: Pricing, allowed: Mapping[int, Widths], target: float, metric: str
             ) -> Allocation:
     """One ratio for every allowed group, bisected on the cost model to meet the target."""
     col = {gid: i for i, gid in enumerate(cm.ids)}
@@ -297,14 +325,51 @@ def uniform(cm: CostModel, allowed: Mapping[int, Widths], target: float, metric:
         if best_key is None or key < best_key:
             best, best_key = float(ratio), key
     hi = best
-    w = at(hi)
+    w = _land(cm, at(hi), {col[gid]: wd for gid, wd in allowed.items()}, goal)
     alloc = Allocation(_pruned(cm, w, allowed), cm.cost(w) / cm.total, target, metric)
     alloc.notes.append(f"uniform ratio {hi:.3f} of every group's channels removed")
     return alloc
 
 
+def _land(cm: Pricing, w: np.ndarray, allowed: Mapping[int, Widths], goal: float
+          ) -> np.ndarray:
+    """Move single groups one grid step until the cost is within the tolerance of ``goal``.
+
+    One ratio for all groups moves every width at once: on a coarse grid (``round_to auto``)
+    no ratio may land within :data:`TOLERANCE`, and a finer grid would cost speed. So the
+    group that keeps the largest share steps down (the smallest share steps up) until it
+    lands; a step that would cross back stops it.
+    """
+    band = TOLERANCE * cm.total
+    last, prev = 0, w
+    for _ in range(10 * len(allowed) + 10):
+        gap = cm.cost(w) - goal
+        if abs(gap) <= band:
+            break
+        share = {i: w[i] / wd.size for i, wd in allowed.items()}
+        if gap > 0:
+            steps = {i: allowed[i].below(int(w[i])) for i in allowed}
+            cand = [i for i, n in steps.items() if n is not None]
+            pick = max(cand, key=lambda i: share[i], default=None)
+            direction = -1
+        else:
+            steps = {i: min(int(w[i]) + allowed[i].round_to, allowed[i].size) for i in allowed}
+            cand = [i for i in allowed if w[i] < allowed[i].size]
+            pick = min(cand, key=lambda i: share[i], default=None)
+            direction = 1
+        if pick is None:
+            break
+        if last == -direction:  # crossed the goal: keep the better of the last two
+            return min((w, prev), key=lambda x: (cm.cost(x) > goal + band,
+                                                 abs(cm.cost(x) - goal)))
+        prev, w = w, w.copy()
+        w[pick] = steps[pick]
+        last = direction
+    return w
+
+
 def global_ranking(
-    cm: CostModel, allowed: Mapping[int, Widths], scores: Mapping[int, np.ndarray],
+    cm: Pricing, allowed: Mapping[int, Widths], scores: Mapping[int, np.ndarray],
     target: float, metric: str,
 ) -> Allocation:
     """Remove the channels with the lowest normalised scores, model-wide, until the target."""
@@ -329,7 +394,7 @@ def global_ranking(
     return Allocation(_pruned(cm, w, allowed), cm.cost(w) / cm.total, target, metric)
 
 
-def _pruned(cm: CostModel, w: np.ndarray, allowed: Mapping[int, Widths]) -> dict[int, int]:
+def _pruned(cm: Pricing, w: np.ndarray, allowed: Mapping[int, Widths]) -> dict[int, int]:
     col = {gid: i for i, gid in enumerate(cm.ids)}
     return {gid: int(w[col[gid]]) for gid in allowed if w[col[gid]] < cm.sizes[col[gid]]}
 

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, fields, replace
 
+from onnxprune.bench.runtime import check_session_options
 from onnxprune.errors import InputError
 from onnxprune.pruning import allocation as alloc_mod
+from onnxprune.pruning import grid
 from onnxprune.pruning.compensation import RIDGE
 from onnxprune.pruning.criteria import CRITERIA, NEEDS_ANALYSIS
 
@@ -19,7 +21,8 @@ from onnxprune.pruning.criteria import CRITERIA, NEEDS_ANALYSIS
 class PruneOptions:
     """Everything :func:`onnxprune.prune` can be asked for.
 
-    Exactly one of ``ratio``, ``target_macs`` and ``target_params`` is given. ``None`` for
+    Exactly one of ``ratio``, ``target_macs``, ``target_params`` and ``target_latency`` is
+    given. ``None`` for
     ``criterion``, ``allocation`` and ``compensate`` means "the default for the data given"
     and is filled in by :meth:`resolved`.
 
@@ -27,6 +30,8 @@ class PruneOptions:
         ratio: remove this share of every prunable group (the classic uniform baseline).
         target_macs: fraction of the MACs to keep, in (0, 1).
         target_params: fraction of the parameters to keep, in (0, 1).
+        target_latency: fraction of the original's p50 latency to keep, in (0, 1): the
+            allocation spends a measured latency table (``pruning/latency.py``) instead of MACs.
         criterion: which channels to keep: ``effective`` (default with data), ``taylor``,
             ``l1`` (default without data), ``l2``, ``random``.
         allocation: how many per group: ``hierarchical`` (default with data), ``uniform``,
@@ -38,19 +43,25 @@ class PruneOptions:
         distill_lr: Adam learning rate of distillation (None: 1e-4).
         distill_batch: distillation batch size (None: 32).
         distill_labels: distil with cross-entropy on the data's labels instead.
-        round_to: widths are multiples of this (the full width is always allowed).
+        round_to: widths are multiples of this (the full width is always allowed);
+            ``auto`` (default): the grid the provider's fast kernels want (``pruning/grid.py``),
+            relaxed only where the target cannot be reached on it; 1: exact MACs.
         min_channels: no group goes below this width.
         exclude: group ids (as text) or root node names to leave alone.
         steps: reach the target in this many steps, re-analysing in between.
         seed: seed of ``random``, the analysis directions and distillation.
         device: torch device of the analysis and distillation.
         progress: report progress on stderr.
+        threads: onnxruntime intra-op threads of the latency table and the speed check.
+        provider: onnxruntime provider (``cpu``, ``cuda``) of the latency table and grid.
+        optimization: onnxruntime graph optimisation level of the latency measurements.
 
     """
 
     ratio: float | None = None
     target_macs: float | None = None
     target_params: float | None = None
+    target_latency: float | None = None
     criterion: str | None = None
     allocation: str | None = None
     objective: str = "gauss-newton"
@@ -60,13 +71,16 @@ class PruneOptions:
     distill_lr: float | None = None
     distill_batch: int | None = None
     distill_labels: bool = False
-    round_to: int = 1
+    round_to: int | str = grid.AUTO
     min_channels: int = 1
     exclude: tuple[str, ...] = ()
     steps: int = 1
     seed: int = 0
     device: str = "cpu"
     progress: bool = False
+    threads: int = 1
+    provider: str = "cpu"
+    optimization: str = "all"
 
     @classmethod
     def of(cls, base: PruneOptions | None = None, **changes: object) -> PruneOptions:
@@ -88,15 +102,20 @@ class PruneOptions:
     # -- derived ---------------------------------------------------------------------------
     @property
     def metric(self) -> str | None:
-        """``macs`` or ``params`` for a target, None for a ratio."""
+        """``macs``, ``params`` or ``latency`` for a target, None for a ratio."""
         if self.ratio is not None:
             return None
+        if self.target_latency is not None:
+            return "latency"
         return "macs" if self.target_macs is not None else "params"
 
     @property
     def target(self) -> float | None:
         """The fraction of the metric to keep (None for a ratio)."""
-        return self.target_macs if self.target_macs is not None else self.target_params
+        for value in (self.target_macs, self.target_params, self.target_latency):
+            if value is not None:
+                return value
+        return None
 
     @property
     def needs_analysis(self) -> bool:
@@ -136,9 +155,11 @@ class PruneOptions:
 
     def _check_goal(self) -> None:
         given = [n for n, v in (("ratio", self.ratio), ("target-macs", self.target_macs),
-                                ("target-params", self.target_params)) if v is not None]
+                                ("target-params", self.target_params),
+                                ("target-latency", self.target_latency)) if v is not None]
         if len(given) != 1:
-            raise InputError("give exactly one of --target-macs, --target-params or --ratio "
+            raise InputError("give exactly one of --target-macs, --target-params, "
+                             "--target-latency or --ratio "
                              f"(got {', '.join(given) or 'none'})")
         if self.metric is not None:
             alloc_mod.check_target(self.target, f"target-{self.metric}")
@@ -156,8 +177,14 @@ class PruneOptions:
         if self.criterion not in CRITERIA:
             raise InputError(f"unknown criterion '{self.criterion}'; choose one of "
                              f"{sorted(CRITERIA)}")
-        if self.round_to < 1 or self.min_channels < 1:
-            raise InputError("--round-to and --min-channels must be at least 1")
+        if self.round_to != grid.AUTO and (not isinstance(self.round_to, int)
+                                           or self.round_to < 1):
+            raise InputError(f"--round-to {self.round_to}: use 'auto' or an integer >= 1")
+        if self.min_channels < 1:
+            raise InputError("--min-channels must be at least 1")
+        if self.metric == "latency" and self.steps > 1:
+            raise InputError("--target-latency prunes in one step; drop --steps")
+        check_session_options(self.threads, self.optimization, self.provider)
         if self.steps < 1:
             raise InputError(f"--steps {self.steps}: must be at least 1")
         if self.steps > 1 and self.ratio is not None:

@@ -13,11 +13,14 @@ from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from onnxprune import metrics, progress
-from onnxprune.errors import InputError
+from onnxprune.bench.speed import SpeedCheck, speed_check
+from onnxprune.errors import CannotPruneError, InputError
 from onnxprune.model import Model, load
 from onnxprune.pruning import allocation as alloc_mod
+from onnxprune.pruning import grid, latency, latency_target
 from onnxprune.pruning.compensation import CompensationReport, compensate
 from onnxprune.pruning.compose import compose
+from onnxprune.pruning.latency_cost import LatencyCost
 from onnxprune.pruning.options import PruneOptions
 from onnxprune.pruning.plan import Plan
 from onnxprune.pruning.result import PruneResult, make_result, pruned_shapes
@@ -82,6 +85,8 @@ def prune(
         progress.note(mode)
     if opts.ratio is not None:
         result = _ratio_step(model, opts, data, analysis)
+    elif opts.metric == "latency":
+        result = _latency_step(model, opts, data, analysis)
     else:
         result = _target_steps(model, opts, data, analysis)
     if opts.distill_epochs and data is not None:
@@ -173,6 +178,41 @@ def _target_steps(model: Model, opts: PruneOptions, data: Dataset | None,
     achieved = metric_of(result.after, opts.metric) / total
     line = f"{opts.metric} kept {achieved:.3f} (target {opts.target:.3f})"
     return replace(result, notes=(*result.notes, line))
+
+
+def _latency_step(model: Model, opts: PruneOptions, data: Dataset | None,
+                  analysis: AnalysisResult | None) -> PruneResult:
+    """Allocate on the latency table, measure against the original, re-aim while it misses.
+
+    See ``pruning/latency_target.py``.
+    """
+    target = opts.target_latency
+    assert target is not None
+    table = latency.table_for(model, threads=opts.threads, provider=opts.provider,
+                              optimization=opts.optimization,
+                              step=grid.candidates(opts.round_to, opts.provider)[0])
+    cost = LatencyCost(model.groups, table)
+    if opts.needs_analysis and analysis is None:
+        analysis = _analyse(model, data, opts)
+    aim = latency_target.Aim(target)
+    best: tuple[PruneResult, SpeedCheck] | None = None
+    while (goal := aim.next()) is not None:
+        try:
+            plan, allocation = target_plan(model, goal, opts, analysis, cost=cost)
+        except CannotPruneError:
+            if best is None:
+                raise
+            break
+        result = _finish(model, plan, opts, analysis, allocation, [table.line()])
+        speed = speed_check(model.proto, result.model, model.input_shapes,
+                            threads=opts.threads, provider=opts.provider,
+                            optimization=opts.optimization)
+        aim.measured(allocation.estimate, speed.ratio)
+        if best is None or aim.closer(speed.ratio, best[1].ratio):
+            best = (result, speed)
+    assert best is not None
+    result, speed = best
+    return replace(result, speed=speed, notes=(*result.notes, *aim.lines(speed)))
 
 
 def _finish(model: Model, plan: Plan, opts: PruneOptions, analysis: AnalysisResult | None,

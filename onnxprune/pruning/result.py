@@ -19,6 +19,7 @@ from onnxprune.pruning.plan import Plan
 
 if TYPE_CHECKING:
     from onnxprune.analysis import AnalysisResult
+    from onnxprune.bench.speed import SpeedCheck
     from onnxprune.pruning.distill import DistillReport
 
 
@@ -41,6 +42,7 @@ class PruneResult:
     compensation: CompensationReport | None = None
     distillation: DistillReport | None = None
     notes: tuple[str, ...] = ()
+    speed: SpeedCheck | None = None  # measured original vs pruned (--target-latency)
 
     def table(self) -> str:
         """Before/after table of parameters, MACs and file size."""

@@ -10,6 +10,7 @@ from onnxprune import metrics
 from onnxprune.errors import CannotPruneError
 from onnxprune.model import Model
 from onnxprune.pruning import allocation as alloc_mod
+from onnxprune.pruning import grid
 from onnxprune.pruning.criteria import CRITERIA
 from onnxprune.pruning.options import PruneOptions
 from onnxprune.pruning.plan import Plan, make_plan
@@ -29,9 +30,39 @@ def metric_of(cost: metrics.Cost, metric: str) -> int:
     return cost.macs if metric == "macs" else cost.params
 
 
-def target_plan(model: Model, target: float, opts: PruneOptions, analysis: AnalysisResult | None
-                 ) -> tuple[Plan, alloc_mod.Allocation]:
-    """Allocate widths to reach ``target`` (of this model) and pick the channels."""
+def target_plan(model: Model, target: float, opts: PruneOptions, analysis: AnalysisResult | None,
+                cost: alloc_mod.Pricing | None = None,
+                ) -> tuple[Plan, alloc_mod.Allocation]:
+    """Allocate widths to reach ``target`` (of this model) and pick the channels.
+
+    ``cost`` prices the widths (default: the bilinear MACs/params model of ``opts.metric``;
+    a latency table for ``--target-latency``). ``round_to auto`` tries the coarsest grid first
+    and relaxes it only when the target cannot be reached on it (``pruning/grid.py``).
+    """
+    assert opts.metric is not None
+    grids = grid.candidates(opts.round_to, opts.provider)
+    tried = []
+    for step in grids:
+        result = _allocate(model, target, opts, analysis, step, cost)
+        tried.append((step, result))
+        if abs(result.estimate - target) <= alloc_mod.TOLERANCE:
+            break
+    else:  # no grid lands within the tolerance: the closest one not above it
+        step, result = min(tried, key=lambda t: (t[1].estimate > target + alloc_mod.TOLERANCE,
+                                                 abs(t[1].estimate - target)))
+    if step != grids[0]:
+        result.notes.append(
+            f"round-to auto: the target cannot be reached on the latency-friendly grid of "
+            f"{grids[0]} channels; widths are multiples of {step} (may run slower than the "
+            "grid; see the speed check)")
+    elif opts.round_to == grid.AUTO:
+        result.notes.append(f"round-to auto: widths are multiples of {step} "
+                            f"({opts.provider} provider's channel block on this machine)")
+    return _plan(model, target, opts, analysis, result, step)
+
+
+def _allocate(model: Model, target: float, opts: PruneOptions, analysis: AnalysisResult | None,
+              round_to: int, cost: alloc_mod.Pricing | None) -> alloc_mod.Allocation:
     assert opts.metric is not None
     cg = model.groups
     skip = excluded(model, opts.exclude)
@@ -39,11 +70,11 @@ def target_plan(model: Model, target: float, opts: PruneOptions, analysis: Analy
     notes: list[str] = []
     for g in cg.groups:
         if g.prunable and g.id not in skip:
-            wd = alloc_mod.widths_for(g, opts.round_to, opts.min_channels)
+            wd = alloc_mod.widths_for(g, round_to, opts.min_channels)
             if wd.floor < g.size:
                 allowed[g.id] = wd
-    total = metric_of(model.cost, opts.metric)
-    cm = alloc_mod.CostModel(cg, opts.metric, total)
+    cm: alloc_mod.Pricing = cost if cost is not None else alloc_mod.CostModel(
+        cg, opts.metric, metric_of(model.cost, opts.metric))
     rng = np.random.default_rng(opts.seed)
 
     def ga(gid: int) -> GroupAnalysis | None:
@@ -70,11 +101,21 @@ def target_plan(model: Model, target: float, opts: PruneOptions, analysis: Analy
                   for gid in allowed}
         result = alloc_mod.global_ranking(cm, allowed, scores, target, opts.metric)
     result.notes.extend(notes)
+    return result
+
+
+def _plan(model: Model, target: float, opts: PruneOptions, analysis: AnalysisResult | None,
+          result: alloc_mod.Allocation, round_to: int) -> tuple[Plan, alloc_mod.Allocation]:
+    cg = model.groups
+
+    def ga(gid: int) -> GroupAnalysis | None:
+        return analysis.group(gid) if analysis is not None else None
+
     if result.estimate > target + alloc_mod.TOLERANCE:
         raise alloc_mod.unreachable(result, opts.metric)
     if result.estimate < target - alloc_mod.TOLERANCE:
         result.notes.append(
-            f"the {opts.allocation} widths (round-to {opts.round_to}) cannot land within "
+            f"the {opts.allocation} widths (round-to {round_to}) cannot land within "
             f"{alloc_mod.TOLERANCE:.0%} of the target: {opts.metric} kept "
             f"{result.estimate:.3f} instead of {target:.3f}"
         )
@@ -97,7 +138,7 @@ def target_plan(model: Model, target: float, opts: PruneOptions, analysis: Analy
             **({"past_rank": True} if gid in result.past_rank else {}),
         }
     method = {"target": target, "metric": opts.metric, "allocation": opts.allocation,
-              "criterion": opts.criterion, "round_to": opts.round_to,
+              "criterion": opts.criterion, "round_to": round_to,
               "min_channels": opts.min_channels, "estimate": round(result.estimate, 6)}
     return make_plan(cg, keep, method=method, info=info), result
 
