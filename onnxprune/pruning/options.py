@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, fields, replace
 
+from onnxprune.check import MAX_DROP, check_drop_limit
 from onnxprune.errors import InputError
 from onnxprune.pruning import allocation as alloc_mod
 from onnxprune.pruning.compensation import RIDGE
@@ -45,6 +46,9 @@ class PruneOptions:
         seed: seed of ``random``, the analysis directions and distillation.
         device: torch device of the analysis and distillation.
         progress: report progress on stderr.
+        max_drop: the fidelity gate's limit (:mod:`onnxprune.check`); the result's
+            ``check.passed`` says whether the pruned model is within it (the CLI refuses to
+            write it otherwise).
 
     """
 
@@ -67,6 +71,7 @@ class PruneOptions:
     seed: int = 0
     device: str = "cpu"
     progress: bool = False
+    max_drop: float = MAX_DROP
 
     @classmethod
     def of(cls, base: PruneOptions | None = None, **changes: object) -> PruneOptions:
@@ -161,5 +166,6 @@ class PruneOptions:
             raise InputError("--steps needs --target-macs or --target-params")
         if self.ridge <= 0:
             raise InputError(f"ridge {self.ridge}: must be positive, e.g. {RIDGE:g}")
+        check_drop_limit(self.max_drop)
         if self.distill_epochs < 0:
             raise InputError(f"--distill-epochs {self.distill_epochs}: must be 0 (none) or more")

@@ -9,21 +9,28 @@ data.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
+import onnx
+
 from onnxprune import metrics
+from onnxprune.check import check, split_holdout
 from onnxprune.errors import InputError
 from onnxprune.model import Model, load
 from onnxprune.pruning import allocation as alloc_mod
 from onnxprune.pruning.compensation import CompensationReport, compensate
 from onnxprune.pruning.compose import compose
 from onnxprune.pruning.options import PruneOptions
-from onnxprune.pruning.plan import Plan
+from onnxprune.pruning import replay
+from onnxprune.pruning.plan import Plan, Recovery
 from onnxprune.pruning.result import PruneResult, make_result, pruned_shapes
 from onnxprune.pruning.select import ratio_plan
 from onnxprune.pruning.targets import metric_of, target_plan
 from onnxprune.surgery import apply_plan
+
+from onnxprune.calibration import calibration_warnings
 
 if TYPE_CHECKING:
     from onnxprune.analysis import AnalysisResult
@@ -31,16 +38,45 @@ if TYPE_CHECKING:
 
 
 
-def apply(model: Model, plan: Plan) -> PruneResult:
+def apply(model: Model, plan: Plan, *, channels_only: bool = False) -> PruneResult:
     """Apply a plan to ``model`` and verify it (nothing is written).
 
+    The plan's recorded compensation updates are replayed, so the result is ``prune``'s model.
+
+    Args:
+        model: the model the plan was made for.
+        plan: a plan from ``prune`` (``result.plan`` or ``load_plan``).
+        channels_only: remove the plan's channels and replay no recovery.
+
     Raises:
-        InputError: the plan does not fit the model.
+        InputError: the plan does not fit the model, or it cannot reproduce prune's model
+            (distilled, refined, several steps, missing sidecar) and ``channels_only`` is off.
         VerificationError: the pruned model failed verification.
 
     """
+    if channels_only:
+        return make_result(model, apply_plan(model, plan.keep()), plan)
+    problem = plan.recovery.replay_problem()
+    if problem:
+        raise InputError(f"the plan cannot reproduce prune's model: {problem}; use the model "
+                         "prune wrote, or replay the kept channels alone (channels_only=True, "
+                         "'apply --channels-only')")
     pruned = apply_plan(model, plan.keep())
+    if plan.recovery.updates:
+        pruned = _replayed(model, pruned, plan.recovery.updates)
     return make_result(model, pruned, plan)
+
+
+def _replayed(model: Model, pruned: onnx.ModelProto, updates: Sequence[replay.Update]
+              ) -> onnx.ModelProto:
+    from onnxprune.verify import verify
+
+    try:
+        edited = replay.replay(pruned, updates)
+    except KeyError as e:
+        raise InputError(f"the plan's compensation names node {e}, which the pruned model does "
+                         "not have; re-run 'onnxprune prune --save-plan'") from e
+    return verify(edited, model.proto, model.input_shapes)
 
 
 def prune(
@@ -61,8 +97,11 @@ def prune(
         **option_values: any :class:`PruneOptions` field, e.g. ``target_macs=0.5``.
 
     Returns:
-        The verified pruned model, its plan (in the original's channel indices), its cost
-        before/after, and what the analysis, allocation and recovery did.
+        The verified pruned model, its plan (in the original's channel indices, with the
+        recovery to replay), its cost before/after, what the analysis, allocation and
+        recovery did, the warnings about the data, and (with data) the fidelity gate's
+        ``check`` against the original: large data (``check.HOLDOUT_MIN`` samples or more)
+        is split and the check runs on the held-out part, smaller data on all of it.
 
     Raises:
         InputError: bad options or data.
@@ -76,12 +115,21 @@ def prune(
         raise InputError(
             "distillation and --steps re-analysis need the calibration data itself: pass data"
         )
+    fit, held = (None, None) if data is None else split_holdout(data)
+    warnings = () if fit is None else calibration_warnings(model.proto, fit)
     if opts.ratio is not None:
-        result = _ratio_step(model, opts, data, analysis)
+        result = _ratio_step(model, opts, fit, analysis)
     else:
-        result = _target_steps(model, opts, data, analysis)
-    if opts.distill_epochs and data is not None:
-        result = _distil(model, result, data, opts)
+        result = _target_steps(model, opts, fit, analysis)
+    if opts.distill_epochs and fit is not None:
+        result = _distil(model, result, fit, opts)
+    recovery = replace(result.plan.recovery, compensation=bool(opts.compensate),
+                       distill_epochs=opts.distill_epochs, steps=opts.steps)
+    result = replace(result, plan=replace(result.plan, recovery=recovery), calibration=warnings)
+    if data is not None:
+        gate = check(model.proto, result.model, held or data, max_drop=opts.max_drop,
+                     held_out=held is not None)
+        result = replace(result, check=gate)
     return result
 
 
@@ -164,7 +212,12 @@ def _finish(model: Model, plan: Plan, opts: PruneOptions, analysis: AnalysisResu
             report.no_intercept.extend(r.no_intercept)
             report.skipped.extend(r.skipped)
 
-    pruned = apply_plan(model, plan.keep(), edit=edit)
+    # Note what the edit changed, so that a saved plan replays it exactly.
+    changed: list[replay.Changes] = []
+    hook = None if edit is None else (lambda cg: changed.append(replay.capture(cg, edit)))
+    pruned = apply_plan(model, plan.keep(), edit=hook)
+    plan = replace(plan, recovery=Recovery(compensation=report is not None,
+                                           updates=replay.finals(pruned, changed)))
     lines = list(allocation.notes) if allocation is not None else []
     if allocation is not None and allocation.past_rank:
         parts = [f"group {gid} rank {r} -> kept {w}" for gid, (r, w) in
