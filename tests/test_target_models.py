@@ -29,14 +29,35 @@ def _kept(res: onnxprune.PruneResult) -> float:
     return res.after.macs / res.before.macs
 
 
+def _assert_runs_finite(res: onnxprune.PruneResult, model: onnxprune.Model) -> None:
+    """The pruned model runs in onnxruntime with the original's output shapes, all finite."""
+    import onnxruntime as ort
+
+    feeds = {s.name: np.random.default_rng(0).standard_normal(model.input_shapes[s.name])
+             .astype(s.dtype) for s in ir.io_specs(model.proto)}
+    outs = ort.InferenceSession(res.model.SerializeToString()).run(None, feeds)
+    ref = ort.InferenceSession(model.proto.SerializeToString()).run(None, feeds)
+    assert [o.shape for o in outs] == [o.shape for o in ref]
+    assert all(np.isfinite(o).all() for o in outs)
+
+
+def _assert_compensated(res: onnxprune.PruneResult) -> None:
+    """Compensation updated consumers, and the plan holds those updates for replay."""
+    assert res.compensation is not None
+    assert len(res.compensation.compensated) >= 1, res.compensation.line()
+    assert res.plan.recovery.compensation and res.plan.recovery.updates
+
+
 @pytest.mark.parametrize(("name", "exporter"), ARCH_CASES)
 def test_target_on_architecture(name: str, exporter: str, arch_model) -> None:
     model = onnxprune.load(arch_model(name, exporter))
     data = load_data(None, ir.io_specs(model.proto), model.input_shapes, random_samples=4)
     res = onnxprune.prune(model, target_macs=TARGET, data=data)
     assert abs(_kept(res) - TARGET) <= TOLERANCE, res.summary()
-    assert res.compensation is not None and res.plan.groups
+    assert res.plan.groups
+    _assert_compensated(res)
     assert res.plan.method["allocation"] == "hierarchical"
+    _assert_runs_finite(res, model)
 
 
 def _load(rec: dict[str, Any]) -> onnxprune.Model:
@@ -51,9 +72,10 @@ def test_target_on_real_model(real_records, name: str) -> None:
     if name in FULL_METHOD_REAL:
         data = load_data(rec["calib"], ir.io_specs(model.proto), model.input_shapes, limit=4)
         res = onnxprune.prune(model, target_macs=TARGET, data=data)
-        assert res.compensation is not None
+        _assert_compensated(res)
     else:
         res = onnxprune.prune(model, target_macs=TARGET, allocation="uniform", criterion="l1",
                               compensate=False)
     assert abs(_kept(res) - TARGET) <= TOLERANCE, res.summary()
-    assert np.isfinite(res.after.params) and res.plan.groups
+    assert res.plan.groups and res.after.params < res.before.params
+    _assert_runs_finite(res, model)
