@@ -20,6 +20,7 @@ itself, which knows each group's rank capacity (``analysis/summary.py``: "data-l
 from __future__ import annotations
 
 import logging
+
 import numpy as np
 import onnx
 

@@ -54,11 +54,11 @@ def set_node_inputs(model: onnx.ModelProto,
             inits[name] = out.graph.initializer.add()
             inits[name].CopyFrom(tensor)
         node.input[i] = name
-    for (node_name, attr), value in (attrs or {}).items():
+    for (node_name, attr), attr_value in (attrs or {}).items():
         node = nodes[node_name]
         kept = [a for a in node.attribute if a.name != attr]
         del node.attribute[:]
-        node.attribute.extend([*kept, onnx.helper.make_attribute(attr, value)])
+        node.attribute.extend([*kept, onnx.helper.make_attribute(attr, attr_value)])
     read = {i for n in out.graph.node for i in n.input} | {o.name for o in out.graph.output}
     unused = [t for t in out.graph.initializer if t.name not in read]
     for t in unused:

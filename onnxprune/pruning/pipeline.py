@@ -16,21 +16,20 @@ from typing import TYPE_CHECKING
 import onnx
 
 from onnxprune import metrics
+from onnxprune.calibration import calibration_warnings
 from onnxprune.check import check, split_holdout
 from onnxprune.errors import InputError
 from onnxprune.model import Model, load
 from onnxprune.pruning import allocation as alloc_mod
+from onnxprune.pruning import replay
 from onnxprune.pruning.compensation import CompensationReport, compensate
 from onnxprune.pruning.compose import compose
 from onnxprune.pruning.options import PruneOptions
-from onnxprune.pruning import replay
 from onnxprune.pruning.plan import Plan, Recovery
 from onnxprune.pruning.result import PruneResult, make_result, pruned_shapes
 from onnxprune.pruning.select import ratio_plan
 from onnxprune.pruning.targets import metric_of, target_plan
 from onnxprune.surgery import apply_plan
-
-from onnxprune.calibration import calibration_warnings
 
 if TYPE_CHECKING:
     from onnxprune.analysis import AnalysisResult

@@ -107,7 +107,7 @@ class Recovery:
     known: bool = True
 
     def replay_problem(self) -> str:
-        """Why replaying the channels and these updates would not give prune's model ("" if it would)."""
+        """Say why replaying channels and updates would not give prune's model ("" if it would)."""
         if not self.known:
             return ("the plan was saved by an older onnxprune that did not record whether "
                     "prune compensated")

@@ -71,7 +71,7 @@ def capture(cg: ChannelGraph, edit: Callable[[ChannelGraph], None]) -> Changes:
 
 
 def finals(pruned: onnx.ModelProto, changes: Sequence[Changes]) -> tuple[Update, ...]:
-    """The final values (in ``pruned``) of the inputs the edits changed, and the attributes."""
+    """Return the final values (in ``pruned``) of the inputs the edits changed, and attributes."""
     keys = [k for c in changes for k in c.inputs]
     found = ir.node_inputs(pruned, keys)
     consts = [ConstUpdate(n, i, *found[(n, i)]) for n, i in dict.fromkeys(keys)
@@ -94,7 +94,7 @@ def replay(model: onnx.ModelProto, updates: Sequence[Update]) -> onnx.ModelProto
 
 def _snapshot(cg: ChannelGraph) -> dict[str, tuple[dict[int, tuple[gs.Constant, object]],
                                                    dict[str, object]]]:
-    """References (no copies) to every node's constant inputs and a copy of its attributes."""
+    """Return references (no copies) to every node's constant inputs and copies of its attrs."""
     snap = {}
     for node in cg.ctx.graph.nodes:
         consts = {i: (t, t.values) for i, t in enumerate(node.inputs)
