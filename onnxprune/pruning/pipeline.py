@@ -126,7 +126,8 @@ def prune(
                        distill_epochs=opts.distill_epochs, steps=opts.steps)
     result = replace(result, plan=replace(result.plan, recovery=recovery), calibration=warnings)
     if data is not None:
-        gate = check(model.proto, result.model, held or data, max_drop=opts.max_drop,
+        gate = check(model.proto, result.model, data if held is None else held,
+                     max_drop=opts.max_drop,
                      held_out=held is not None)
         result = replace(result, check=gate)
     return result
