@@ -278,6 +278,11 @@ def tp_prune(
     return best
 
 
+def train_split() -> np.ndarray:
+    """The 1257 normalised training images the digits models were trained on (no labels)."""
+    return make_digits_module().load_data()["train_x"]
+
+
 def distill_torch(
     student, teacher, x: np.ndarray, epochs: int, seed: int = 0, lr: float = 1e-4, batch: int = 32
 ):

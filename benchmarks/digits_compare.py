@@ -63,14 +63,20 @@ METHODS = {
     "global-L1": ("global", "l1"),
     "taylor": ("hierarchical", "taylor"),
     "effective": ("hierarchical", "effective"),
+    # the same-criterion ablation of the allocation (issue 12): only "how many" differs
+    "uniform-eff": ("uniform", "effective"),
+    "global-eff": ("global", "effective"),
 }
 RECOVERIES = {  # name -> (compensate, distill?)
     "none": (False, False),
     "comp": (True, False),
     "distill": (False, True),
     "comp+distill": (True, True),
+    # the realistic budget of --train-epochs: distillation over the whole training split
+    "comp+train": (True, "train"),
 }
 TP_METHODS = {"TP-L1": "magnitude", "TP-taylor": "taylor"}
+DEFAULT_METHODS = ("uniform-L1", "global-L1", "taylor", "effective")
 ARCH = {
     "digits_cnn": "digits_cnn",
     "digits_resnet": "digits_resnet",
@@ -195,7 +201,19 @@ def run_block(
 
     rows: list[Row] = []
     protos = {}
+    train_data = None
+    if args.train_epochs:
+        import numpy as np
+
+        from onnxprune import ir
+        from onnxprune.data import load_data
+
+        np.savez(tmp / "train.npz", input=D.train_split())
+        train_data = load_data(str(tmp / "train.npz"), ir.io_specs(model.proto),
+                               model.input_shapes)
     jobs = [(m, rec, 1) for m in args.methods for rec in args.recoveries]
+    if args.train_epochs and "effective" in args.methods:
+        jobs.append(("effective", "comp+train", 1))
     jobs += [
         (m, rec, rt)
         for rt in args.round_to_rows
@@ -214,10 +232,11 @@ def run_block(
                 target_macs=target,
                 allocation=allocation,
                 criterion=criterion,
-                data=data,
+                data=train_data if distill == "train" else data,
                 compensate=compensate,
-                distill_epochs=args.epochs if distill else 0,
-                distill_lr=args.distill_lr,
+                distill_epochs=(args.train_epochs if distill == "train"
+                                else args.epochs if distill else 0),
+                distill_lr=args.train_lr if distill == "train" else args.distill_lr,
                 round_to=round_to,
                 seed=args.seed,
                 analysis=analysis,
@@ -258,6 +277,21 @@ def run_block(
                         note=note,
                     )
                 )
+                if args.train_epochs:
+                    # a realistic budget: fine-tune a fresh prune on the whole training split
+                    pm2 = D.tp_prune(teacher, target, imp, x_cal, y_cal)[0]
+                    t2 = time.perf_counter()
+                    x_train = D.train_split()
+                    D.distill_torch(pm2, teacher, x_train, args.train_epochs, seed=args.seed,
+                                    lr=args.train_lr)
+                    rec = "train"
+                    protos[(tp_name, rec)] = D.export_torch(
+                        pm2, tmp / f"{name}_{target}_{tp_name}_train.onnx"
+                    )
+                    rows.append(Row(name, target, tp_name, rec,
+                                    time_s=t_prune + time.perf_counter() - t2,
+                                    note=note + f"; {args.train_epochs} epochs x "
+                                    f"{len(x_train)} training images, Adam {args.train_lr:g}"))
             except Exception as e:
                 rows.append(
                     Row(name, target, tp_name, "none", error=f"{type(e).__name__}: {e}"[:160])
@@ -312,7 +346,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument("--models", help="default digits_cnn,digits_resnet,digits_cnn_plain")
     ap.add_argument("--targets", help="MACs kept, comma-separated (default 0.5,0.3)")
-    ap.add_argument("--methods", default=",".join(METHODS))
+    ap.add_argument("--methods", default=",".join(DEFAULT_METHODS),
+                    help=f"comma-separated, from {','.join(METHODS)}")
     ap.add_argument("--recoveries", default=",".join(RECOVERIES))
     ap.add_argument("--epochs", type=int, help="distillation epochs, both tools (default 10)")
     ap.add_argument(
@@ -330,6 +365,13 @@ def main(argv: list[str] | None = None) -> int:
         "values ('' for none); every other row uses round_to=1",
     )
     ap.add_argument("--no-tp", action="store_true", help="skip the Torch-Pruning rows")
+    ap.add_argument("--train-epochs", type=int, default=0, metavar="N",
+                    help="a realistic budget: also fine-tune Torch-Pruning's models (recovery "
+                    "'train') and distil onnxprune's effective+compensation model (recovery "
+                    "'comp+train') for N epochs over the whole training split (1257 images, "
+                    "MSE to the original, no labels)")
+    ap.add_argument("--train-lr", type=float, default=1e-3,
+                    help="Adam learning rate of --train-epochs (1e-3)")
     ap.add_argument("--warmup", type=int, default=20)
     ap.add_argument("--iterations", type=int, help="timed runs at batch 1 (default 200)")
     ap.add_argument("--seed", type=int, default=0)
@@ -443,7 +485,8 @@ def main(argv: list[str] | None = None) -> int:
     print(render(table(rows)))
     print()
     print("=== test accuracy by recovery ===")
-    recs = list(dict.fromkeys([*args.recoveries, *(["none", "distill"] if not args.no_tp else [])]))
+    tp_recs = ["none", "distill", *(["train", "comp+train"] if args.train_epochs else [])]
+    recs = list(dict.fromkeys([*args.recoveries, *(tp_recs if not args.no_tp else [])]))
     print(render(pivot(rows, recs)))
     print()
     print(settings)

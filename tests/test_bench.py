@@ -288,12 +288,18 @@ def test_labels_out_of_range(tmp_path):
 
 @pytest.mark.skipif(not Path("/proc/self/clear_refs").exists(), reason="needs Linux /proc")
 def test_peak_memory_of_identical_models_agrees(tmp_path):
-    a = save(tmp_path, conv_gemm(64), "a.onnx")
-    b = save(tmp_path, conv_gemm(64), "b.onnx")
+    # Weights of ~37 MB dominate the measurement, so the comparison does not hinge on a few
+    # pages: RSS moves by whole (possibly 2 MiB transparent huge) pages, which on a small
+    # model (1.4 MB of growth) made a ratio band flaky on a loaded machine.
+    a = save(tmp_path, conv_gemm(256, classes=1000), "a.onnx")
+    b = save(tmp_path, conv_gemm(256, classes=1000), "b.onnx")
+    weights = 256 * 36 * 1000 * 4
     report = bench(a, b, batches=(1, 16), warmup=1, iterations=2)
     mem = [m.peak_memory_bytes for m in report.models]
-    assert all(isinstance(m, int) and m > 0 for m in mem)
-    assert 0.75 <= mem[1] / mem[0] <= 1.33  # fresh process per model: no first-session bias
+    assert all(isinstance(m, int) for m in mem)
+    assert min(mem) >= 0.9 * weights, mem  # the session holds the weights
+    # fresh process per model: no first-session bias; +-10% plus two huge pages
+    assert abs(mem[1] - mem[0]) <= 0.1 * max(mem) + 4 * 2**20, mem
     assert report.settings.memory_method.startswith("host RSS high-water")
 
 

@@ -15,7 +15,6 @@ import signal
 import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
 
 import numpy as np
@@ -500,28 +499,50 @@ def test_sigint_leaves_no_partial_output(
     assert out.exists() == finished
 
 
+# Runs the CLI in a child that reports when it reaches a stage and then waits there; the
+# test sends SIGINT from outside at that moment (no sleeps, so a loaded machine cannot move
+# the signal to another stage).
+WAITING_DRIVER = textwrap.dedent("""
+    import pathlib, sys, time
+    from onnxprune import ir, surgery
+    from onnxprune.commands import common
+    from onnxprune.cli import main
+
+    point, argv = sys.argv[1], sys.argv[2:]
+    def wait_before(owner, name):
+        f = getattr(owner, name)
+        def g(*a, **k):
+            print("reached", point, flush=True)
+            for _ in range(600):  # the test's SIGINT ends this (KeyboardInterrupt)
+                time.sleep(0.1)
+            return f(*a, **k)
+        setattr(owner, name, g)
+    wait_before(*{"load": (ir, "infer_shapes"), "verify": (surgery, "verify"),
+                  "write": (common, "write")}[point])
+    sys.exit(main(argv))
+""")
+
+
 @pytest.mark.slow
-def test_sigint_from_outside_at_several_moments(sigint_model: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("point", ["load", "verify", "write"])
+def test_sigint_from_outside_at_several_moments(point: str, sigint_model: Path,
+                                                tmp_path: Path) -> None:
     model = tmp_path / "in.onnx"
     model.write_bytes(sigint_model.read_bytes())
     before = model.read_bytes()
     out = tmp_path / "out.onnx"
-    argv = [sys.executable, "-m", "onnxprune.cli", "prune", str(model), "-o", str(out),
+    argv = [sys.executable, "-c", WAITING_DRIVER, point, "prune", str(model), "-o", str(out),
             "--ratio", "0.3"]
-    start = time.perf_counter()
-    subprocess.run(argv, env=_child_env(), check=True, capture_output=True, timeout=120)
-    total = time.perf_counter() - start
-    out.unlink()
-    codes = []
-    for share in (0.5, 0.8, 0.95):
-        proc = subprocess.Popen(argv, env=_child_env(), stderr=subprocess.PIPE, text=True)
-        time.sleep(share * total)
-        proc.send_signal(signal.SIGINT)
-        _, err = proc.communicate(timeout=120)
-        codes.append(proc.returncode)
-        _check_interrupted(tmp_path, model, before, proc.returncode, err, out)
-        out.unlink(missing_ok=True)
-    assert 130 in codes, codes
+    proc = subprocess.Popen(argv, env=_child_env(), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    line = proc.stdout.readline()  # blocks until the child waits at the stage
+    assert line.strip() == f"reached {point}", (line, proc.stderr.read() if proc.stderr else "")
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    _check_interrupted(tmp_path, model, before, proc.returncode, err, out)
+    assert not out.exists()
 
 
 def test_interrupt_inside_an_extension_import_is_exit_130(monkeypatch, capsys) -> None:

@@ -30,11 +30,22 @@ from onnxprune.errors import CannotPruneError
 from onnxprune.surgery import apply_plan
 from onnxprune.testing import oracle
 from onnxprune.testing.export import export_onnx
-from onnxprune.testing.random_nets import HEADS, KINDS, Block, NetSpec, build_net, input_shape
+from onnxprune.testing.random_nets import (
+    HEADS,
+    KINDS,
+    SIGNATURE,
+    Block,
+    NetSpec,
+    build_net,
+    input_shape,
+)
 
 EXAMPLES = int(os.environ.get("ONNXPRUNE_HYPOTHESIS_EXAMPLES", "200"))
 DYNAMO_EXAMPLES = max(3, EXAMPLES // 60)
 TOLERANCE = 1e-5
+MOST_NOTHING_TO_PRUNE = 0.2
+"""At most this share of the examples may have nothing to prune (else the suite is vacuous)."""
+COUNTS = {"examples": 0, "nothing to prune": 0}
 
 blocks = st.builds(
     Block,
@@ -97,11 +108,20 @@ def _repair(model: onnxprune.Model, plan: dict[int, list[int]]) -> dict[int, lis
     return plan
 
 
+def _assert_built(spec: NetSpec, proto: onnx.ModelProto) -> None:
+    """Every drawn block left its ops in the graph (none silently became an Identity)."""
+    ops = {n.op_type for n in proto.graph.node}
+    for b in spec.blocks:
+        for alternatives in SIGNATURE[b.kind]:
+            assert ops & set(alternatives.split("|")), (b, alternatives, sorted(ops))
+
+
 def _check(spec: NetSpec, data: st.DataObject, path: Path, *, dynamo: bool) -> None:
     for b in spec.blocks:
         event(f"block {b.kind}")
     export_onnx(build_net(spec), input_shape(spec), path, dynamo=dynamo)
     model = onnxprune.load(path)
+    _assert_built(spec, model.proto)
     outputs = {o.name for o in model.proto.graph.output}
     for g in model.groups.groups:
         # Graph outputs keep their shapes: a group that reaches one is never prunable.
@@ -115,6 +135,8 @@ def _check(spec: NetSpec, data: st.DataObject, path: Path, *, dynamo: bool) -> N
         plan = _repair(model, plan)
     dropped = sum(model.groups.group(gid).size - len(k) for gid, k in plan.items())
     event("pruned" if dropped else "nothing to prune")
+    COUNTS["examples"] += 1
+    COUNTS["nothing to prune"] += not dropped
     pruned = apply_plan(model, plan)  # verifies, or raises VerificationError
     feeds = oracle.random_feeds(model, seed=1)
     got = oracle.run(pruned, feeds)
@@ -148,11 +170,41 @@ def test_random_net_dynamo_export_prunes_to_the_oracle(
     _check(spec, data, scratch / "dynamo.onnx", dynamo=True)
 
 
+def test_most_examples_had_something_to_prune() -> None:
+    """Report (and bound) how many property examples had nothing to prune."""
+    if not COUNTS["examples"]:
+        pytest.skip("the property tests did not run in this session")
+    share = COUNTS["nothing to prune"] / COUNTS["examples"]
+    print(f"property examples: {COUNTS['examples']}, nothing to prune: "
+          f"{COUNTS['nothing to prune']} ({share:.0%})")
+    assert share <= MOST_NOTHING_TO_PRUNE, COUNTS
+
+
+def _block_tensors(proto: onnx.ModelProto, ops: set[str]) -> set[str]:
+    """Outputs of the block's nodes of these op types (the legacy exporter names them /body/…)."""
+    return {o for n in proto.graph.node if n.op_type in ops and n.name.startswith("/body/")
+            for o in n.output}
+
+
 @pytest.mark.parametrize("kind", KINDS)
-def test_every_block_kind_builds_a_prunable_group(kind: str, tmp_path: Path) -> None:
-    # Guards the generator against silently degenerating into barriers-only networks.
-    spec = NetSpec(cin=3, blocks=(Block("conv", 4, 3, 1), Block(kind, 4, 3, 0)),
-                   head="gap_gemm", seed=0)
+@pytest.mark.parametrize(("c", "side"), [(4, 8), (1, 8), (8, 1)], ids=["c4", "c1", "c8-side1"])
+def test_every_block_kind_is_built_and_prunable_through_it(kind: str, c: int, side: int,
+                                                          tmp_path: Path) -> None:
+    # Guards the generator against silently degenerating (a block that cannot be built at
+    # this width or side must not become an Identity) and the rules against turning the
+    # block into a barrier: a prunable group must reach *through* the block's own ops (the
+    # stem group alone being prunable proves nothing). The stem is a 1x1 conv without a
+    # pool, so a side of 1 is the image's. A single channel cannot be pruned, so at c=1
+    # only the building is checked.
+    spec = NetSpec(cin=3, blocks=(Block("conv", c, 1, 1), Block(kind, 4, 3, 0)),
+                   head="gap_gemm", seed=0, image=side)
     path = export_onnx(build_net(spec), input_shape(spec), tmp_path / "m.onnx", dynamo=False)
-    groups = onnxprune.load(path).groups.groups
-    assert sum(g.prunable for g in groups) >= 1, [(g.size, g.barriers) for g in groups]
+    model = onnxprune.load(path)
+    _assert_built(spec, model.proto)
+    if c == 1:
+        return
+    own = _block_tensors(model.proto, {a for alt in SIGNATURE[kind] for a in alt.split("|")})
+    assert own, [n.name for n in model.proto.graph.node]
+    reach = [g for g in model.groups.groups if g.prunable and {s.tensor for s in g.members} & own]
+    assert reach, [(g.size, g.barriers, [s.tensor for s in g.members])
+                   for g in model.groups.groups]

@@ -158,9 +158,14 @@ def test_pivot_order_takes_independent_channels_first() -> None:
 
 
 class _Planted(torch.nn.Module):
-    """conv1 (8 filters: 2 affine combinations of others, 1 dead) -> conv2 (reads them)."""
+    """conv1 (8 filters: 2 combinations of others, 1 constant) -> conv2 (reads them).
 
-    def __init__(self) -> None:
+    Channel 7 has zero weights and bias ``dead``: with ``dead=0`` it is a dead channel that
+    removing costs nothing; with ``dead != 0`` it is a constant channel that only the
+    intercept (into conv2's bias) can re-express.
+    """
+
+    def __init__(self, dead: float = 0.0) -> None:
         super().__init__()
         torch.manual_seed(0)
         self.conv1 = torch.nn.Conv2d(3, 8, 3, padding=1)
@@ -173,21 +178,29 @@ class _Planted(torch.nn.Module):
             w[6] = w[2] + 2 * w[3]
             b[6] = b[2] + 2 * b[3]
             w[7] = 0.0
-            b[7] = 0.0                                   # a dead channel
+            b[7] = dead                                  # a dead or constant channel
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = self.conv2(self.conv1(x))                    # conv2 reads the pre-activation
         return self.head(torch.relu(y).mean((2, 3)))
 
 
-def test_compensation_is_exact_on_planted_dependence(tmp_path: Path) -> None:
-    path = export_onnx(_Planted().eval(), (1, 3, 10, 10), tmp_path / "planted.onnx", dynamo=False)
+@pytest.mark.parametrize("dead", [
+    0.0,
+    pytest.param(0.7, marks=pytest.mark.xfail(
+        strict=True, reason="the intercept is added after fitting A on the uncentred Gram, so "
+        "the constant leaks into A (DESIGN.md §2.5 'joint intercept', in progress); strict: "
+        "remove this mark when it passes")),
+], ids=["dead-zero", "constant"])
+def test_compensation_is_exact_on_planted_dependence(tmp_path: Path, dead: float) -> None:
+    path = export_onnx(_Planted(dead).eval(), (1, 3, 10, 10), tmp_path / "planted.onnx",
+                       dynamo=False)
     model = onnxprune.load(path, input_shapes={"input": (1, 3, 10, 10)})
     rng = np.random.default_rng(1)
     data = Dataset({"input": rng.normal(size=(24, 3, 10, 10)).astype(np.float32)})
     an = analyze(model, data, estimate=False)
     g = next(a for a in an.groups if a.channels == 8)
-    assert g.rank == 5
+    assert g.rank == (5 if dead == 0 else 6)  # a constant channel has a gradient of its own
     keep = {g.id: list(range(5))}
     plan = onnxprune.pruning.plan.make_plan(model.groups, keep)
     from onnxprune.pruning.options import PruneOptions
@@ -296,6 +309,69 @@ def test_apply_of_saved_plan_is_byte_identical_without_recovery(tmp_path: Path) 
     assert all("rank" in g["info"] and "width" in g["info"] for g in saved["groups"])
 
 
+@pytest.mark.parametrize("name", ["digits_resnet", "digits_cnn"])
+def test_apply_of_saved_plan_reproduces_prune_with_compensation(tmp_path: Path,
+                                                                name: str) -> None:
+    src = MODELS / f"{name}.onnx"
+    a, b, plan = tmp_path / "a.onnx", tmp_path / "b.onnx", tmp_path / "plan.json"
+    cli = [sys.executable, "-m", "onnxprune.cli"]
+    pruned = subprocess.run([*cli, "prune", str(src), "-o", str(a), "--target-macs", "0.3",
+                             "--data", str(MODELS / "digits_calib.npz"), "--samples", "64",
+                             "--save-plan", str(plan)], capture_output=True, text=True,
+                            check=False)
+    assert pruned.returncode == 0, pruned.stderr
+    assert "compensation: " in pruned.stdout and (tmp_path / "plan.npz").exists()
+    applied = subprocess.run([*cli, "apply", str(src), str(plan), "-o", str(b)],
+                             capture_output=True, text=True, check=False)
+    assert applied.returncode == 0, applied.stderr
+    (last,) = applied.stdout.strip().splitlines()[-1:]
+    assert "prune's compensation" in last and last.endswith(f"wrote {b}")
+    test = np.load(MODELS / "digits_test.npz")["input"]
+    (ya,), (yb,) = run(onnx.load(str(a)), {"input": test}), run(onnx.load(str(b)),
+                                                                 {"input": test})
+    assert np.abs(ya - yb).max() <= 1e-6
+    # ... and it is not the plain plan: without the updates the outputs differ.
+    plain = onnxprune.apply(onnxprune.load(src), onnxprune.pruning.plan.load_plan(
+        plan, onnxprune.load(src).groups), channels_only=True)
+    (yc,) = run(plain.model, {"input": test})
+    assert np.abs(ya - yc).max() > 1e-3
+
+
+def test_apply_refuses_a_plan_it_cannot_reproduce(tmp_path: Path, digits) -> None:
+    import json
+
+    from onnxprune.pruning.plan import load_plan
+
+    model, data, an = digits
+    distilled = onnxprune.prune(model, target_macs=0.5, data=data, analysis=an,
+                                distill_epochs=1)
+    with pytest.raises(onnxprune.InputError, match="distilled the model for 1 epoch"):
+        onnxprune.apply(model, distilled.plan)
+    assert onnxprune.apply(model, distilled.plan, channels_only=True).plan.groups
+    stepped = onnxprune.prune(model, target_macs=0.5, data=data, steps=2)
+    with pytest.raises(onnxprune.InputError, match="in 2 steps"):
+        onnxprune.apply(model, stepped.plan)
+    # A compensated plan whose sidecar went missing, and a plan from before recovery records.
+    res = onnxprune.prune(model, target_macs=0.5, data=data, analysis=an)
+    sidecar = res.plan.save(tmp_path / "p.json")
+    assert sidecar is not None and sidecar.exists()
+    sidecar.unlink()
+    with pytest.raises(onnxprune.InputError, match="p.npz, which was not found"):
+        onnxprune.apply(model, load_plan(tmp_path / "p.json", model.groups))
+    old = json.loads((tmp_path / "p.json").read_text())
+    del old["recovery"]
+    (tmp_path / "old.json").write_text(json.dumps(old))
+    with pytest.raises(onnxprune.InputError, match="older onnxprune"):
+        onnxprune.apply(model, load_plan(tmp_path / "old.json", model.groups))
+    # From the command line: exit 2, one line saying what it needs.
+    proc = subprocess.run([sys.executable, "-m", "onnxprune.cli", "apply",
+                           str(MODELS / "digits_resnet.onnx"), str(tmp_path / "p.json"), "-o",
+                           str(tmp_path / "o.onnx")], capture_output=True, text=True,
+                          check=False)
+    assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1
+    assert "--channels-only" in proc.stderr and not (tmp_path / "o.onnx").exists()
+
+
 def test_distillation_lowers_the_loss_and_is_seeded(digits) -> None:
     model, data, an = digits
     kw = dict(target_macs=0.3, data=data, analysis=an, compensate=False)
@@ -325,13 +401,17 @@ def test_steps_reach_the_target_and_compose_the_plan(digits) -> None:
     assert any("step 1/2" in n for n in res.notes)
 
 
-def test_hierarchical_with_compensation_beats_uniform_l1_on_digits(digits) -> None:
+def test_hierarchical_effective_beats_uniform_l1_both_compensated_on_digits(digits) -> None:
+    # Same recovery on both sides (compensation), so only allocation + criterion differ.
+    # Measured (64 samples, 540 test digits): 0.9944 vs 0.9722; 0.01 is 5 test images.
     model, data, an = digits
     ours = onnxprune.prune(model, target_macs=0.3, data=data, analysis=an)
-    base = onnxprune.prune(model, target_macs=0.3, allocation="uniform", criterion="l1",
-                           compensate=False)
+    base = onnxprune.prune(model, target_macs=0.3, data=data, analysis=an, allocation="uniform",
+                           criterion="l1")
+    assert ours.compensation is not None and base.compensation is not None
+    assert ours.compensation.compensated and base.compensation.compensated
     assert abs(ours.after.macs - base.after.macs) / base.before.macs < 0.03
-    assert _accuracy(ours.model) > _accuracy(base.model) + 0.2
+    assert _accuracy(ours.model) > _accuracy(base.model) + 0.01
 
 
 def test_cli_check_and_max_drop(tmp_path: Path) -> None:
@@ -342,14 +422,78 @@ def test_cli_check_and_max_drop(tmp_path: Path) -> None:
     ok = subprocess.run([*cli, "--target-macs", "0.5", "--samples", "64", "--check"],
                         capture_output=True, text=True, check=False)
     assert ok.returncode == 0, ok.stderr
-    assert "accuracy" in ok.stdout and "drop (accuracy drop)" in ok.stdout and out.exists()
+    assert "accuracy" in ok.stdout and "drop (accuracy drop (output 'logits'))" in ok.stdout
+    assert out.exists()
     out.unlink()
     bad = subprocess.run([*cli, "--target-macs", "0.05", "--allocation", "uniform",
                           "--criterion", "l1", "--no-compensation", "--max-drop", "0.0001"],
                          capture_output=True, text=True, check=False)
     assert bad.returncode == 3, bad.stderr
-    assert "--max-drop" in bad.stderr and "nothing written" in bad.stderr
+    assert "--max-drop 0.0001" in bad.stderr and "not written" in bad.stderr
     assert not out.exists()
+
+
+def _collapse(tmp_path: Path, *extra: str) -> subprocess.CompletedProcess[str]:
+    """A collapsed prune (uniform L1, 30% of the MACs, no recovery) of the digits ResNet.
+
+    Measured: accuracy 0.994 -> 0.21 on the test digits, drop 0.78 on 64 calibration ones.
+    """
+    return subprocess.run(
+        [sys.executable, "-m", "onnxprune.cli", "prune", str(MODELS / "digits_resnet.onnx"),
+         "-o", str(tmp_path / "o.onnx"), "--target-macs", "0.3", "--allocation", "uniform",
+         "--criterion", "l1", "--no-compensation", *extra],
+        capture_output=True, text=True, check=False)
+
+
+def test_the_fidelity_gate_refuses_a_collapse_by_default(tmp_path: Path) -> None:
+    proc = _collapse(tmp_path, "--data", str(MODELS / "digits_calib.npz"), "--samples", "64",
+                     "--save-plan", str(tmp_path / "p.json"))
+    assert proc.returncode == 3, proc.stderr
+    (line,) = [ln for ln in proc.stderr.splitlines() if "error" in ln]
+    assert str(tmp_path / "o.onnx") in line and "not written" in line
+    assert "accuracy drop (output 'logits')" in line and "--max-drop 0.05" in line
+    drop = float(line.split(" is ")[1].split()[0])
+    assert 0.05 < drop <= 1.0
+    assert not (tmp_path / "o.onnx").exists() and not (tmp_path / "p.json").exists()
+
+
+def test_force_writes_a_collapse_with_a_warning(tmp_path: Path) -> None:
+    proc = _collapse(tmp_path, "--data", str(MODELS / "digits_calib.npz"), "--samples", "64",
+                     "--force")
+    assert proc.returncode == 0, proc.stderr
+    assert (tmp_path / "o.onnx").exists()
+    assert "written anyway because of --force" in proc.stderr
+    assert "OVER --max-drop 0.05" in proc.stdout
+
+
+def test_without_data_one_line_says_nothing_was_checked(tmp_path: Path) -> None:
+    proc = _collapse(tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    lines = [ln for ln in proc.stdout.splitlines() if "not checked" in ln]
+    assert len(lines) == 1 and "no data" in lines[0]
+
+
+def test_python_prune_reports_the_gate_without_raising(digits) -> None:
+    model, data, an = digits
+    good = onnxprune.prune(model, target_macs=0.5, data=data, analysis=an)
+    bad = onnxprune.prune(model, target_macs=0.3, data=data, analysis=an, allocation="uniform",
+                          criterion="l1", compensate=False)
+    assert good.check is not None and good.check.passed and good.check.drop <= 0.05
+    assert bad.check is not None and not bad.check.passed and bad.check.drop > 0.05
+    assert good.check.fidelity.samples == len(data) and not good.check.held_out
+    assert onnxprune.prune(model, ratio=0.3).check is None
+
+
+def test_large_data_is_checked_on_a_held_out_slice() -> None:
+    from onnxprune.check import HOLDOUT_MIN, split_holdout
+
+    n = HOLDOUT_MIN + 100
+    data = Dataset({"x": np.arange(n, dtype=np.float32)[:, None]}, np.arange(n))
+    fit, held = split_holdout(data)
+    assert held is not None and len(fit) + len(held) == n and len(held) == max(64, n // 8)
+    assert float(held.inputs["x"][0, 0]) == len(fit)  # the tail, disjoint from the fit part
+    small = Dataset({"x": np.zeros((HOLDOUT_MIN - 1, 1), np.float32)})
+    assert split_holdout(small) == (small, None)
 
 
 class _SplitNet(torch.nn.Module):

@@ -9,7 +9,6 @@ import pytest
 
 import onnxprune
 from onnxprune import ir
-from onnxprune.bench import make_session
 from onnxprune.surgery import apply_plan
 from onnxprune.testing import oracle
 
@@ -54,23 +53,41 @@ def test_real_coverage(real_records, name: str) -> None:
             assert any(a in reason for a in ("graph output", *allowed)), reason
 
 
+NOISE_FACTOR = 20
+"""The pruned model may differ from the oracle by this many times the model's own float noise."""
+
+
+def _noise(proto, feeds: dict[str, np.ndarray], ref: list[np.ndarray]) -> float:
+    """The model's float noise: its largest output change under 1e-7 input perturbations.
+
+    Pruning re-associates float sums (fewer terms, other kernels), which moves outputs by
+    about what a last-bit input change does; on a softmax over thousands of classes (the
+    PP-OCR recogniser) that is ~1e-5, elsewhere ~1e-7. Three draws, the largest counts.
+    """
+    worst = 0.0
+    for k in range(3):
+        rng = np.random.default_rng(100 + k)
+        moved = {n: (x + 1e-7 * float(np.abs(x).max()) * rng.standard_normal(x.shape))
+                 .astype(x.dtype) for n, x in feeds.items()}
+        worst = max(worst, oracle.max_rel_error(oracle.run(proto, moved), ref, floor=1.0))
+    return worst
+
+
+@pytest.mark.parametrize("seed", [0, 1, 3])
 @pytest.mark.parametrize("name", list(EXPECTED))
-def test_real_exact(real_records, name: str) -> None:
+def test_real_exact(real_records, name: str, seed: int) -> None:
     rec = real_records[name]
     model = _load(rec)
-    plan = oracle.every_other_plan(model, share=0.3, seed=3)
+    plan = oracle.every_other_plan(model, share=0.3, seed=seed)
     pruned = apply_plan(model, plan)
     feeds = _calib(rec, model)
+    zeroed = oracle.zeroed(model, plan)
+    ref = oracle.run(zeroed, feeds)
     # Outputs are probabilities/scores of scale ~1: compare on that scale, not on the scale
     # of an all-but-zero probability map (float rounding would dominate).
-    zeroed = oracle.zeroed(model, plan)
-    want = oracle.run(zeroed, feeds)
-    err = oracle.max_rel_error(oracle.run(pruned, feeds), want, floor=1.0)
-    # The same zeroed model run without graph optimisations differs by float rounding alone;
-    # on the recogniser (30% of every group, softmax over 6625 classes) that is ~3e-5.
-    unoptimised = make_session(zeroed, optimization="disable").run(None, feeds)
-    noise = oracle.max_rel_error(unoptimised, want, floor=1.0)
-    assert err <= max(1e-5, 4 * noise)
+    err = oracle.max_rel_error(oracle.run(pruned, feeds), ref, floor=1.0)
+    tolerance = max(1e-6, NOISE_FACTOR * _noise(zeroed, feeds, ref))
+    assert err <= tolerance, f"error {err:.3g} > {NOISE_FACTOR} x the model's float noise"
 
 
 @pytest.mark.parametrize("name", list(EXPECTED))

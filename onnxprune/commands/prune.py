@@ -8,7 +8,7 @@ import sys
 
 from onnxprune.bench.runtime import PROVIDERS
 from onnxprune.bench.speed import SpeedCheck, speed_check
-from onnxprune.check import check, check_max_drop, enforce
+from onnxprune.check import MAX_DROP, check_max_drop, enforce
 from onnxprune.commands.common import (
     add_data_args,
     add_model_args,
@@ -77,10 +77,14 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--steps", type=int, default=1, metavar="K",
                    help="reach the target in K steps, re-analysing in between")
     p.add_argument("--check", action="store_true",
-                   help="compare pruned and original outputs on the data before writing")
+                   help="print the fidelity check per output (it always runs with data)")
     p.add_argument("--max-drop", type=float, default=None, metavar="D",
-                   help="refuse to write if the drop (accuracy with --labels, else top-1 "
-                   "changes or 1-cosine) exceeds D; implies --check")
+                   help="refuse to write (exit 3) if the drop on the data exceeds D, for the "
+                   "worst output: accuracy drop with --labels, else share of changed top-1 "
+                   f"classes for class scores, else 1 - mean cosine (default {MAX_DROP:g})")
+    p.add_argument("--force", action="store_true",
+                   help="write the model even when it fails the fidelity check (with a "
+                   "warning)")
     p.add_argument("--threads", type=int, default=1,
                    help="onnxruntime intra-op threads of the latency table and speed check (1)")
     p.add_argument("--provider", choices=list(PROVIDERS), default="cpu",
@@ -115,6 +119,7 @@ def options_from(args: argparse.Namespace) -> PruneOptions:
         distill_labels=args.labels is not None, round_to=args.round_to,
         min_channels=args.min_channels, exclude=tuple(args.exclude), steps=args.steps,
         seed=args.seed, device=args.device, progress=args.progress,
+        max_drop=MAX_DROP if args.max_drop is None else args.max_drop,
     )
 
 
@@ -132,19 +137,24 @@ def run(args: argparse.Namespace) -> int:
     if args.progress:
         logging.getLogger("onnxprune").setLevel(logging.INFO)
     result = prune(model, data=data, options=options_from(args))
-    checked = None
-    if (args.check or args.max_drop is not None) and data is not None:
-        checked = check(model.proto, result.model, data)
-        enforce(checked, args.max_drop)
+    if result.check is not None:
+        enforce(result.check, args.output, force=args.force)
     speed = None if args.no_speed_check else _speed(model, result, args)
     write(result.model, args)
-    if args.save_plan:
-        result.plan.save(args.save_plan)
+    sidecar = result.plan.save(args.save_plan) if args.save_plan else None
     print(result.groups_table())
     print(result.table())
     print(result.summary())
-    if checked is not None:
-        print("\n".join(checked.lines()))
+    if result.check is None:
+        print("fidelity: not checked (no data); pass --data to compare the pruned model with "
+              "the original before it is written")
+    elif args.check:
+        print("\n".join(result.check.lines()))
+    else:
+        print(result.check.line())
+    if args.save_plan:
+        print(f"plan: wrote {args.save_plan}" + (f" and its compensation updates {sidecar}"
+                                                 if sidecar else ""))
     print(f"pruned {plural(len(result.plan.groups), 'group')}; "
           f"{plural(len(result.skipped), 'group')} left unpruned (barriers); wrote {args.output}")
     if speed is not None:

@@ -8,12 +8,14 @@ numpy. One module per job:
 - ``shapes``: shape inference, folded shape constants, weightless copies;
 - ``graph``: conversion to and from onnx-graphsurgeon graphs;
 - ``save``: atomic writing (external data above 2 GB, signals held off while writing);
-- ``limits``: size and opset limits (tests monkeypatch them there).
+- ``limits``: size and opset limits (tests monkeypatch them there);
+- ``edit``: setting node inputs' constants by node name (replaying recorded recovery).
 """
 
 from __future__ import annotations
 
 from onnxprune.ir import limits
+from onnxprune.ir.edit import node_inputs, set_node_inputs
 from onnxprune.ir.graph import from_graph, to_graph
 from onnxprune.ir.limits import (
     EXTERNAL_DATA_BYTES,
@@ -48,11 +50,13 @@ __all__ = [
     "limits",
     "load_model",
     "model_bytes",
+    "node_inputs",
     "opset_version",
     "parse_input_shapes",
     "resolve_input_shapes",
     "save_external",
     "save_model",
+    "set_node_inputs",
     "static_shapes",
     "to_graph",
     "with_input_shapes",

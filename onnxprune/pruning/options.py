@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, fields, replace
 
 from onnxprune.bench.runtime import check_session_options
+from onnxprune.check import MAX_DROP, check_drop_limit
 from onnxprune.errors import InputError
 from onnxprune.pruning import allocation as alloc_mod
 from onnxprune.pruning import grid
@@ -55,6 +56,9 @@ class PruneOptions:
         threads: onnxruntime intra-op threads of the latency table and the speed check.
         provider: onnxruntime provider (``cpu``, ``cuda``) of the latency table and grid.
         optimization: onnxruntime graph optimisation level of the latency measurements.
+        max_drop: the fidelity gate's limit (:mod:`onnxprune.check`); the result's
+            ``check.passed`` says whether the pruned model is within it (the CLI refuses to
+            write it otherwise).
 
     """
 
@@ -81,6 +85,7 @@ class PruneOptions:
     threads: int = 1
     provider: str = "cpu"
     optimization: str = "all"
+    max_drop: float = MAX_DROP
 
     @classmethod
     def of(cls, base: PruneOptions | None = None, **changes: object) -> PruneOptions:
@@ -191,5 +196,6 @@ class PruneOptions:
             raise InputError("--steps needs --target-macs or --target-params")
         if self.ridge <= 0:
             raise InputError(f"ridge {self.ridge}: must be positive, e.g. {RIDGE:g}")
+        check_drop_limit(self.max_drop)
         if self.distill_epochs < 0:
             raise InputError(f"--distill-epochs {self.distill_epochs}: must be 0 (none) or more")

@@ -9,20 +9,25 @@ data.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
+import onnx
+
 from onnxprune import metrics, progress
 from onnxprune.bench.speed import SpeedCheck, speed_check
+from onnxprune.calibration import calibration_warnings
+from onnxprune.check import check, split_holdout
 from onnxprune.errors import CannotPruneError, InputError
 from onnxprune.model import Model, load
 from onnxprune.pruning import allocation as alloc_mod
-from onnxprune.pruning import grid, latency, latency_target
+from onnxprune.pruning import grid, latency, latency_target, replay
 from onnxprune.pruning.compensation import CompensationReport, compensate
 from onnxprune.pruning.compose import compose
 from onnxprune.pruning.latency_cost import LatencyCost
 from onnxprune.pruning.options import PruneOptions
-from onnxprune.pruning.plan import Plan
+from onnxprune.pruning.plan import Plan, Recovery
 from onnxprune.pruning.result import PruneResult, make_result, pruned_shapes
 from onnxprune.pruning.select import check_something_prunable, ratio_plan
 from onnxprune.pruning.targets import metric_of, target_plan
@@ -34,16 +39,45 @@ if TYPE_CHECKING:
 
 
 
-def apply(model: Model, plan: Plan) -> PruneResult:
+def apply(model: Model, plan: Plan, *, channels_only: bool = False) -> PruneResult:
     """Apply a plan to ``model`` and verify it (nothing is written).
 
+    The plan's recorded compensation updates are replayed, so the result is ``prune``'s model.
+
+    Args:
+        model: the model the plan was made for.
+        plan: a plan from ``prune`` (``result.plan`` or ``load_plan``).
+        channels_only: remove the plan's channels and replay no recovery.
+
     Raises:
-        InputError: the plan does not fit the model.
+        InputError: the plan does not fit the model, or it cannot reproduce prune's model
+            (distilled, refined, several steps, missing sidecar) and ``channels_only`` is off.
         VerificationError: the pruned model failed verification.
 
     """
+    if channels_only:
+        return make_result(model, apply_plan(model, plan.keep()), plan)
+    problem = plan.recovery.replay_problem()
+    if problem:
+        raise InputError(f"the plan cannot reproduce prune's model: {problem}; use the model "
+                         "prune wrote, or replay the kept channels alone (channels_only=True, "
+                         "'apply --channels-only')")
     pruned = apply_plan(model, plan.keep())
+    if plan.recovery.updates:
+        pruned = _replayed(model, pruned, plan.recovery.updates)
     return make_result(model, pruned, plan)
+
+
+def _replayed(model: Model, pruned: onnx.ModelProto, updates: Sequence[replay.Update]
+              ) -> onnx.ModelProto:
+    from onnxprune.verify import verify
+
+    try:
+        edited = replay.replay(pruned, updates)
+    except KeyError as e:
+        raise InputError(f"the plan's compensation names node {e}, which the pruned model does "
+                         "not have; re-run 'onnxprune prune --save-plan'") from e
+    return verify(edited, model.proto, model.input_shapes)
 
 
 def prune(
@@ -64,8 +98,11 @@ def prune(
         **option_values: any :class:`PruneOptions` field, e.g. ``target_macs=0.5``.
 
     Returns:
-        The verified pruned model, its plan (in the original's channel indices), its cost
-        before/after, and what the analysis, allocation and recovery did.
+        The verified pruned model, its plan (in the original's channel indices, with the
+        recovery to replay), its cost before/after, what the analysis, allocation and
+        recovery did, the warnings about the data, and (with data) the fidelity gate's
+        ``check`` against the original: large data (``check.HOLDOUT_MIN`` samples or more)
+        is split and the check runs on the held-out part, smaller data on all of it.
 
     Raises:
         InputError: bad options or data.
@@ -83,14 +120,24 @@ def prune(
     mode = mode_line(opts, data, analysis)
     if "data-free" in mode:  # the one surprise: said before the work, not only in the summary
         progress.note(mode)
+    fit, held = (None, None) if data is None else split_holdout(data)
+    warnings = () if fit is None else calibration_warnings(model.proto, fit)
     if opts.ratio is not None:
-        result = _ratio_step(model, opts, data, analysis)
+        result = _ratio_step(model, opts, fit, analysis)
     elif opts.metric == "latency":
-        result = _latency_step(model, opts, data, analysis)
+        result = _latency_step(model, opts, fit, analysis)
     else:
-        result = _target_steps(model, opts, data, analysis)
-    if opts.distill_epochs and data is not None:
-        result = _distil(model, result, data, opts)
+        result = _target_steps(model, opts, fit, analysis)
+    if opts.distill_epochs and fit is not None:
+        result = _distil(model, result, fit, opts)
+    recovery = replace(result.plan.recovery, compensation=bool(opts.compensate),
+                       distill_epochs=opts.distill_epochs, steps=opts.steps)
+    result = replace(result, plan=replace(result.plan, recovery=recovery), calibration=warnings)
+    if data is not None:
+        gate = check(model.proto, result.model, data if held is None else held,
+                     max_drop=opts.max_drop,
+                     held_out=held is not None)
+        result = replace(result, check=gate)
     return replace(result, notes=(mode, *result.notes))
 
 
@@ -109,7 +156,7 @@ def mode_line(opts: PruneOptions, data: Dataset | None,
     if opts.ratio is not None:
         return (f"mode: --prune-ratio {opts.ratio:g} removes {opts.ratio:.0%} of the channels "
                 f"of every prunable group ({how}, {source})")
-    keep = f"keep {opts.target:.0%} of the {'MACs' if opts.metric == 'macs' else 'parameters'}"
+    keep = f"keep {opts.target:.0%} of the {dict(macs='MACs', params='parameters').get(opts.metric or '', 'latency')}"
     if data is None and analysis is None and not opts.needs_analysis:
         return (f"mode: no data, so the target ({keep}) uses the data-free baseline ({how}); "
                 "pass --data FILE.npz|DIR for data-aware pruning with compensation")
@@ -230,10 +277,15 @@ def _finish(model: Model, plan: Plan, opts: PruneOptions, analysis: AnalysisResu
             report.no_intercept.extend(r.no_intercept)
             report.skipped.extend(r.skipped)
 
+    # Note what the edit changed, so that a saved plan replays it exactly.
+    changed: list[replay.Changes] = []
+    hook = None if edit is None else (lambda cg: changed.append(replay.capture(cg, edit)))
     what = ("surgery, compensation and verification" if opts.compensate
             else "surgery and verification")
     with progress.task(what):
-        pruned = apply_plan(model, plan.keep(), edit=edit)
+        pruned = apply_plan(model, plan.keep(), edit=hook)
+    plan = replace(plan, recovery=Recovery(compensation=report is not None,
+                                           updates=replay.finals(pruned, changed)))
     lines = list(allocation.notes) if allocation is not None else []
     if allocation is not None and allocation.past_rank:
         parts = [f"group {gid} rank {r} -> kept {w}" for gid, (r, w) in

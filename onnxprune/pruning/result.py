@@ -20,6 +20,7 @@ from onnxprune.pruning.plan import Plan
 if TYPE_CHECKING:
     from onnxprune.analysis import AnalysisResult
     from onnxprune.bench.speed import SpeedCheck
+    from onnxprune.check import CheckResult
     from onnxprune.pruning.distill import DistillReport
 
 
@@ -28,8 +29,12 @@ if TYPE_CHECKING:
 class PruneResult:
     """A verified pruned model, the plan that made it, its cost before/after and the story.
 
-    ``plan`` indexes the original model's channels; replaying it with :func:`apply` gives
-    the same model when no recovery (compensation, distillation) was used.
+    ``plan`` indexes the original model's channels and records the recovery; replaying it
+    with :func:`apply` gives the same model (compensation included) unless it was distilled,
+    refined or made in several steps (``plan.recovery.replay_problem()`` says so).
+    ``check`` is the fidelity gate's measurement against the original (None without data):
+    ``check.passed`` is False when the drop exceeds ``max_drop``. ``calibration`` holds the
+    warnings about the calibration data (also logged).
     """
 
     model: onnx.ModelProto
@@ -43,6 +48,8 @@ class PruneResult:
     distillation: DistillReport | None = None
     notes: tuple[str, ...] = ()
     speed: SpeedCheck | None = None  # measured original vs pruned (--target-latency)
+    check: CheckResult | None = None
+    calibration: tuple[str, ...] = ()
 
     def table(self) -> str:
         """Before/after table of parameters, MACs and file size."""

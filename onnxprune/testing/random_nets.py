@@ -160,6 +160,8 @@ class _Lambda(nn.Module):
             return x[:, self.start :]
         if self.kind == "self_concat":
             return torch.cat([x, x], dim=1)
+        if self.kind == "pool_upsample":  # keeps the side: a large image is not grown further
+            x = nn.functional.avg_pool2d(x, 2)
         return nn.functional.interpolate(x, scale_factor=2.0, mode="nearest")
 
 
@@ -216,8 +218,43 @@ class RandomNet(nn.Module):
         return self.head(self.body(self.stem(x)))
 
 
+SIGNATURE = {
+    "conv": ("Conv",), "depthwise": ("Conv",), "grouped": ("Conv",), "residual": ("Add",),
+    "concat": ("Concat",), "split": ("Split",), "se": ("GlobalAveragePool|ReduceMean", "Mul"),
+    "affine": ("Mul", "Add"), "pool": ("MaxPool|AveragePool",), "slice": ("Slice",),
+    "self_concat": ("Concat",), "gate": ("Mul",), "upsample": ("Resize",),
+}
+"""Op types (``|``: either) that a block of each kind puts in the exported graph, so a test
+can check that the drawn structure was built (every kind is built at every width and side;
+blocks that need more channels first widen them with a 1x1 conv)."""
+
+
 def _block(b: Block, c: int, side: int) -> tuple[nn.Module, int, int]:
-    """Build one block for input width ``c``; return it, its output width and image side."""
+    """Build one block for input width ``c``; return it, its output width and image side.
+
+    Every kind is built whatever ``c`` and ``side`` are: kinds that need at least two
+    channels (split, slice) are preceded by a 1x1 conv to two or more channels when ``c`` is
+    1, self_concat by one to at most 6 channels when ``c`` is larger, a pool at side 1 is
+    preceded by an upsample, and an upsample of a side above 4 pools first.
+    """
+    if b.kind in ("split", "slice") and c < 2:
+        return _widened(b, c, max(2, b.c), side)
+    if b.kind == "self_concat" and c > 6:
+        return _widened(b, c, 1 + b.c % 6, side)
+    if b.kind == "pool" and side < 2:
+        first = _Lambda("upsample")
+        layer, c2, side2 = _block(b, c, side * 2)
+        return nn.Sequential(first, layer), c2, side2
+    return _build(b, c, side)
+
+
+def _widened(b: Block, c: int, width: int, side: int) -> tuple[nn.Module, int, int]:
+    conv = _conv(c, width, 1, 0)
+    layer, c2, side2 = _build(b, width, side)
+    return nn.Sequential(conv, layer), c2, side2
+
+
+def _build(b: Block, c: int, side: int) -> tuple[nn.Module, int, int]:
     k = 3 if b.k == 3 else 1
     if b.kind == "conv":
         return _conv(c, b.c, k, b.v), b.c, side
@@ -233,26 +270,28 @@ def _block(b: Block, c: int, side: int) -> tuple[nn.Module, int, int]:
     if b.kind == "concat":
         layer = _Concat(c, b.c, k, b.v)
         return layer, layer.width(c), side
-    if b.kind == "split" and c >= 2:
+    if b.kind == "split":
         split = _Split(c, 1 + b.c % (c - 1), k, b.v)
         return split, split.width(c), side
     if b.kind == "se":
         return _SE(c, b.c, b.v), c, side
     if b.kind == "affine":
         return _Affine(c), c, side
-    if b.kind == "slice" and c >= 2:
+    if b.kind == "slice":
         start = 1 + b.c % (c - 1)
         return _Lambda("slice", start), c - start, side
-    if b.kind == "self_concat" and c <= 6:
+    if b.kind == "self_concat":
         return _Lambda("self_concat"), 2 * c, side
     if b.kind == "gate":
         return _Gate(c, k, b.v), c, side
-    if b.kind == "upsample" and side <= 4:
+    if b.kind == "upsample":
+        if side > 4:
+            return _Lambda("pool_upsample"), c, side
         return _Lambda("upsample"), c, side * 2
-    if b.kind == "pool" and side >= 4:
+    if b.kind == "pool":
         pool = nn.MaxPool2d(2) if b.v % 2 else nn.AvgPool2d(2)
         return pool, c, side // 2
-    return nn.Identity(), c, side
+    raise ValueError(f"unknown block kind {b.kind!r}; kinds are {', '.join(KINDS)}")
 
 
 def _randomise_norms(module: nn.Module) -> None:
