@@ -10,10 +10,12 @@ class GramSum:
 
     Adding a rank-k update with small k (a classifier Gemm adds one row per sample, a gate
     gradient one per direction) reads and writes the whole C×C matrix for little work; such
-    updates wait until :data:`FLUSH_ROWS` columns are pending and go in as one.
+    updates wait until :data:`FLUSH_ROWS` columns are pending and go in as one. (More would
+    save little time and pin many small blocks in the heap: 32 rather than 256 took the peak
+    RSS of a 24-sample ResNet-50 analysis from 1084 to 1004 MiB, at the same CPU time.)
     """
 
-    FLUSH_ROWS = 256
+    FLUSH_ROWS = 32
 
     def __init__(self, size: int, device: torch.device) -> None:
         self._sum = torch.zeros(size, size, dtype=torch.float64, device=device)
