@@ -40,7 +40,6 @@ Usage (from the repository root)::
 from __future__ import annotations
 
 import argparse
-import inspect
 import json
 import sys
 import time
@@ -84,12 +83,20 @@ class Case:
 # ----------------------------------------------------------------------------- methods
 
 
-def prune_options(method: str, args: argparse.Namespace) -> tuple[dict[str, Any] | None, str]:
-    """``prune`` keyword arguments for an onnxprune method, or (None, why it is n/a)."""
+def option_defaults() -> dict[str, Any]:
+    """The fields of ``onnxprune.PruneOptions`` and their defaults (what ``prune`` accepts)."""
+    import dataclasses
+
     import onnxprune
 
-    params = inspect.signature(onnxprune.prune).parameters
-    default_objective = params["objective"].default if "objective" in params else None
+    return {f.name: f.default for f in dataclasses.fields(onnxprune.PruneOptions)}
+
+
+def prune_options(method: str, args: argparse.Namespace) -> tuple[dict[str, Any] | None, str]:
+    """``prune`` keyword arguments for an onnxprune method, or (None, why it is n/a)."""
+
+    params = option_defaults()
+    default_objective = params.get("objective")
     if method == "default":
         return {}, ""
     if method == "no-compensation":
@@ -118,13 +125,11 @@ def prune_options(method: str, args: argparse.Namespace) -> tuple[dict[str, Any]
 def _analysis(case: Case, opts: dict[str, Any], cache: dict[str, Any], args: argparse.Namespace
               ) -> Any:  # fmt: skip
     """The shared analysis for the objective ``opts`` asks for (None: let prune run it)."""
-    import onnxprune
     from onnxprune.analysis import analyze
 
     if args.fresh_analysis or opts.get("criterion", "effective") != "effective":
         return None
-    params = inspect.signature(onnxprune.prune).parameters
-    objective = opts.get("objective", params["objective"].default)
+    objective = opts.get("objective", option_defaults().get("objective"))
     if objective not in cache:
         t0 = time.perf_counter()
         cache[objective] = analyze(case.model, case.calib, objective=objective, seed=args.seed,
