@@ -11,6 +11,7 @@ maximum compression rate. See DESIGN.md §2.3.
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 
 import numpy as np
 
@@ -18,6 +19,7 @@ from onnxprune import ir
 from onnxprune.analysis.collect import collect, freeze
 from onnxprune.analysis.estimate import network_estimate
 from onnxprune.analysis.gram import ConsumerStats, TaylorStats
+from onnxprune.analysis.measure import output_measures
 from onnxprune.analysis.objectives import OBJECTIVES, Objective
 from onnxprune.analysis.result import STATUSES, AnalysisResult, GroupAnalysis, NetworkEstimate
 from onnxprune.analysis.specs import group_specs
@@ -46,7 +48,7 @@ def analyze(
     model: Model,
     data: Dataset | None = None,
     *,
-    objective: str = "gauss-newton",
+    objective: str = "output-aware",
     directions: int = 4,
     batch_size: int = 16,
     energy_eps: float = ENERGY_EPS,
@@ -55,6 +57,7 @@ def analyze(
     seed: int = 0,
     progress: bool = False,
     estimate: bool = True,
+    output_weights: Mapping[str, float] | None = None,
 ) -> AnalysisResult:
     """Run the effective filter analysis of every prunable group of ``model``.
 
@@ -62,7 +65,8 @@ def analyze(
         model: a loaded model (``onnxprune.load``).
         data: calibration samples (``onnxprune.data.load_data``); ``None`` draws
             :data:`RANDOM_SAMPLES` seeded normal samples (weights-only, not task-aware).
-        objective: ``gauss-newton`` (any model), ``labels`` (cross-entropy against
+        objective: ``output-aware`` (any model, each output in its own scale, see
+            :mod:`onnxprune.analysis.measure`), ``gauss-newton`` (the raw outputs), ``labels`` (cross-entropy against
             ``data.labels``) or ``pseudo-label`` (against the model's own argmax).
         directions: random output directions per sample for ``gauss-newton``.
         batch_size: samples per forward pass (a model with a fixed batch uses its own).
@@ -72,6 +76,7 @@ def analyze(
         seed: seed of the directions (and of random data).
         progress: log one INFO line per batch.
         estimate: also compute the network estimate (runs the surgery once).
+        output_weights: output name -> energy weight (``output-aware``; default 1 each).
 
     Returns:
         One :class:`GroupAnalysis` per channel group, and the network estimate.
@@ -87,9 +92,10 @@ def analyze(
     batch_size, data = _batching(model, data, batch_size)
     shim = Shim(model.proto, device=device)
     freeze(shim)
-    obj = Objective(
-        objective, directions if objective == "gauss-newton" else 1, seed, _softmax_output(shim)
-    )
+    sketch = objective in ("gauss-newton", "output-aware")
+    measures = (output_measures(shim, data, batch_size, output_weights or {})
+                if objective == "output-aware" else ())
+    obj = Objective(objective, directions if sketch else 1, seed, _softmax_output(shim), measures)
     specs = group_specs(model, shim)
     stats = collect(shim, specs, data, obj, batch_size=batch_size, progress=progress)
     cost = model.cost

@@ -60,6 +60,7 @@ def collect(
     """
     accs = [GroupAccumulator(s, objective.directions, shim.device) for s in specs]
     names = set().union(*(s.tensors() for s in specs)) if specs else set()
+    names |= objective.watch
     total = math.ceil(len(data) / batch_size)
     start = 0
     for i, (inputs, labels) in enumerate(data.batches(batch_size)):
@@ -89,7 +90,7 @@ def _one_batch(
     with shim.watch(names) as watched:
         outputs = shim(_feeds(inputs, shim.device))
     y = None if labels is None else torch.as_tensor(labels)
-    losses = objective.losses(outputs, y, start)
+    losses = objective.losses(outputs, y, start, watched)
     with torch.no_grad():
         for acc in accs:
             acc.start_batch(watched, batch)

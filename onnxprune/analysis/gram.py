@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -27,6 +27,10 @@ class ConsumerStats:
     ``capacity`` bounds the rank the data can show: per sample, the gradient columns are
     linear in the channel's input values, so a sample adds at most min(rows, values, C).
     ``mean[c, j]`` is the mean of the j-th index channel c owns (over samples and positions).
+    ``bias`` holds the Gram column of a virtual constant-1 input channel (the consumer's
+    bias-gradient column, per tap with the consumer's padding; for a strided ConvTranspose
+    each tap's rows hold its output phase): ``bias[c]`` its product with channel c's column,
+    ``bias[C]`` its own square. Compensation fits the intercept jointly with it.
     """
 
     node: str
@@ -37,6 +41,7 @@ class ConsumerStats:
     capacity: int
     gram: np.ndarray
     mean: np.ndarray
+    bias: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
@@ -80,6 +85,8 @@ class ConsumerAccumulator:
         self.owned = torch.as_tensor(spec.owned, device=device)
         self.contiguous = spec.contiguous
         self.gram = torch.zeros(size, size, dtype=torch.float64, device=device)
+        self.bias = torch.zeros(size + 1, dtype=torch.float64, device=device)
+        self._with_one = replace(spec, sel=np.append(spec.sel, -1))  # + the constant channel
         self.mean_sum = torch.zeros(spec.owned.shape, dtype=torch.float64, device=device)
         self.rows = self.capacity = self.positions = 0
 
@@ -94,10 +101,19 @@ class ConsumerAccumulator:
         self.capacity += a.shape[0] * min(values, rows, self.size)
 
     def add_gradient(self, a: torch.Tensor, d: torch.Tensor) -> None:
-        """Add one direction's per-sample weight gradients of a batch to the Gram."""
-        for g in gradients.chunks(self.spec, a, d):
-            x = _rows(g, self.owned, self.contiguous)
+        """Add one direction's per-sample weight gradients of a batch to the Gram.
+
+        A constant-1 channel rides along as the last input column: its gradient is the
+        consumer's bias-gradient column (per tap, zero-padded like the real channels).
+        """
+        one = torch.ones((a.shape[0], 1, *a.shape[2:]), dtype=a.dtype, device=a.device)
+        m = self.owned.shape[1]
+        for g in gradients.chunks(self._with_one, torch.cat([a, one], 1), d):
+            x = _rows(g[..., :-1], self.owned, self.contiguous)
+            col = g[..., -1:].expand(*g.shape[:3], m).reshape(-1).double()
             self.gram.addmm_(x.T, x)
+            self.bias[:-1].addmv_(x.T, col)
+            self.bias[-1] += col @ col
             self.rows += x.shape[0]
 
     def add_zero_rows(self, batch: int, outputs: int) -> None:
@@ -109,7 +125,8 @@ class ConsumerAccumulator:
         s = self.spec
         mean = (self.mean_sum / max(1, self.positions)).cpu().numpy()
         return ConsumerStats(
-            s.node, s.op, s.x, s.weight, self.rows, self.capacity, self.gram.cpu().numpy(), mean
+            s.node, s.op, s.x, s.weight, self.rows, self.capacity, self.gram.cpu().numpy(), mean,
+            self.bias.cpu().numpy(),
         )
 
 

@@ -16,7 +16,7 @@ from onnxprune import metrics
 from onnxprune.errors import InputError
 from onnxprune.model import Model, load
 from onnxprune.pruning import allocation as alloc_mod
-from onnxprune.pruning.compensation import CompensationReport, compensate
+from onnxprune.pruning.compensation import plan_updates, write_updates
 from onnxprune.pruning.compose import compose
 from onnxprune.pruning.options import PruneOptions
 from onnxprune.pruning.plan import Plan
@@ -72,7 +72,7 @@ def prune(
     """
     opts = PruneOptions.of(options, **option_values).resolved(
         has_data=data is not None or analysis is not None)
-    if data is None and (opts.distill_epochs or (opts.steps > 1 and opts.needs_analysis)):
+    if data is None and (opts.distils or (opts.steps > 1 and opts.needs_analysis)):
         raise InputError(
             "distillation and --steps re-analysis need the calibration data itself: pass data"
         )
@@ -80,7 +80,7 @@ def prune(
         result = _ratio_step(model, opts, data, analysis)
     else:
         result = _target_steps(model, opts, data, analysis)
-    if opts.distill_epochs and data is not None:
+    if opts.distils and data is not None:
         result = _distil(model, result, data, opts)
     return result
 
@@ -92,9 +92,10 @@ def _distil(model: Model, result: PruneResult, data: Dataset, opts: PruneOptions
 
     tuned, report = distill(
         model.proto, result.model, data, epochs=opts.distill_epochs,
-        lr=opts.distill_lr or LR, batch_size=opts.distill_batch or BATCH,
-        labels=opts.distill_labels, seed=opts.seed, device=opts.device,
-        progress=opts.progress,
+        seconds=opts.distill_time, lr=opts.distill_lr or LR,
+        batch_size=opts.distill_batch or BATCH, labels=opts.distill_labels, seed=opts.seed,
+        device=opts.device, progress=opts.progress,
+        output_weights=dict(opts.output_weights),
     )
     tuned = verify(tuned, model.proto, model.input_shapes)
     return replace(result, model=tuned, distillation=report,
@@ -105,7 +106,8 @@ def _analyse(model: Model, data: Dataset | None, opts: PruneOptions) -> Analysis
     from onnxprune.analysis import analyze
 
     return analyze(model, data, objective=opts.objective, seed=opts.seed, device=opts.device,
-                   progress=opts.progress, estimate=False)
+                   progress=opts.progress, estimate=False,
+                   output_weights=dict(opts.output_weights))
 
 
 def _ratio_step(model: Model, opts: PruneOptions, data: Dataset | None,
@@ -115,7 +117,7 @@ def _ratio_step(model: Model, opts: PruneOptions, data: Dataset | None,
         analysis = _analyse(model, data, opts)
     plan = ratio_plan(model, ratio=opts.ratio, criterion=opts.criterion, exclude=opts.exclude,
                       seed=opts.seed, analysis=analysis)
-    return _finish(model, plan, opts, analysis, None, [])
+    return _finish(model, plan, opts, analysis, None, [], data)
 
 
 def _target_steps(model: Model, opts: PruneOptions, data: Dataset | None,
@@ -134,7 +136,7 @@ def _target_steps(model: Model, opts: PruneOptions, data: Dataset | None,
         if opts.needs_analysis and analysis is None:
             analysis = _analyse(current, data, opts)
         plan, allocation = target_plan(current, rel, opts, analysis)
-        result = _finish(current, plan, opts, analysis, allocation, notes)
+        result = _finish(current, plan, opts, analysis, allocation, notes, data)
         composed = plan if composed is None else compose(composed, plan, model)
         if step < opts.steps:
             current = load(result.model, input_shapes=model.input_shapes)
@@ -150,21 +152,26 @@ def _target_steps(model: Model, opts: PruneOptions, data: Dataset | None,
 
 
 def _finish(model: Model, plan: Plan, opts: PruneOptions, analysis: AnalysisResult | None,
-            allocation: alloc_mod.Allocation | None, notes: list[str]) -> PruneResult:
-    report = None
+            allocation: alloc_mod.Allocation | None, notes: list[str],
+            data: Dataset | None = None) -> PruneResult:
+    reports = []
     edit = None
     if opts.compensate:
         assert analysis is not None
-        report = CompensationReport()
         groups = {g.id: g for g in analysis.groups}
 
         def edit(cg):  # type: ignore[no-untyped-def]
-            r = compensate(cg, plan.keep(), groups, ridge=opts.ridge)
-            report.compensated.extend(r.compensated)
-            report.no_intercept.extend(r.no_intercept)
-            report.skipped.extend(r.skipped)
+            report = plan_updates(cg, plan.keep(), groups, ridge=opts.ridge)
+            if opts.refine and data is not None:
+                from onnxprune.pruning.refine import refine
+
+                refine(model, cg, plan.keep(), report, data, ridge=opts.ridge, seed=opts.seed,
+                       device=opts.device)
+            write_updates(cg, report)
+            reports.append(report)
 
     pruned = apply_plan(model, plan.keep(), edit=edit)
+    report = reports[0] if reports else None
     lines = list(allocation.notes) if allocation is not None else []
     if allocation is not None and allocation.past_rank:
         parts = [f"group {gid} rank {r} -> kept {w}" for gid, (r, w) in
