@@ -171,7 +171,8 @@ class _Uneven(torch.nn.Module):
         return self.c(torch.cat([h, h[:, 2:]], 1))
 
 
-def test_uneven_reader_is_reported_as_skipped(tmp_path: Path) -> None:
+@pytest.mark.parametrize("refine", [False, True], ids=["one-shot", "refined"])
+def test_uneven_reader_is_skipped_or_refitted(tmp_path: Path, refine: bool) -> None:
     path = export_onnx(_Uneven().eval(), (1, 3, 8, 8), tmp_path / "u.onnx", dynamo=False)
     model = onnxprune.load(path, input_shapes={"input": (1, 3, 8, 8)})
     group = next((g for g in model.groups.groups if g.size == 6), None)
@@ -181,12 +182,23 @@ def test_uneven_reader_is_reported_as_skipped(tmp_path: Path) -> None:
     data = Dataset({"input": rng.normal(size=(16, 3, 8, 8)).astype(np.float32)})
     an = analyze(model, data, estimate=False)
     plan = make_plan(model.groups, {group.id: [0, 1, 2, 3]})
-    opts = PruneOptions(ratio=0.5, criterion="l1", compensate=True).resolved(has_data=True)
-    comp = _finish(model, plan, opts, an, None, [], data).compensation
+    opts = PruneOptions(ratio=0.5, criterion="l1", compensate=True,
+                        refine=refine).resolved(has_data=True)
+    result = _finish(model, plan, opts, an, None, [], data)
+    comp = result.compensation
     assert comp is not None
-    assert any("unevenly" in s for s in comp.skipped)
-    assert not any(c.startswith(f"{ref.node} ") for ref in group.consumers
-                   for c in comp.compensated)
+    readers = [f"{ref.node} ({ref.op})" for ref in group.consumers]
+    if not refine:  # the one-shot fit cannot serve it: skipped, and said so
+        assert any("unevenly" in s for s in comp.skipped)
+        assert not set(readers) & set(comp.compensated)
+        return
+    # refinement fits its whole (concatenated) input instead: exact again
+    assert set(readers) <= set(comp.refined) and not comp.skipped
+    feeds = {"input": rng.normal(size=(1, 3, 8, 8)).astype(np.float32)}
+    (ref,) = run(model.proto, feeds)
+    (got,) = run(result.model, feeds)
+    plain = run(onnxprune.apply(model, plan).model, feeds)[0]
+    assert np.abs(got - ref).max() < 0.5 * np.abs(plain - ref).max()
 
 
 def test_update_is_plain_data() -> None:

@@ -264,6 +264,19 @@ def test_distillation_lowers_the_loss_and_is_seeded(digits) -> None:
     assert c.distillation.loss_after <= c.distillation.loss_before
 
 
+def test_distillation_by_time_holds_out_and_reports_progress(digits, capsys) -> None:
+    model, data, an = digits
+    res = onnxprune.prune(model, target_macs=0.3, data=data, analysis=an, distill_time=3.0,
+                          progress=True)
+    d = res.distillation
+    assert d is not None and d.loss_after <= d.loss_before and d.stopped
+    assert d.seconds < 3.0 + 30.0  # a measurement may finish after the budget
+    lines = [ln for ln in capsys.readouterr().err.splitlines() if ln.startswith("distilling")]
+    assert lines and all("held-out loss" in ln and "\r" not in ln for ln in lines)
+    with pytest.raises(onnxprune.InputError, match="distill-time"):
+        onnxprune.prune(model, target_macs=0.3, data=data, analysis=an, distill_time=-1.0)
+
+
 def _initializers_of(m: onnx.ModelProto) -> dict[str, bytes]:
     return {t.name: numpy_helper.to_array(t).tobytes() for t in m.graph.initializer}
 

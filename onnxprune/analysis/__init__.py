@@ -66,7 +66,8 @@ def analyze(
         data: calibration samples (``onnxprune.data.load_data``); ``None`` draws
             :data:`RANDOM_SAMPLES` seeded normal samples (weights-only, not task-aware).
         objective: ``output-aware`` (any model, each output in its own scale, see
-            :mod:`onnxprune.analysis.measure`), ``gauss-newton`` (the raw outputs), ``labels`` (cross-entropy against
+            :mod:`onnxprune.analysis.measure`), ``gauss-newton`` (the raw outputs),
+            ``labels`` (cross-entropy against
             ``data.labels``) or ``pseudo-label`` (against the model's own argmax).
         directions: random output directions per sample for ``gauss-newton``.
         batch_size: samples per forward pass (a model with a fixed batch uses its own).

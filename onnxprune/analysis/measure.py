@@ -68,7 +68,7 @@ class OutputMeasure:
     blocks: int = 1
 
     def apply(self, t: torch.Tensor) -> torch.Tensor:
-        """The measured value of ``t`` (the tensor named :attr:`tensor`), unscaled."""
+        """Return the measured value of ``t`` (the tensor named :attr:`tensor`), unscaled."""
         if self.transform != "log_softmax":
             return t
         if self.coerce:
@@ -78,7 +78,7 @@ class OutputMeasure:
         return torch.log_softmax(t, self.axis)
 
     def scaled(self, t: torch.Tensor) -> torch.Tensor:
-        """The measured, standardised value of ``t``."""
+        """Return the measured, standardised value of ``t``."""
         v = self.apply(t)
         s = torch.as_tensor(self.scale, dtype=v.dtype, device=v.device)
         if s.numel() > 1:
@@ -172,7 +172,7 @@ def _blocks(logs: np.ndarray) -> list[np.ndarray]:
 
 def measured(measures: Sequence[OutputMeasure], outputs: Sequence[torch.Tensor],
              watched: Mapping[str, torch.Tensor]) -> list[torch.Tensor]:
-    """The standardised value of every weighted output of a batch."""
+    """Return the standardised value of every weighted output of a batch."""
     out = []
     for m in measures:
         if m.weight <= 0:

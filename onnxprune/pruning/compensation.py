@@ -113,7 +113,8 @@ def joint_coefficients(gram: np.ndarray, bias: np.ndarray | None, keep: np.ndarr
         gram: the consumer's Gram K (C × C).
         bias: K's column of the constant channel (``[C + 1]``, last its square), or None to
             fit without intercept.
-        keep: kept channel indices; ``drop`` the dropped ones.
+        keep: kept channel indices.
+        drop: dropped channel indices.
         ridge: ρ relative to the mean diagonal of K_kk (also applied to the constant).
 
     Returns:
@@ -221,6 +222,7 @@ def write_updates(cg: ChannelGraph, report: CompensationReport) -> None:
 
 
 def weight_readers(cg: ChannelGraph) -> dict[str, int]:
+    """Constant tensor name -> how many node inputs read it."""
     count: dict[str, int] = {}
     for node in cg.ctx.graph.nodes:
         for t in node.inputs:
@@ -271,7 +273,7 @@ def _update_one(
     cg: ChannelGraph, group: Group, ref: WeightRef, cs, keep: np.ndarray, drop: np.ndarray,  # type: ignore[no-untyped-def]
     ridge: float,
 ) -> ConsumerUpdate:
-    """The one-shot update of one consumer: dropped channels folded into kept ones."""
+    """Return one consumer's one-shot update: dropped channels folded into kept ones."""
     node = _node(cg, ref)
     idx = owned_indices(group, ref)
     w = cg.ctx.const(ref.weight.name)
@@ -286,20 +288,22 @@ def _update_one(
     for j in range(idx.shape[1]):
         dropped = wm[idx[drop, j]]  # [nd, rest...]
         delta[idx[keep, j]] += np.tensordot(a, dropped, axes=(1, 0))
-    bias, exact = intercept_bias(cg, node, ref, w, idx, drop, beta)
+    bias, exact = intercept_bias(cg, node, ref.weight.axis, w, idx, drop, beta)
     return ConsumerUpdate(ref.node, ref.op, ref.weight.name,
                           np.moveaxis(delta, 0, ref.weight.axis), bias, exact, "one-shot",
                           group.id)
 
 
-def intercept_bias(cg: ChannelGraph, node: gs.Node, ref: WeightRef, w: np.ndarray,
+def intercept_bias(cg: ChannelGraph, node: gs.Node, w_axis: int, w: np.ndarray,
                    idx: np.ndarray, channels: np.ndarray, beta: np.ndarray
                    ) -> tuple[np.ndarray, str]:
     """Bias change Σ_c β_c·(taps of W[:, c]) and whether it is exact.
 
     Args:
         cg: the channel graph (for attributes).
-        node: the consumer; ``ref`` its weight reference; ``w`` its (original) weight.
+        node: the consumer.
+        w_axis: the weight's input axis.
+        w: the consumer's (original) weight.
         idx: ``[C, m]`` input indices owned by each channel.
         channels: the channels whose constants ``beta`` are folded into the bias.
         beta: one constant per channel in ``channels``.
@@ -308,7 +312,7 @@ def intercept_bias(cg: ChannelGraph, node: gs.Node, ref: WeightRef, w: np.ndarra
         The bias change per output unit and ``exact``/``approximate``.
 
     """
-    wm = np.moveaxis(w.astype(np.float64), ref.weight.axis, 0)  # [in, out, taps...]
+    wm = np.moveaxis(w.astype(np.float64), w_axis, 0)  # [in, out, taps...]
     per_tap = sum(np.tensordot(beta, wm[idx[channels, j]], axes=(0, 0))
                   for j in range(idx.shape[1]))  # [out, taps...]
     per_tap = np.asarray(per_tap, dtype=np.float64)

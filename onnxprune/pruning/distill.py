@@ -92,13 +92,16 @@ def distill(
     """Fine-tune ``pruned`` to match ``original`` on ``data`` and return the updated model.
 
     Args:
-        original: the teacher; ``pruned`` the student.
+        original: the teacher.
+        pruned: the student.
         data: calibration samples (a held-out slice is taken from them).
         epochs: at most this many passes (0: only ``seconds`` limits).
         seconds: at most this much wall time (None: only ``epochs`` limits).
-        lr: Adam learning rate; ``batch_size`` samples per step.
+        lr: Adam learning rate.
+        batch_size: samples per step.
         labels: cross-entropy on the data's labels instead of the teacher.
-        seed: shuffling seed; ``device`` the torch device.
+        seed: shuffling seed.
+        device: torch device.
         progress: one plain line per held-out measurement on stderr.
         output_weights: energy weights of the outputs in the loss (default 1 each).
 

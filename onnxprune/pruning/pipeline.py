@@ -82,6 +82,11 @@ def prune(
         result = _target_steps(model, opts, data, analysis)
     if opts.distils and data is not None:
         result = _distil(model, result, data, opts)
+    if data is not None and opts.objective == "output-aware":
+        from onnxprune.pruning.fidelity import output_fidelity
+
+        result = replace(result, fidelity=output_fidelity(
+            model.proto, result.model, data, dict(opts.output_weights), device=opts.device))
     return result
 
 

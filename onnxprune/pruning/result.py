@@ -37,6 +37,7 @@ class PruneResult:
     compensation: CompensationReport | None = None
     distillation: DistillReport | None = None
     notes: tuple[str, ...] = ()
+    fidelity: tuple[str, ...] = ()
 
     def table(self) -> str:
         """Before/after table of parameters, MACs and file size."""
@@ -70,6 +71,7 @@ class PruneResult:
             lines.append(self.compensation.line())
         if self.distillation is not None:
             lines.append(self.distillation.line())
+        lines.extend(self.fidelity)
         return "\n".join(lines)
 
 
