@@ -36,7 +36,7 @@ _SQUASH = {"Sigmoid": "none", "HardSigmoid": "none", "Softmax": "log_softmax",
            "LogSoftmax": "log_softmax"}
 DECADE = 1.0
 """A jump of more than this in log10 of the channel std starts a new block."""
-FLOOR = 1e-2
+FLOOR = 1e-4
 """Channel stds below this share of the output's largest are raised to it."""
 
 
