@@ -205,3 +205,27 @@ def test_update_is_plain_data() -> None:
     up = ConsumerUpdate("n", "Conv", "w", np.ones((2, 3)), np.zeros(2), "exact", "refined", 4)
     d = up.to_dict()
     assert d["shape"] == [2, 3] and d["bias"] == [0.0, 0.0] and d["group"] == 4
+
+
+# -- options and flags --------------------------------------------------------------------
+
+
+def test_cli_flags_reach_the_options() -> None:
+    import argparse
+
+    from onnxprune.commands import prune as cmd
+
+    parser = argparse.ArgumentParser()
+    cmd.register(parser.add_subparsers())
+    args = parser.parse_args(["prune", "m.onnx", "-o", "o.onnx", "--target-macs", "0.5",
+                              "--output-weight", "prob=2", "--output-weight", "reg=0",
+                              "--distill-time", "5m", "--no-refine"])
+    opts = cmd.options_from(args)
+    assert opts.output_weights == (("prob", 2.0), ("reg", 0.0))
+    assert opts.distill_time == 300.0 and not opts.refine and opts.distils
+    assert opts.objective == "output-aware"
+    with pytest.raises(SystemExit):
+        parser.parse_args(["prune", "m.onnx", "-o", "o", "--target-macs", "0.5",
+                           "--distill-time", "soon"])
+    with pytest.raises(onnxprune.InputError, match="output-weight"):
+        PruneOptions(target_macs=0.5, output_weights=(("prob", -1.0),)).resolved(has_data=True)
