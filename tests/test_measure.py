@@ -41,7 +41,7 @@ def test_locate_looks_through_squashes_and_identity() -> None:
     found = {m.output: m for m in locate(shim.plan.steps, list(shim.plan.outputs))}
     assert found["box"].tensor == "box" and found["box"].transform == "none"
     assert found["prob"].tensor == "logits" and found["prob"].transform == "log_softmax"
-    assert found["score"].tensor == "z" and found["score"].transform == "none"
+    assert found["score"].tensor == "z" and found["score"].transform == "sigmoid"
 
 
 def test_blocks_and_equal_energy_per_output() -> None:

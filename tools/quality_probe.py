@@ -164,8 +164,12 @@ def main() -> None:
     ap.add_argument("--eval", type=int, default=32)
     ap.add_argument("--opt", action="append", default=[])
     ap.add_argument("--tag", default="")
+    ap.add_argument("--fisher", type=float, default=None)
     args = ap.parse_args()
     import onnxprune
+    from onnxprune.analysis import measure
+
+    measure.FISHER = args.fisher
     from onnxprune.data import Dataset
 
     path = str(CACHE / "models" / f"{args.model}.onnx")
@@ -182,6 +186,7 @@ def main() -> None:
     ref = _run(path, ev)
     got = _run(res.model.SerializeToString(), ev)
     out = {"model": args.model, "target": args.target, "opts": args.opt, "tag": args.tag,
+           "fisher": args.fisher, "eval": args.eval,
            "metric": round(metric(args.model, ref, got), 4),
            "macs_kept": round(res.after.macs / res.before.macs, 3), "seconds": round(took, 1),
            "comp": res.compensation.line() if res.compensation else ""}

@@ -32,8 +32,11 @@ from onnxprune.shim.module import Shim
 from onnxprune.shim.plan import Step
 
 _PASS_THROUGH = ("Identity", "Transpose", "Reshape", "Flatten", "Squeeze", "Unsqueeze")
-_SQUASH = {"Sigmoid": "none", "HardSigmoid": "none", "Softmax": "log_softmax",
+_SQUASH = {"Sigmoid": "sigmoid", "HardSigmoid": "none", "Softmax": "log_softmax",
            "LogSoftmax": "log_softmax"}
+FISHER: float | None = None
+"""Experimental: weigh the logits by the likelihood's Fisher factor (probabilities mixed with
+this share of uniform); None measures the plain logits."""
 DECADE = 1.0
 """A jump of more than this in log10 of the channel std starts a new block."""
 FLOOR = 1e-4
@@ -69,8 +72,16 @@ class OutputMeasure:
 
     def apply(self, t: torch.Tensor) -> torch.Tensor:
         """Return the measured value of ``t`` (the tensor named :attr:`tensor`), unscaled."""
+        if self.transform == "sigmoid":
+            if FISHER is None:
+                return t
+            p = torch.sigmoid(t.detach())
+            return t * ((1 - FISHER) * p * (1 - p) + FISHER / 4).sqrt()
         if self.transform != "log_softmax":
             return t
+        if FISHER is not None and not self.coerce:
+            q = (1 - FISHER) * torch.softmax(t.detach(), self.axis) + FISHER / t.shape[self.axis]
+            return q.sqrt() * (t - (q * t).sum(self.axis, keepdim=True))
         if self.coerce:
             ax = self.axis % t.dim()
             flat = t.reshape(*t.shape[:ax], -1)
