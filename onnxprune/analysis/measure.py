@@ -79,9 +79,12 @@ class OutputMeasure:
             return t * ((1 - FISHER) * p * (1 - p) + FISHER / 4).sqrt()
         if self.transform != "log_softmax":
             return t
-        if FISHER is not None and not self.coerce:
-            q = (1 - FISHER) * torch.softmax(t.detach(), self.axis) + FISHER / t.shape[self.axis]
-            return q.sqrt() * (t - (q * t).sum(self.axis, keepdim=True))
+        if FISHER is not None:
+            ax = self.axis % t.dim()
+            z = t.reshape(*t.shape[:ax], -1) if self.coerce else t.movedim(ax, -1)
+            q = (1 - FISHER) * torch.softmax(z.detach(), -1) + FISHER / z.shape[-1]
+            f = q.sqrt() * (z - (q * z).sum(-1, keepdim=True))
+            return f.reshape(t.shape) if self.coerce else f.movedim(-1, ax)
         if self.coerce:
             ax = self.axis % t.dim()
             flat = t.reshape(*t.shape[:ax], -1)
