@@ -13,6 +13,7 @@ from collections.abc import Mapping
 import onnx
 import torch
 
+from onnxprune import ir
 from onnxprune.analysis.measure import measured, output_measures
 from onnxprune.data import Dataset
 from onnxprune.shim.module import Shim
@@ -27,7 +28,12 @@ def output_fidelity(original: onnx.ModelProto, pruned: onnx.ModelProto, data: Da
                     weights: Mapping[str, float], *, batch_size: int = BATCH,
                     device: str = "cpu") -> tuple[str, ...]:
     """One line per measured output: relative error and (softmax) argmax agreement."""
-    data = data.take(min(len(data), SAMPLES))
+    fixed = [s.shape[0] for s in ir.io_specs(original)
+             if s.shape and isinstance(s.shape[0], int) and s.shape[0] > 0]
+    batch_size = int(fixed[0]) if fixed else batch_size
+    data = data.take(min(len(data), SAMPLES) // batch_size * batch_size)
+    if not len(data):
+        return ()
     a, b = Shim(original, device=device), Shim(pruned, device=device)
     measures = output_measures(a, data, batch_size, {})
     names = {m.tensor for m in measures if m.tensor != m.output}

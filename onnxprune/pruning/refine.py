@@ -34,7 +34,9 @@ import torch
 
 from onnxprune.channels.graph import ChannelGraph
 from onnxprune.channels.types import Space
+from onnxprune import ir
 from onnxprune.data import Dataset
+from onnxprune.errors import OnnxPruneError
 from onnxprune.model import Model
 from onnxprune.pruning.compensation import (
     CompensationReport,
@@ -95,12 +97,24 @@ def refine(model: Model, cg: ChannelGraph, plan: Mapping[int, Sequence[int]],
         sim.set_gate(space.tensor, space.axis, gate)
     state = _State(sim, report.updates)
     rng = np.random.default_rng(seed)
-    feeds = [b for b, _ in data.batches(BATCH)]
-    with torch.no_grad():
-        _walk(sim, orig, feeds, targets, state, rng, cg, ridge)
+    feeds = [b for b, _ in data.batches(_batch(model))]
+    try:
+        with torch.no_grad():
+            _walk(sim, orig, feeds, targets, state, rng, cg, ridge)
+    except OnnxPruneError as e:  # the one-shot updates stand; say why
+        log.warning("refinement skipped, one-shot compensation kept: %s", e)
+        report.skipped.append(f"refinement: {e}")
+        return
     report.updates[:] = state.result()
     refitted = {f"{u.node} ({u.op})" for u in state.refits}
     report.skipped[:] = [s for s in report.skipped if s.split(": ", 1)[0] not in refitted]
+
+
+def _batch(model: Model) -> int:
+    """A model whose inputs fix the batch dim runs exactly that many samples per pass."""
+    fixed = [s.shape[0] for s in ir.io_specs(model.proto)
+             if s.shape and isinstance(s.shape[0], int) and s.shape[0] > 0]
+    return int(fixed[0]) if fixed else BATCH
 
 
 def _targets(cg: ChannelGraph, kept: Mapping[Space, np.ndarray]) -> dict[str, _Target]:
