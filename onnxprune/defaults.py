@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-OBJECTIVES = ("gauss-newton", "labels", "pseudo-label")
+OBJECTIVES = ("output-aware", "gauss-newton", "labels", "pseudo-label")
 """Objectives of the effective filter analysis (see :mod:`onnxprune.analysis.objectives`)."""
 
 ENERGY_EPS = 1e-4

@@ -69,7 +69,7 @@ def test_prune_takes_a_model_proto_and_any_data_form(proto, x, form) -> None:
     assert r.compensation is not None  # data-aware mode: compensation ran
     assert r.summary().splitlines()[0].startswith("mode: target keep 80% of the MACs "
                                                   "(hierarchical widths, effective channels, "
-                                                  "compensation, on 12 samples")
+                                                  "compensation, refinement, on 12 samples")
 
 
 def test_prune_path_and_npz_and_save(tmp_path: Path, proto, x) -> None:

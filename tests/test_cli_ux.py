@@ -159,8 +159,8 @@ def test_progress_lines_in_logs_without_carriage_returns(capsys, dyn, monkeypatc
     assert "\r" not in err
     assert "onnxprune: analysis: 1/1 batches (100%)" not in err  # periodic lines stop at the end
     assert "onnxprune: analysis: done, 1/1 batches (100%)" in err
-    assert "onnxprune: distillation: 1/2 epochs (50%)" in err and ", loss " in err
-    assert "onnxprune: distillation: done, 2/2 epochs (100%)" in err
+    assert "onnxprune: distillation: epoch 1.00" in err and "held-out loss" in err
+    assert "onnxprune: distillation: epoch 2.00" in err
     assert "onnxprune: surgery, compensation and verification: done" in err
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Mapping
 
 import numpy as np
 
@@ -19,6 +20,7 @@ from onnxprune import ir
 from onnxprune.analysis.collect import GroupStats, collect, freeze, trim_heap
 from onnxprune.analysis.estimate import network_estimate
 from onnxprune.analysis.gram import ConsumerStats, TaylorStats
+from onnxprune.analysis.measure import output_measures
 from onnxprune.analysis.objectives import OBJECTIVES, Objective
 from onnxprune.analysis.result import STATUSES, AnalysisResult, GroupAnalysis, NetworkEstimate
 from onnxprune.analysis.specs import group_specs
@@ -51,7 +53,7 @@ def analyze(
     model: Model,
     data: Dataset | None = None,
     *,
-    objective: str = "gauss-newton",
+    objective: str = "output-aware",
     directions: int = 4,
     batch_size: int = 16,
     energy_eps: float = ENERGY_EPS,
@@ -60,6 +62,7 @@ def analyze(
     seed: int = 0,
     progress: bool = False,
     estimate: bool = True,
+    output_weights: Mapping[str, float] | None = None,
 ) -> AnalysisResult:
     """Run the effective filter analysis of every prunable group of ``model``.
 
@@ -67,7 +70,9 @@ def analyze(
         model: a loaded model (``onnxprune.load``).
         data: calibration samples (``onnxprune.data.load_data``); ``None`` draws
             :data:`RANDOM_SAMPLES` seeded normal samples (weights-only, not task-aware).
-        objective: ``gauss-newton`` (any model), ``labels`` (cross-entropy against
+        objective: ``output-aware`` (any model, each output in its own scale, see
+            :mod:`onnxprune.analysis.measure`), ``gauss-newton`` (the raw outputs),
+            ``labels`` (cross-entropy against
             ``data.labels``) or ``pseudo-label`` (against the model's own argmax).
         directions: random output directions per sample for ``gauss-newton``.
         batch_size: samples per forward pass (a model with a fixed batch uses its own).
@@ -77,6 +82,7 @@ def analyze(
         seed: seed of the directions (and of random data).
         progress: log one INFO line per batch.
         estimate: also compute the network estimate (runs the surgery once).
+        output_weights: output name -> energy weight (``output-aware``; default 1 each).
 
     Returns:
         One :class:`GroupAnalysis` per channel group, and the network estimate.
@@ -90,7 +96,8 @@ def analyze(
     _check_options(objective, directions, batch_size, energy_eps, rel_tol)
     data = _checked_data(model, data, objective, seed)
     batch_size, data = _batching(model, data, batch_size)
-    obj, stats = _gather(model, data, objective, directions, seed, batch_size, device, progress)
+    obj, stats = _gather(model, data, objective, directions, seed, batch_size, device, progress,
+                         output_weights)
     trim_heap()  # the shim and the pass's buffers, before the spectra and the estimate
     cost = model.cost
     groups = tuple(
@@ -106,14 +113,15 @@ def analyze(
 
 def _gather(
     model: Model, data: Dataset, objective: str, directions: int, seed: int, batch_size: int,
-    device: str, progress: bool,
+    device: str, progress: bool, output_weights: Mapping[str, float] | None,
 ) -> tuple[Objective, dict[int, GroupStats]]:
     """Run the pass over the data; the shim (a copy of the weights) is freed on return."""
     shim = Shim(model.proto, device=device)
     freeze(shim)
-    obj = Objective(
-        objective, directions if objective == "gauss-newton" else 1, seed, _softmax_output(shim)
-    )
+    sketch = objective in ("gauss-newton", "output-aware")
+    measures = (output_measures(shim, data, batch_size, output_weights or {})
+                if objective == "output-aware" else ())
+    obj = Objective(objective, directions if sketch else 1, seed, _softmax_output(shim), measures)
     specs = group_specs(model, shim)
     return obj, collect(shim, specs, data, obj, batch_size=batch_size, progress=progress)
 

@@ -64,6 +64,7 @@ def collect(
     trim_heap()  # what loading the model freed
     accs = [GroupAccumulator(s, objective.directions, shim.device) for s in specs]
     names = set().union(*(s.tensors() for s in specs)) if specs else set()
+    names |= objective.watch
     total = math.ceil(len(data) / batch_size)
     start = 0
     batches = track(data.batches(batch_size), what="analysis", total=total, unit="batch")
@@ -96,7 +97,7 @@ def _one_batch(
     with shim.watch(names, retain_grad=False) as watched:
         outputs = shim(_feeds(inputs, shim.device))
     y = None if labels is None else torch.as_tensor(labels)
-    losses = objective.losses(outputs, y, start)
+    losses = objective.losses(outputs, y, start, watched)
     with torch.no_grad():
         for acc in accs:
             acc.start_batch(watched, batch)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -28,6 +28,10 @@ class ConsumerStats:
     ``capacity`` bounds the rank the data can show: per sample, the gradient columns are
     linear in the channel's input values, so a sample adds at most min(rows, values, C).
     ``mean[c, j]`` is the mean of the j-th index channel c owns (over samples and positions).
+    ``bias`` holds the Gram column of a virtual constant-1 input channel (the consumer's
+    bias-gradient column, per tap with the consumer's padding; for a strided ConvTranspose
+    each tap's rows hold its output phase): ``bias[c]`` its product with channel c's column,
+    ``bias[C]`` its own square. Compensation fits the intercept jointly with it.
     """
 
     node: str
@@ -38,6 +42,7 @@ class ConsumerStats:
     capacity: int
     gram: np.ndarray
     mean: np.ndarray
+    bias: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
@@ -85,7 +90,11 @@ class ConsumerAccumulator:
         self.directions = directions
         self.owned = torch.as_tensor(spec.owned, device=device)
         self.contiguous = spec.contiguous
-        self.gram = GramSum(size, device)
+        # A constant-1 channel rides along as channel C: its gradient rows are the
+        # consumer's bias-gradient column (per tap, zero-padded like the real channels), so
+        # the Gram is (C+1)x(C+1) and compensation can fit the intercept jointly.
+        self._one = _with_constant(spec)
+        self.gram = GramSum(size + 1, device)
         self.mean_sum = torch.zeros(spec.owned.shape, dtype=torch.float64, device=device)
         self.rows = self.capacity = self.positions = 0
         self.form = "rows"
@@ -110,17 +119,19 @@ class ConsumerAccumulator:
         self._m = None
 
     def add_gradient(self, a: torch.Tensor, d: torch.Tensor) -> None:
-        """Add one direction's per-sample weight gradients of a batch."""
+        """Add one direction's per-sample weight gradients of a batch (constant channel too)."""
+        a1 = _append_one(a)
         if self.form == "positions":
             self._m = gradients.add_positions(self._m, d)
             self.add_zero_rows(d.shape[0], d.shape[1])
         elif self.spec.kind == "grouped":
-            for g in gradients.grouped_chunks(self.spec, a, d):
-                x = _rows(g, self.owned, self.contiguous)
+            owned = torch.as_tensor(self._one.owned, device=a.device)
+            for g in gradients.grouped_chunks(self._one, a1, d):
+                x = _rows(g, owned, False)
                 self.gram.add(x.T, x.T)
                 self.rows += x.shape[0]
         else:
-            self.rows += gradients.add_rows(self.gram, self.spec, a, d, self.size)
+            self.rows += gradients.add_rows(self.gram, self._one, a1, d, self.size + 1)
 
     def add_zero_rows(self, batch: int, outputs: int) -> None:
         """Count the rows of a direction (whose gradient never reached the consumer)."""
@@ -130,15 +141,16 @@ class ConsumerAccumulator:
         """Close a batch: the positions form adds its Gram now that every direction is in."""
         m, self._m = self._m, None
         if m is not None:
-            gradients.add_positions_gram(self.gram, self.spec, a, m, self.size)
+            gradients.add_positions_gram(self.gram, self._one, _append_one(a), m, self.size + 1)
 
     def result(self) -> ConsumerStats:
         """Return the consumer's totals as numpy."""
         s = self.spec
         mean = (self.mean_sum / max(1, self.positions)).cpu().numpy()
+        full = self.gram.value().cpu().numpy()
         return ConsumerStats(
-            s.node, s.op, s.x, s.weight, self.rows, self.capacity, self.gram.value().cpu().numpy(),
-            mean,
+            s.node, s.op, s.x, s.weight, self.rows, self.capacity, full[:-1, :-1].copy(), mean,
+            full[:, -1].copy(),
         )
 
 
@@ -263,3 +275,21 @@ class GroupAccumulator:
     def end_batch(self) -> None:
         """Drop the batch's activations."""
         self._acts, self._outputs, self._inputs = [], [], []
+
+
+def _with_constant(spec: ConsumerSpec) -> ConsumerSpec:
+    """The consumer's spec with a constant-1 channel appended as channel C.
+
+    The activation gets the constant at index S (``_append_one``); the zero pad of channels
+    owning fewer indices moves from S to S+1, and the constant channel owns its index once per
+    owned position (like the real channels' taps).
+    """
+    s = len(spec.sel)
+    owned = np.where(spec.owned >= s, s + 1, spec.owned)
+    owned = np.concatenate([owned, np.full((1, owned.shape[1]), s, dtype=owned.dtype)])
+    return replace(spec, sel=np.append(spec.sel, -1), owned=owned)
+
+
+def _append_one(a: torch.Tensor) -> torch.Tensor:
+    """Append a constant-1 channel to a laid-out activation ``[B, S, ...]``."""
+    return torch.cat([a, a.new_ones((a.shape[0], 1, *a.shape[2:]))], 1)

@@ -3,8 +3,14 @@
 Every objective is a sum of independent per-sample terms, so one backward pass over a batch
 gives every sample's gradient at every watched tensor at once:
 
-- ``gauss-newton`` (default, any model): ℓ_{n,r} = ⟨v_{n,r}, f(x_n)⟩ with v_{n,r} ~ N(0, I) over
-  the sample's concatenated, flattened float outputs; E_v[GᵀG] is the Gauss–Newton matrix
+- ``output-aware`` (default, any model): the Gauss–Newton sketch below, taken over each
+  output in its own scale (see :mod:`onnxprune.analysis.measure`): trailing
+  Sigmoid/Softmax/LogSoftmax are looked through to their logits (log-softmax for Softmax),
+  and each output, and each block of an output's channels whose calibration std differs by
+  more than a decade, is standardised so that every output carries the same energy
+  (times its ``--output-weight``).
+- ``gauss-newton`` (any model): ℓ_{n,r} = ⟨v_{n,r}, f(x_n)⟩ with v_{n,r} ~ N(0, I) over
+  the sample's concatenated, flattened raw float outputs; E_v[GᵀG] is the Gauss–Newton matrix
   J_nᵀJ_n summed over samples. Directions are drawn per sample from a generator seeded by
   ``(seed, sample index)``, so results do not depend on the batch size.
 - ``labels``: per-sample cross-entropy of the classifier output against given labels.
@@ -13,13 +19,14 @@ gives every sample's gradient at every watched tensor at once:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from onnxprune.analysis.measure import OutputMeasure, measured
 from onnxprune.defaults import OBJECTIVES as OBJECTIVES  # re-export (torch-free home)
 from onnxprune.errors import InputError
 
@@ -51,6 +58,7 @@ class Objective:
         directions: row blocks per sample (R for ``gauss-newton``, 1 otherwise).
         seed: seed of the Gauss–Newton directions.
         probabilities: the classifier output is already a softmax (use its log).
+        measures: how each output is measured (``output-aware`` only).
 
     """
 
@@ -58,9 +66,16 @@ class Objective:
     directions: int = 1
     seed: int = 0
     probabilities: bool = False
+    measures: tuple[OutputMeasure, ...] = ()
+
+    @property
+    def watch(self) -> frozenset[str]:
+        """Intermediate tensors (logits) the objective reads besides the graph outputs."""
+        return frozenset(m.tensor for m in self.measures if m.tensor != m.output)
 
     def losses(
-        self, outputs: Sequence[torch.Tensor], labels: torch.Tensor | None, start: int
+        self, outputs: Sequence[torch.Tensor], labels: torch.Tensor | None, start: int,
+        watched: Mapping[str, torch.Tensor] | None = None,
     ) -> list[torch.Tensor]:
         """Scalar losses of one batch, one per direction (each a sum over samples).
 
@@ -68,6 +83,7 @@ class Objective:
             outputs: the graph outputs of the batch (batch along axis 0).
             labels: integer class ids of the batch (``labels`` objective only).
             start: index of the batch's first sample in the dataset.
+            watched: the intermediate tensors of :attr:`watch` (``output-aware``).
 
         Returns:
             ``directions`` scalar tensors.
@@ -78,6 +94,8 @@ class Objective:
         """
         if self.name == "gauss-newton":
             return self._sketch(outputs, start)
+        if self.name == "output-aware":
+            return self._sketch(measured(self.measures, outputs, watched or {}), start)
         logits = self._classifier(outputs)
         if self.name == "pseudo-label":
             labels = logits.detach().argmax(1)

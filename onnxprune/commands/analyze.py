@@ -20,7 +20,7 @@ def register(sub: Any) -> None:
     add_model_args(p)
     add_data_args(p, random=f"use N seeded normal samples instead (default {RANDOM_SAMPLES} "
                   "when --data is omitted; weights-only, not task-aware)")
-    p.add_argument("--objective", choices=OBJECTIVES, default="gauss-newton",
+    p.add_argument("--objective", choices=OBJECTIVES, default="output-aware",
                    help="gauss-newton (any model, default), labels, pseudo-label")
     p.add_argument("--directions", type=int, default=4, metavar="R",
                    help="random output directions per sample for gauss-newton (4)")

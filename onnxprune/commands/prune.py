@@ -52,8 +52,13 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
                       help="share of every prunable group's channels to REMOVE (uniform "
                       "baseline): 0.3 removes 30%%, the opposite sense of --target-macs")
     add_data_args(p, random="use N seeded normal samples (weights-only, not task-aware)")
-    p.add_argument("--objective", choices=OBJECTIVES, default="gauss-newton",
-                   help="objective of the analysis (gauss-newton)")
+    p.add_argument("--objective", choices=OBJECTIVES, default="output-aware",
+                   help="objective of the analysis (output-aware: each output standardised, "
+                   "logits behind Sigmoid/Softmax; gauss-newton: the raw outputs)")
+    p.add_argument("--output-weight", action="append", default=[], metavar="NAME=W",
+                   type=_output_weight,
+                   help="weigh graph output NAME by W in the objective, distillation and "
+                   "check (default 1 each; 0 ignores it); repeatable")
     p.add_argument("--allocation", choices=ALLOCATIONS, default=None,
                    help="how many channels per group: hierarchical (default with data), "
                    "uniform, global")
@@ -69,9 +74,15 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
                    help="group ids or root node names to leave unpruned")
     p.add_argument("--no-compensation", action="store_true",
                    help="do not fold dropped channels into kept ones")
+    p.add_argument("--no-refine", action="store_true",
+                   help="one-shot compensation from the analysis only (no sequential refit "
+                   "on the pruned upstream activations)")
     p.add_argument("--ridge", type=float, default=RIDGE, help=argparse.SUPPRESS)
     p.add_argument("--distill-epochs", type=int, default=0, metavar="N",
                    help="fine-tune the pruned model to match the original for N epochs")
+    p.add_argument("--distill-time", type=_duration, default=None, metavar="T",
+                   help="distil for at most T (e.g. 90s, 5m, 1h); with --distill-epochs the "
+                   "first limit reached stops it")
     p.add_argument("--distill-lr", type=float, default=None, metavar="LR",
                    help="Adam learning rate of distillation (1e-4)")
     p.add_argument("--steps", type=int, default=1, metavar="K",
@@ -114,13 +125,37 @@ def options_from(args: argparse.Namespace) -> PruneOptions:
         ratio=args.ratio, target_macs=args.target_macs, target_params=args.target_params,
         target_latency=args.target_latency, threads=args.threads, provider=args.provider,
         criterion=args.criterion, allocation=args.allocation, objective=args.objective,
-        compensate=False if args.no_compensation else None, ridge=args.ridge,
-        distill_epochs=args.distill_epochs, distill_lr=args.distill_lr,
+        output_weights=tuple(args.output_weight),
+        compensate=False if args.no_compensation else None, refine=not args.no_refine,
+        ridge=args.ridge, distill_epochs=args.distill_epochs, distill_time=args.distill_time,
+        distill_lr=args.distill_lr,
         distill_labels=args.labels is not None, round_to=args.round_to,
         min_channels=args.min_channels, exclude=tuple(args.exclude), steps=args.steps,
         seed=args.seed, device=args.device, progress=args.progress,
         max_drop=MAX_DROP if args.max_drop is None else args.max_drop,
     )
+
+
+def _output_weight(text: str) -> tuple[str, float]:
+    name, sep, value = text.rpartition("=")
+    try:
+        if sep and name:
+            return name, float(value)
+    except ValueError:
+        pass
+    raise argparse.ArgumentTypeError(f"'{text}': give NAME=W, e.g. prob=2")
+
+
+_UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def _duration(text: str) -> float:
+    unit = text[-1:].lower()
+    try:
+        return float(text[:-1]) * _UNITS[unit] if unit in _UNITS else float(text)
+    except ValueError:
+        pass
+    raise argparse.ArgumentTypeError(f"'{text}': give a duration such as 90s, 5m or 1h")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -1,26 +1,31 @@
 """Closed-form compensation: fold the dropped channels into the kept ones (DESIGN.md §2.5).
 
 For every consumer that reads a pruned group with a weight (dense Conv, ConvTranspose, Gemm,
-MatMul), the dropped input channels are re-expressed through the kept ones with the
-coefficients of a ridge fit on that consumer's own Gram matrix (the Gram of its per-sample
-weight gradients, accumulated by the analysis):
+MatMul), each dropped input channel is re-expressed through the kept ones *and a constant*:
+a ridge fit on that consumer's own Gram matrix (the Gram of its per-sample weight gradients)
+augmented with the column of a virtual constant-1 input channel, i.e. the consumer's
+bias-gradient column (the joint intercept):
 
-    A = (K_kk + ρ·I)⁻¹ K_kd            (kept × dropped)
+    [A; β] = ([[K_kk, K_k1], [K_1k, K_11]] + ρ·I)⁻¹ [K_kd; K_1d]
     W[:, keep] += W[:, drop] · Aᵀ      (per owned index of the channel)
-    b          += Σ_d W[:, d]·(μ_d − Aᵀμ_k)   (summed over kernel taps)
+    b          += Σ_d β_d · Σ_taps W[:, d]
 
-It is exact when a dropped channel is a linear combination of kept ones (copies, linear
-dependence), and the intercept from the activation means μ rescues channels that are
-constant on the data (a dead ReLU after a folded BN shift). ρ is ``ridge`` times the mean
-diagonal of K_kk. With zero padding the intercept is exact away from the borders only.
+Constant (a dead ReLU after a folded BN shift), duplicate, affine and linear dropped channels
+are then exact (away from zero-padded borders). A strided ConvTranspose sends different taps
+to different output phases; its bias is one value per output channel, so the intercept is the
+mean of the per-phase sums, exact only when they agree (counted as *approximate* otherwise).
+ρ is ``ridge`` times the mean diagonal of K_kk.
 
-Consumers that cannot be compensated (grouped convs, weights shared by several nodes, a
-MatMul without a constant bias Add) are left as they are and listed in the result.
+Each consumer's change is kept as plain data (:class:`ConsumerUpdate`: weight delta and bias
+delta) before it is written, so refinement can refit it and a plan can carry it. Consumers
+that cannot be compensated (grouped convs, weights shared by several nodes, a consumer reading
+a channel unevenly, no Gram) are left as they are and listed, with the reason.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -36,21 +41,61 @@ RIDGE = 1e-6
 """Default ρ relative to the mean diagonal of K_kk."""
 
 
+@dataclass(frozen=True)
+class ConsumerUpdate:
+    """What compensation (or refinement) changes in one consumer, as plain data.
+
+    Attributes:
+        node: the consumer node; ``op`` its op type.
+        weight: the weight initializer's name.
+        delta: added to the weight (its original shape and index space).
+        bias: added to the consumer's bias (one value per output unit), or None.
+        intercept: ``exact``, ``approximate`` (strided ConvTranspose phases) or ``none``.
+        how: ``one-shot`` (from the analysis Gram) or ``refined`` (sequential refit).
+        group: the channel group whose channels the update folds (-1: unknown).
+
+    """
+
+    node: str
+    op: str
+    weight: str
+    delta: np.ndarray = field(repr=False)
+    bias: np.ndarray | None = field(default=None, repr=False)
+    intercept: str = "exact"
+    how: str = "one-shot"
+    group: int = -1
+
+    def to_dict(self) -> dict[str, object]:
+        """JSON-ready form (lists of floats)."""
+        return {"node": self.node, "op": self.op, "weight": self.weight,
+                "shape": list(self.delta.shape), "delta": self.delta.ravel().tolist(),
+                "bias": None if self.bias is None else self.bias.ravel().tolist(),
+                "intercept": self.intercept, "how": self.how, "group": self.group}
+
+
 @dataclass
 class CompensationReport:
-    """Which consumers were compensated (with or without an intercept) and which were not."""
+    """Which consumers were updated (and how) and which were not (and why)."""
 
     compensated: list[str] = field(default_factory=list)
     no_intercept: list[str] = field(default_factory=list)
+    approximate: list[str] = field(default_factory=list)
+    refined: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
+    updates: list[ConsumerUpdate] = field(default_factory=list)
 
     def line(self) -> str:
         """One line for the prune report."""
         text = f"compensation: {len(self.compensated)} consumer(s) updated"
+        if self.refined:
+            text += f" ({len(self.refined)} refitted on the pruned upstream)"
+        if self.approximate:
+            text += (f", {len(self.approximate)} with a phase-averaged intercept (strided "
+                     "ConvTranspose)")
         if self.no_intercept:
-            text += f", {len(self.no_intercept)} without intercept"
+            text += f", {len(self.no_intercept)} without intercept (no bias to add to)"
         if self.skipped:
-            text += f"; not compensated: {'; '.join(self.skipped[:4])}"
+            text += f"; {len(self.skipped)} not compensated: {'; '.join(self.skipped[:4])}"
             text += " …" if len(self.skipped) > 4 else ""
         return text
 
@@ -58,12 +103,38 @@ class CompensationReport:
 def coefficients(gram: np.ndarray, keep: np.ndarray, drop: np.ndarray, ridge: float = RIDGE
                  ) -> np.ndarray:
     """Return A = (K_kk + ρI)⁻¹ K_kd: the kept-channel coefficients of each dropped one."""
+    return joint_coefficients(gram, None, keep, drop, ridge)[0]
+
+
+def joint_coefficients(gram: np.ndarray, bias: np.ndarray | None, keep: np.ndarray,
+                       drop: np.ndarray, ridge: float = RIDGE) -> tuple[np.ndarray, np.ndarray]:
+    """Fit each dropped channel by the kept ones and a constant, jointly.
+
+    Args:
+        gram: the consumer's Gram K (C × C).
+        bias: K's column of the constant channel (``[C + 1]``, last its square), or None to
+            fit without intercept.
+        keep: kept channel indices.
+        drop: dropped channel indices.
+        ridge: ρ relative to the mean diagonal of K_kk (also applied to the constant).
+
+    Returns:
+        ``A`` (kept × dropped) and ``β`` (dropped; zeros without ``bias``).
+
+    """
     k = np.asarray(gram, dtype=np.float64)
-    kkk = k[np.ix_(keep, keep)]
-    kkd = k[np.ix_(keep, drop)]
-    scale = float(np.mean(np.diag(kkk))) if keep.size else 0.0
+    idx = keep if bias is None else np.append(keep, k.shape[0])
+    if bias is not None:
+        b = np.asarray(bias, dtype=np.float64)
+        k = np.block([[k, b[:-1, None]], [b[None, :-1], b[-1:, None]]])
+    kkk, kkd = k[np.ix_(idx, idx)], k[np.ix_(idx, drop)]
+    diag = np.diag(kkk)[: keep.size]
+    scale = float(np.mean(diag)) if keep.size else float(np.mean(np.diag(kkk)) or 0.0)
     rho = ridge * scale if scale > 0 else 1e-30
-    return np.linalg.solve(kkk + rho * np.eye(keep.size), kkd)
+    sol = np.linalg.solve(kkk + rho * np.eye(idx.size), kkd)
+    if bias is None:
+        return sol, np.zeros(drop.size)
+    return sol[:-1], sol[-1]
 
 
 def compensate(
@@ -85,8 +156,26 @@ def compensate(
         What was compensated and what was not (with reasons).
 
     """
+    report = plan_updates(cg, plan, analyses, ridge=ridge)
+    write_updates(cg, report)
+    return report
+
+
+def plan_updates(
+    cg: ChannelGraph,
+    plan: Mapping[int, Sequence[int]],
+    analyses: Mapping[int, object],
+    *,
+    ridge: float = RIDGE,
+) -> CompensationReport:
+    """Compute every consumer's one-shot update (nothing is written yet).
+
+    Returns:
+        The report with :attr:`CompensationReport.updates` filled and the skipped consumers.
+
+    """
     report = CompensationReport()
-    readers = _weight_readers(cg)
+    readers = weight_readers(cg)
     for gid, kept in sorted(plan.items()):
         group = cg.group(gid)
         keep = np.asarray(sorted(int(i) for i in kept), dtype=np.int64)
@@ -96,22 +185,45 @@ def compensate(
             continue
         stats = {(c.node, c.op, c.weight): c for c in getattr(ga, "consumers", ())}
         for ref in group.consumers:
-            who = f"{ref.node} ({ref.op})"
             cs = stats.get((ref.node, ref.op, ref.weight.name))
-            why = _unusable(cg, ref, cs, readers)
+            why = unusable(cg, group, ref, cs, readers)
             if why:
-                report.skipped.append(f"{who}: {why}")
+                report.skipped.append(f"{ref.node} ({ref.op}): {why}")
                 continue
-            intercept = _compensate_one(cg, group, ref, cs, keep, drop, ridge)
-            report.compensated.append(who)
-            if not intercept:
-                report.no_intercept.append(who)
+            report.updates.append(_update_one(cg, group, ref, cs, keep, drop, ridge))
     for s in report.skipped:
         log.info("compensation skipped %s", s)
     return report
 
 
-def _weight_readers(cg: ChannelGraph) -> dict[str, int]:
+def write_updates(cg: ChannelGraph, report: CompensationReport) -> None:
+    """Write the report's updates into ``cg``'s graph and fill its counts."""
+    ctx = cg.ctx
+    for up in report.updates:
+        who = f"{up.node} ({up.op})"
+        node = next((n for n in ctx.graph.nodes if n.name == up.node and n.op == up.op), None)
+        w = ctx.const(up.weight)
+        if node is None or w is None:
+            report.skipped.append(f"{who}: consumer not found for writing")
+            continue
+        w_index = [i for i, t in enumerate(node.inputs) if t.name == up.weight][0]
+        ctx.set_input_const(node, w_index, (w.astype(np.float64) + up.delta).astype(w.dtype))
+        report.compensated.append(who)
+        if up.how == "refined":
+            report.refined.append(who)
+        intercept = up.intercept
+        if up.bias is not None and np.any(up.bias) and not _add_bias(cg, node, up.bias, w.dtype):
+            intercept = "none"
+        if intercept == "none":
+            report.no_intercept.append(who)
+        elif intercept == "approximate":
+            report.approximate.append(who)
+    for name in ("compensated", "refined", "no_intercept", "approximate"):
+        setattr(report, name, list(dict.fromkeys(getattr(report, name))))
+
+
+def weight_readers(cg: ChannelGraph) -> dict[str, int]:
+    """Constant tensor name -> how many node inputs read it."""
     count: dict[str, int] = {}
     for node in cg.ctx.graph.nodes:
         for t in node.inputs:
@@ -120,7 +232,9 @@ def _weight_readers(cg: ChannelGraph) -> dict[str, int]:
     return count
 
 
-def _unusable(cg: ChannelGraph, ref: WeightRef, cs: object, readers: Mapping[str, int]) -> str:
+def unusable(cg: ChannelGraph, group: Group, ref: WeightRef, cs: object,
+             readers: Mapping[str, int]) -> str:
+    """Why a consumer cannot be compensated ("" when it can)."""
     if cs is None:
         return "no Gram from the analysis (grouped or unsupported consumer)"
     if readers.get(ref.weight.name, 0) > 1:
@@ -132,6 +246,8 @@ def _unusable(cg: ChannelGraph, ref: WeightRef, cs: object, readers: Mapping[str
         return "weight is stored quantised (DequantizeLinear): folding would re-quantise it"
     if node.op in ("Conv", "ConvTranspose") and int(cg.ctx.attr(node, "group", 1)) != 1:
         return "grouped conv cannot mix channels"
+    if _owned(group.members[ref.space], group.size) is None:
+        return "reads the group's channels unevenly (some channels more often than others)"
     return ""
 
 
@@ -151,37 +267,84 @@ def _owned(owner: np.ndarray, size: int) -> np.ndarray | None:
     return np.stack(per)
 
 
-def _compensate_one(
+def owned_indices(group: Group, ref: WeightRef) -> np.ndarray | None:
+    """[C, m] indices of ``ref``'s input axis owned by each channel of ``group``."""
+    return _owned(group.members[ref.space], group.size)
+
+
+def _update_one(
     cg: ChannelGraph, group: Group, ref: WeightRef, cs, keep: np.ndarray, drop: np.ndarray,  # type: ignore[no-untyped-def]
     ridge: float,
-) -> bool:
-    """Fold the dropped channels into the kept ones of one consumer; True if biased too."""
-    ctx = cg.ctx
+) -> ConsumerUpdate:
+    """Return one consumer's one-shot update: dropped channels folded into kept ones."""
     node = _node(cg, ref)
-    assert node is not None  # checked by _unusable
-    idx = _owned(group.members[ref.space], group.size)
-    w = ctx.const(ref.weight.name)
-    if idx is None or w is None:
-        return False
-    a = coefficients(cs.gram, keep, drop, ridge)  # [nk, nd]
+    idx = owned_indices(group, ref)
+    w = cg.ctx.const(ref.weight.name)
+    assert node is not None and idx is not None and w is not None  # checked by unusable()
+    bias_col = getattr(cs, "bias", None)
+    a, beta = joint_coefficients(cs.gram, bias_col, keep, drop, ridge)
+    if bias_col is None:  # stats without the constant column: intercept from the means
+        mean = np.asarray(cs.mean, dtype=np.float64)
+        beta = mean[drop, 0] - a.T @ mean[keep, 0]
     wm = np.moveaxis(w.astype(np.float64), ref.weight.axis, 0)
-    new = wm.copy()
-    mean = np.asarray(cs.mean, dtype=np.float64)
-    # Output units of the consumer: W's axis 1, or (direction, gate row) of a recurrent W.
-    units = tuple(wm.shape[1:3] if node.op in RECURRENT_GATES else wm.shape[1:2]) or (1,)
-    contrib = np.zeros(units)
+    delta = np.zeros_like(wm)
     for j in range(idx.shape[1]):
         dropped = wm[idx[drop, j]]  # [nd, rest...]
-        new[idx[keep, j]] += np.tensordot(a, dropped, axes=(1, 0))
-        if j < mean.shape[1]:
-            b = mean[drop, j] - a.T @ mean[keep, j]  # [nd]
-            contrib += np.tensordot(b, dropped.reshape(len(drop), *units, -1).sum(-1),
-                                    axes=(0, 0))
-    w_index = [i for i, t in enumerate(node.inputs) if t.name == ref.weight.name][0]
-    ctx.set_input_const(node, w_index, np.moveaxis(new, 0, ref.weight.axis).astype(w.dtype))
-    if not np.any(contrib):
-        return True
-    return _add_bias(cg, node, contrib, w.dtype)
+        delta[idx[keep, j]] += np.tensordot(a, dropped, axes=(1, 0))
+    bias, exact = intercept_bias(cg, node, ref.weight.axis, w, idx, drop, beta)
+    return ConsumerUpdate(ref.node, ref.op, ref.weight.name,
+                          np.moveaxis(delta, 0, ref.weight.axis), bias, exact, "one-shot",
+                          group.id)
+
+
+def intercept_bias(cg: ChannelGraph, node: gs.Node, w_axis: int, w: np.ndarray,
+                   idx: np.ndarray, channels: np.ndarray, beta: np.ndarray
+                   ) -> tuple[np.ndarray, str]:
+    """Bias change Σ_c β_c·(taps of W[:, c]) and whether it is exact.
+
+    Args:
+        cg: the channel graph (for attributes).
+        node: the consumer.
+        w_axis: the weight's input axis.
+        w: the consumer's (original) weight.
+        idx: ``[C, m]`` input indices owned by each channel.
+        channels: the channels whose constants ``beta`` are folded into the bias.
+        beta: one constant per channel in ``channels``.
+
+    Returns:
+        The bias change per output unit and ``exact``/``approximate``.
+
+    """
+    wm = np.moveaxis(w.astype(np.float64), w_axis, 0)  # [in, out, taps...]
+    per_tap = sum(np.tensordot(beta, wm[idx[channels, j]], axes=(0, 0))
+                  for j in range(idx.shape[1]))  # [out, taps...]
+    per_tap = np.asarray(per_tap, dtype=np.float64)
+    if node.op in RECURRENT_GATES:  # [directions, gates·hidden]: the W half of B
+        return per_tap, "exact"
+    if node.op != "ConvTranspose" or per_tap.ndim < 2:
+        return per_tap.reshape(per_tap.shape[0], -1).sum(1), "exact"
+    return _phase_mean(cg, node, per_tap, float(np.abs(w).max()))
+
+
+def _phase_mean(cg: ChannelGraph, node: gs.Node, per_tap: np.ndarray, w_max: float
+                ) -> tuple[np.ndarray, str]:
+    """ConvTranspose: output pixels of each phase receive their own taps; mean over phases."""
+    kernel = per_tap.shape[1:]
+    nd = len(kernel)
+    strides = [int(v) for v in cg.ctx.attr(node, "strides", [1] * nd)]
+    if math.prod(strides) == 1:
+        return per_tap.reshape(per_tap.shape[0], -1).sum(1), "exact"
+    dil = [int(v) for v in cg.ctx.attr(node, "dilations", [1] * nd)]
+    pads = [int(v) for v in cg.ctx.attr(node, "pads", [0] * 2 * nd)]
+    sums = np.zeros((per_tap.shape[0], *strides))
+    for tap in np.ndindex(*kernel):
+        phase = tuple((t * d - p) % s for t, d, p, s in zip(tap, dil, pads[:nd], strides,
+                                                           strict=True))
+        sums[(slice(None), *phase)] += per_tap[(slice(None), *tap)]
+    flat = sums.reshape(sums.shape[0], -1)
+    spread = float(np.max(flat.max(1) - flat.min(1))) if flat.size else 0.0
+    exact = spread <= 1e-6 * max(w_max, 1e-30)  # phases agree up to a fit's rounding
+    return flat.mean(1), "exact" if exact else "approximate"
 
 
 def _add_bias(cg: ChannelGraph, node: gs.Node, contrib: np.ndarray, dtype: np.dtype) -> bool:

@@ -3,21 +3,28 @@
 The original model is the teacher; its outputs on the calibration inputs are computed once.
 The pruned model runs in the shim, and only its trainable weights move: the weights and
 biases of Conv/ConvTranspose/Gemm/MatMul and the scale/bias of normalisation layers (running
-statistics, Resize scales, shape constants never change). Loss: for each float output the
-mean squared error to the teacher divided by the teacher's mean square (so outputs of
-different scales weigh alike), summed — or, with ``labels``, cross-entropy of the first
+statistics, Resize scales, shape constants never change). Label-free by default, the loss is
+the output-aware metric of the analysis (:mod:`onnxprune.analysis.measure`): the squared
+error of every output's standardised logits, each output weighing alike (1.0 = an error as
+large as the output's calibration spread); with ``labels``, cross-entropy of the first
 output against the labels. Adam (learning rate 1e-4 by default: on the digits ResNet,
 pruned to 30 % of its MACs and compensated, 1e-3 first *raised* the loss from 0.025 to 2.5
-in one epoch, 1e-4 lowered it steadily), seeded shuffling, ``epochs`` passes over the data.
-The loss is measured after every epoch and the best weights (possibly the starting ones)
-are written back into the ONNX initializers, so distillation never makes the fit worse on
-the data it sees.
+in one epoch, 1e-4 lowered it steadily), seeded shuffling, for ``epochs`` passes or
+``seconds`` of wall time, whichever ends first.
+
+A held-out slice of the calibration data (every 8th sample, at least one) is never trained
+on: the loss there is measured after every epoch (and every tenth of a time budget), printed
+as a plain progress line, and the best weights by that loss (possibly the starting ones) are
+written back into the ONNX initializers; training stops early after ``PATIENCE``
+measurements without improvement. So distillation never makes the held-out fit worse.
 """
 
 from __future__ import annotations
 
 import logging
+import sys
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -25,34 +32,41 @@ import onnx
 import torch
 
 from onnxprune import ir
+from onnxprune.analysis.measure import OutputMeasure, measured, output_measures
 from onnxprune.channels.rules import weight_op
 from onnxprune.data import Dataset
 from onnxprune.errors import InputError
-from onnxprune.progress import Task
+from onnxprune.progress import note
 from onnxprune.shim.module import Shim
 
 log = logging.getLogger(__name__)
 
 LR = 1e-4
 BATCH = 32
-
+PATIENCE = 4
+"""Held-out measurements without improvement before distillation stops."""
+HOLD_OUT = 8
+"""Every HOLD_OUT-th calibration sample is held out for early stopping."""
 
 @dataclass(frozen=True)
 class DistillReport:
-    """Loss before and after, epochs, trained tensors and wall time."""
+    """Held-out loss before and after, epochs, trained tensors and wall time."""
 
-    epochs: int
+    epochs: float
     loss_before: float
     loss_after: float
     tensors: int
     seconds: float
     supervised: bool
+    stopped: str = ""
 
     def line(self) -> str:
         """One line for the prune report."""
         kind = "cross-entropy on labels" if self.supervised else "distillation loss"
-        return (f"distillation: {self.epochs} epoch(s), {kind} {self.loss_before:.4g} -> "
-                f"{self.loss_after:.4g} ({self.tensors} tensors trained, {self.seconds:.1f} s)")
+        stop = f", {self.stopped}" if self.stopped else ""
+        return (f"distillation: {self.epochs:.3g} epoch(s), held-out {kind} "
+                f"{self.loss_before:.4g} -> {self.loss_after:.4g} ({self.tensors} tensors "
+                f"trained, {self.seconds:.1f} s{stop})")
 
 
 def distill(
@@ -60,22 +74,41 @@ def distill(
     pruned: onnx.ModelProto,
     data: Dataset,
     *,
-    epochs: int,
+    epochs: int = 0,
+    seconds: float | None = None,
     lr: float = LR,
     batch_size: int = BATCH,
     labels: bool = False,
     seed: int = 0,
     device: str = "cpu",
     progress: bool = False,
+    output_weights: Mapping[str, float] | None = None,
 ) -> tuple[onnx.ModelProto, DistillReport]:
     """Fine-tune ``pruned`` to match ``original`` on ``data`` and return the updated model.
+
+    Args:
+        original: the teacher.
+        pruned: the student.
+        data: calibration samples (a held-out slice is taken from them).
+        epochs: at most this many passes (0: only ``seconds`` limits).
+        seconds: at most this much wall time (None: only ``epochs`` limits).
+        lr: Adam learning rate.
+        batch_size: samples per step.
+        labels: cross-entropy on the data's labels instead of the teacher.
+        seed: shuffling seed.
+        device: torch device.
+        progress: one plain line per held-out measurement on stderr.
+        output_weights: energy weights of the outputs in the loss (default 1 each).
 
     Raises:
         InputError: bad options, or ``labels`` without labels in the data.
 
     """
-    if epochs < 1:
-        raise InputError(f"--distill-epochs {epochs}: must be at least 1")
+    if epochs < 0 or (epochs == 0 and seconds is None):
+        raise InputError(f"--distill-epochs {epochs}: must be at least 1 (or give "
+                         "--distill-time)")
+    if seconds is not None and not seconds > 0:
+        raise InputError(f"--distill-time {seconds:g} s: must be positive")
     if lr <= 0 or batch_size < 1:
         raise InputError("distillation needs a positive learning rate and batch size")
     if labels and data.labels is None:
@@ -88,38 +121,81 @@ def distill(
     params = _trainable(student)
     if not params:
         raise InputError("the pruned model has no trainable weights for distillation")
-    n = len(data) - len(data) % batch_size if _fixed(pruned) else len(data)
-    if n < 1:
-        raise InputError(f"the model's batch is fixed at {batch_size}; give at least that many "
-                         "samples for distillation")
-    data = data.take(n)
-    targets = None if labels else _teacher(original, data, batch_size, device)
+    train, held = _split(data, batch_size if _fixed(pruned) else 1)
+    teacher = Shim(original, device=device)
+    measures = () if labels else output_measures(teacher, data, batch_size, output_weights or {})
+    t_train = None if labels else _teacher(teacher, train, batch_size, measures)
+    t_held = None if labels else _teacher(teacher, held, batch_size, measures)
     opt = _Adam(params, lr)
     rng = np.random.default_rng(seed)
-    before = _epoch_loss(student, data, targets, batch_size, n, labels)
-    best, best_state = before, _snapshot(params)
-    bar = Task("distillation", total=epochs, unit="epoch")
-    for epoch in range(epochs):
+    n = len(train)
+    run = _Run(student, measures, labels)
+    before = run.epoch_loss(held, t_held, batch_size)
+    best, best_state, stale, done, stopped = before, _snapshot(params), 0, 0.0, ""
+    limit = float("inf") if seconds is None else seconds
+    every = limit / 10 if seconds is not None else float("inf")
+    next_check = start + every
+    epoch = 0
+    while not stopped:
         order = rng.permutation(n)
-        for i in range(0, n, batch_size):
-            idx = order[i:i + batch_size]
-            loss = _loss(student, data, targets, idx, labels)
-            loss.backward()
+        for i in range(0, n - n % batch_size if _fixed(pruned) else n, batch_size):
+            run.loss(train, t_train, order[i:i + batch_size]).backward()
             opt.step()
-        loss_now = _epoch_loss(student, data, targets, batch_size, n, labels)
+            done += len(order[i:i + batch_size]) / n
+            now = time.perf_counter()
+            if now - start >= limit or now >= next_check:
+                break
+        epoch_end = done >= epoch + 1 - 1e-9
+        epoch = int(done + 1e-9)
+        next_check = time.perf_counter() + every
+        loss_now = run.epoch_loss(held, t_held, batch_size)
         if loss_now < best:
-            best, best_state = loss_now, _snapshot(params)
-        bar.advance(info=f"loss {loss_now:.4g}")
-    bar.close()
+            best, best_state, stale = loss_now, _snapshot(params), 0
+        else:
+            stale += 1
+        elapsed = time.perf_counter() - start
+        # One plain line per measurement (no carriage returns in logs; -q silences it).
+        line = (f"distillation: epoch {done:.2f}, {elapsed:.0f} s, held-out loss "
+                f"{loss_now:.4g} (best {best:.4g}, start {before:.4g})")
+        if progress:
+            sys.stderr.write(f"onnxprune: {line}\n")
+        else:
+            note(line)
+        if stale >= PATIENCE:
+            stopped = f"early stop after {PATIENCE} measurements without improvement"
+        elif elapsed >= limit:
+            stopped = "time budget spent"
+        elif epochs and epoch_end and epoch >= epochs:
+            stopped = "epochs done"
     with torch.no_grad():
         for p, saved in zip(params, best_state, strict=True):
             p.copy_(saved)
-    after = best
     model = student.to_onnx(pruned)
-    report = DistillReport(epochs, before, after, len(params), time.perf_counter() - start,
-                           labels)
+    report = DistillReport(round(done, 3), before, best, len(params),
+                           time.perf_counter() - start, labels, stopped)
     log.info(report.line())
     return model, report
+
+
+def _split(data: Dataset, unit: int) -> tuple[Dataset, Dataset]:
+    """Every HOLD_OUT-th sample (in whole batches of ``unit``) held out, the rest to train on."""
+    n = len(data) - len(data) % unit
+    blocks = np.arange(n // unit)
+    held_blocks = blocks[HOLD_OUT - 1 :: HOLD_OUT] if len(blocks) >= 2 else blocks[:0]
+    if len(blocks) >= 2 and not held_blocks.size:
+        held_blocks = blocks[-1:]
+    mask = np.zeros(n, bool)
+    for b in held_blocks:
+        mask[b * unit:(b + 1) * unit] = True
+    held_idx, train_idx = np.flatnonzero(mask), np.flatnonzero(~mask)
+    if not held_idx.size:  # too few samples to hold any out: measure on the training data
+        held_idx = train_idx
+    return _subset(data, train_idx), _subset(data, held_idx)
+
+
+def _subset(data: Dataset, idx: np.ndarray) -> Dataset:
+    labels = None if data.labels is None else data.labels[idx]
+    return Dataset({k: v[idx] for k, v in data.inputs.items()}, labels, data.source)
 
 
 def _snapshot(params: list[torch.nn.Parameter]) -> list[torch.Tensor]:
@@ -179,42 +255,44 @@ def _batch(model: onnx.ModelProto, batch_size: int) -> int:
 
 
 @torch.no_grad()
-def _teacher(original: onnx.ModelProto, data: Dataset, batch: int, device: str
+def _teacher(teacher: Shim, data: Dataset, batch: int, measures: tuple[OutputMeasure, ...]
              ) -> list[torch.Tensor]:
-    teacher = Shim(original, device=device)
     outs: list[list[torch.Tensor]] = []
+    names = {m.tensor for m in measures if m.tensor != m.output}
     for feeds, _ in data.batches(batch):
-        ys = teacher(feeds)
-        outs.append([y.detach() for y in ys])
+        with teacher.watch(names, retain_grad=False) as watched:
+            ys = teacher(feeds)
+        outs.append([v.detach() for v in measured(measures, ys, watched)])
     return [torch.cat([o[k] for o in outs]) for k in range(len(outs[0]))]
 
 
-def _loss(student: Shim, data: Dataset, targets: list[torch.Tensor] | None, idx: np.ndarray,
-          labels: bool) -> torch.Tensor:
-    feeds = {k: v[idx] for k, v in data.inputs.items()}
-    ys = student(feeds)
-    if labels:
-        assert data.labels is not None  # checked by distill()
-        y = torch.as_tensor(data.labels[idx], device=ys[0].device).long()
-        logits = ys[0].reshape(len(idx), -1)
-        return torch.nn.functional.cross_entropy(logits, y)
-    assert targets is not None
-    total = ys[0].new_zeros(())
-    t_idx = torch.as_tensor(idx, device=ys[0].device)
-    for y, t in zip(ys, targets, strict=True):
-        if not y.is_floating_point():
-            continue
-        ref = t.index_select(0, t_idx)
-        scale = ref.pow(2).mean().clamp_min(1e-12)
-        total = total + (y - ref).pow(2).mean() / scale
-    return total
+class _Run:
+    """The student's loss: the measured outputs' squared error per sample, or cross-entropy."""
 
+    def __init__(self, student: Shim, measures: tuple[OutputMeasure, ...], labels: bool) -> None:
+        self.student, self.measures, self.labels = student, measures, labels
+        self.names = {m.tensor for m in measures if m.tensor != m.output}
 
-@torch.no_grad()
-def _epoch_loss(student: Shim, data: Dataset, targets: list[torch.Tensor] | None, batch: int,
-                n: int, labels: bool) -> float:
-    losses = []
-    for i in range(0, n, batch):
-        idx = np.arange(i, min(n, i + batch))
-        losses.append(float(_loss(student, data, targets, idx, labels)) * len(idx))
-    return sum(losses) / max(1, n)
+    def loss(self, data: Dataset, targets: list[torch.Tensor] | None, idx: np.ndarray
+             ) -> torch.Tensor:
+        feeds = {k: v[idx] for k, v in data.inputs.items()}
+        with self.student.watch(self.names, retain_grad=False) as watched:
+            ys = self.student(feeds)
+        if self.labels:
+            assert data.labels is not None  # checked by distill()
+            y = torch.as_tensor(data.labels[idx], device=ys[0].device).long()
+            return torch.nn.functional.cross_entropy(ys[0].reshape(len(idx), -1), y)
+        assert targets is not None
+        t_idx = torch.as_tensor(idx, device=ys[0].device)
+        total = ys[0].new_zeros(())
+        for got, ref in zip(measured(self.measures, ys, watched), targets, strict=True):
+            total = total + (got - ref.index_select(0, t_idx)).pow(2).sum() / len(idx)
+        return total
+
+    @torch.no_grad()
+    def epoch_loss(self, data: Dataset, targets: list[torch.Tensor] | None, batch: int
+                   ) -> float:
+        n = len(data)
+        losses = [float(self.loss(data, targets, np.arange(i, min(n, i + batch))))
+                  * (min(n, i + batch) - i) for i in range(0, n, batch)]
+        return sum(losses) / max(1, n)

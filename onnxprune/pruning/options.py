@@ -37,10 +37,15 @@ class PruneOptions:
             ``l1`` (default without data), ``l2``, ``random``.
         allocation: how many per group: ``hierarchical`` (default with data), ``uniform``,
             ``global``.
-        objective: objective of the analysis.
+        objective: objective of the analysis (``output-aware`` by default).
+        output_weights: (graph output, energy weight) pairs of the ``output-aware``
+            objective, distillation loss and fidelity line (others weigh 1).
         compensate: fold dropped channels into kept ones (default: on when data is given).
+        refine: refit each compensated consumer, in topological order, on the already
+            pruned upstream model's activations against the original's consumer output.
         ridge: compensation ridge relative to the Gram's mean diagonal.
         distill_epochs: epochs of distillation against the original (0: none).
+        distill_time: seconds of distillation (an alternative to epochs; both: first hit).
         distill_lr: Adam learning rate of distillation (None: 1e-4).
         distill_batch: distillation batch size (None: 32).
         distill_labels: distil with cross-entropy on the data's labels instead.
@@ -68,10 +73,13 @@ class PruneOptions:
     target_latency: float | None = None
     criterion: str | None = None
     allocation: str | None = None
-    objective: str = "gauss-newton"
+    objective: str = "output-aware"
+    output_weights: tuple[tuple[str, float], ...] = ()
     compensate: bool | None = None
+    refine: bool = True
     ridge: float = RIDGE
     distill_epochs: int = 0
+    distill_time: float | None = None
     distill_lr: float | None = None
     distill_batch: int | None = None
     distill_labels: bool = False
@@ -102,6 +110,8 @@ class PruneOptions:
                              f"{', '.join(sorted(known))}")
         if "exclude" in changes:
             changes["exclude"] = tuple(changes["exclude"])  # type: ignore[arg-type]
+        if isinstance(changes.get("output_weights"), dict):
+            changes["output_weights"] = tuple(changes["output_weights"].items())  # type: ignore[union-attr]
         return replace(base or cls(), **changes)  # type: ignore[arg-type]
 
     # -- derived ---------------------------------------------------------------------------
@@ -121,6 +131,11 @@ class PruneOptions:
             if value is not None:
                 return value
         return None
+
+    @property
+    def distils(self) -> bool:
+        """Return whether distillation was asked for (by epochs or by time)."""
+        return bool(self.distill_epochs) or self.distill_time is not None
 
     @property
     def needs_analysis(self) -> bool:
@@ -199,3 +214,9 @@ class PruneOptions:
         check_drop_limit(self.max_drop)
         if self.distill_epochs < 0:
             raise InputError(f"--distill-epochs {self.distill_epochs}: must be 0 (none) or more")
+        if self.distill_time is not None and not self.distill_time > 0:
+            raise InputError(f"--distill-time {self.distill_time:g} s: must be positive, "
+                             "e.g. 5m")
+        for name, w in self.output_weights:
+            if not w >= 0:
+                raise InputError(f"--output-weight {name}={w:g}: weights must be 0 or more")

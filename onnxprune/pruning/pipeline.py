@@ -23,7 +23,7 @@ from onnxprune.errors import CannotPruneError, InputError
 from onnxprune.model import Model, load
 from onnxprune.pruning import allocation as alloc_mod
 from onnxprune.pruning import grid, latency, latency_target, replay
-from onnxprune.pruning.compensation import CompensationReport, compensate
+from onnxprune.pruning.compensation import plan_updates, write_updates
 from onnxprune.pruning.compose import compose
 from onnxprune.pruning.latency_cost import LatencyCost
 from onnxprune.pruning.options import PruneOptions
@@ -112,7 +112,7 @@ def prune(
     """
     opts = PruneOptions.of(options, **option_values).resolved(
         has_data=data is not None or analysis is not None)
-    if data is None and (opts.distill_epochs or (opts.steps > 1 and opts.needs_analysis)):
+    if data is None and (opts.distils or (opts.steps > 1 and opts.needs_analysis)):
         raise InputError(
             "distillation and --steps re-analysis need the calibration data itself: pass data"
         )
@@ -128,16 +128,24 @@ def prune(
         result = _latency_step(model, opts, fit, analysis)
     else:
         result = _target_steps(model, opts, fit, analysis)
-    if opts.distill_epochs and fit is not None:
+    if opts.distils and fit is not None:
         result = _distil(model, result, fit, opts)
     recovery = replace(result.plan.recovery, compensation=bool(opts.compensate),
-                       distill_epochs=opts.distill_epochs, steps=opts.steps)
+                       refinement=bool(opts.compensate and opts.refine and fit is not None),
+                       distill_epochs=opts.distill_epochs or int(bool(opts.distill_time)),
+                       steps=opts.steps)
     result = replace(result, plan=replace(result.plan, recovery=recovery), calibration=warnings)
     if data is not None:
         gate = check(model.proto, result.model, data if held is None else held,
                      max_drop=opts.max_drop,
                      held_out=held is not None)
         result = replace(result, check=gate)
+        if opts.objective == "output-aware":
+            from onnxprune.pruning.fidelity import output_fidelity
+
+            result = replace(result, fidelity=output_fidelity(
+                model.proto, result.model, data if held is None else held,
+                dict(opts.output_weights), device=opts.device))
     return replace(result, notes=(mode, *result.notes))
 
 
@@ -150,13 +158,16 @@ def mode_line(opts: PruneOptions, data: Dataset | None,
     """
     how = (f"{opts.allocation} widths, {opts.criterion} channels, "
            f"{'compensation' if opts.compensate else 'no compensation'}"
-           + (f", {opts.distill_epochs} distillation epochs" if opts.distill_epochs else ""))
+           + (", refinement" if opts.compensate and opts.refine and data is not None else "")
+           + (f", {opts.distill_epochs} distillation epochs" if opts.distill_epochs else "")
+           + (f", {opts.distill_time:g} s of distillation" if opts.distill_time else ""))
     source = (f"on {len(data)} samples of {data.source}" if data is not None
               else "on a given analysis" if analysis is not None else "without data")
     if opts.ratio is not None:
         return (f"mode: --prune-ratio {opts.ratio:g} removes {opts.ratio:.0%} of the channels "
                 f"of every prunable group ({how}, {source})")
-    keep = f"keep {opts.target:.0%} of the {dict(macs='MACs', params='parameters').get(opts.metric or '', 'latency')}"
+    what = dict(macs="MACs", params="parameters").get(opts.metric or "", "latency")
+    keep = f"keep {opts.target:.0%} of the {what}"
     if data is None and analysis is None and not opts.needs_analysis:
         return (f"mode: no data, so the target ({keep}) uses the data-free baseline ({how}); "
                 "pass --data FILE.npz|DIR for data-aware pruning with compensation")
@@ -170,9 +181,10 @@ def _distil(model: Model, result: PruneResult, data: Dataset, opts: PruneOptions
 
     tuned, report = distill(
         model.proto, result.model, data, epochs=opts.distill_epochs,
-        lr=opts.distill_lr or LR, batch_size=opts.distill_batch or BATCH,
-        labels=opts.distill_labels, seed=opts.seed, device=opts.device,
-        progress=opts.progress,
+        seconds=opts.distill_time, lr=opts.distill_lr or LR,
+        batch_size=opts.distill_batch or BATCH, labels=opts.distill_labels, seed=opts.seed,
+        device=opts.device, progress=opts.progress,
+        output_weights=dict(opts.output_weights),
     )
     tuned = verify(tuned, model.proto, model.input_shapes)
     return replace(result, model=tuned, distillation=report,
@@ -183,7 +195,8 @@ def _analyse(model: Model, data: Dataset | None, opts: PruneOptions) -> Analysis
     from onnxprune.analysis import analyze
 
     return analyze(model, data, objective=opts.objective, seed=opts.seed, device=opts.device,
-                   progress=opts.progress, estimate=False)
+                   progress=opts.progress, estimate=False,
+                   output_weights=dict(opts.output_weights))
 
 
 def _ratio_step(model: Model, opts: PruneOptions, data: Dataset | None,
@@ -193,7 +206,7 @@ def _ratio_step(model: Model, opts: PruneOptions, data: Dataset | None,
         analysis = _analyse(model, data, opts)
     plan = ratio_plan(model, ratio=opts.ratio, criterion=opts.criterion, exclude=opts.exclude,
                       seed=opts.seed, analysis=analysis)
-    return _finish(model, plan, opts, analysis, None, [])
+    return _finish(model, plan, opts, analysis, None, [], data)
 
 
 def _target_steps(model: Model, opts: PruneOptions, data: Dataset | None,
@@ -212,7 +225,7 @@ def _target_steps(model: Model, opts: PruneOptions, data: Dataset | None,
         if opts.needs_analysis and analysis is None:
             analysis = _analyse(current, data, opts)
         plan, allocation = target_plan(current, rel, opts, analysis)
-        result = _finish(current, plan, opts, analysis, allocation, notes)
+        result = _finish(current, plan, opts, analysis, allocation, notes, data)
         composed = plan if composed is None else compose(composed, plan, model)
         if step < opts.steps:
             current = load(result.model, input_shapes=model.input_shapes)
@@ -250,7 +263,7 @@ def _latency_step(model: Model, opts: PruneOptions, data: Dataset | None,
             if best is None:
                 raise
             break
-        result = _finish(model, plan, opts, analysis, allocation, [table.line()])
+        result = _finish(model, plan, opts, analysis, allocation, [table.line()], data)
         speed = speed_check(model.proto, result.model, model.input_shapes,
                             threads=opts.threads, provider=opts.provider,
                             optimization=opts.optimization)
@@ -263,19 +276,23 @@ def _latency_step(model: Model, opts: PruneOptions, data: Dataset | None,
 
 
 def _finish(model: Model, plan: Plan, opts: PruneOptions, analysis: AnalysisResult | None,
-            allocation: alloc_mod.Allocation | None, notes: list[str]) -> PruneResult:
-    report = None
+            allocation: alloc_mod.Allocation | None, notes: list[str],
+            data: Dataset | None = None) -> PruneResult:
+    reports = []
     edit = None
     if opts.compensate:
         assert analysis is not None
-        report = CompensationReport()
         groups = {g.id: g for g in analysis.groups}
 
         def edit(cg):  # type: ignore[no-untyped-def]
-            r = compensate(cg, plan.keep(), groups, ridge=opts.ridge)
-            report.compensated.extend(r.compensated)
-            report.no_intercept.extend(r.no_intercept)
-            report.skipped.extend(r.skipped)
+            report = plan_updates(cg, plan.keep(), groups, ridge=opts.ridge)
+            if opts.refine and data is not None:
+                from onnxprune.pruning.refine import refine
+
+                refine(model, cg, plan.keep(), report, data, ridge=opts.ridge, seed=opts.seed,
+                       device=opts.device)
+            write_updates(cg, report)
+            reports.append(report)
 
     # Note what the edit changed, so that a saved plan replays it exactly.
     changed: list[replay.Changes] = []
@@ -284,6 +301,7 @@ def _finish(model: Model, plan: Plan, opts: PruneOptions, analysis: AnalysisResu
             else "surgery and verification")
     with progress.task(what):
         pruned = apply_plan(model, plan.keep(), edit=hook)
+    report = reports[0] if reports else None
     plan = replace(plan, recovery=Recovery(compensation=report is not None,
                                            updates=replay.finals(pruned, changed)))
     lines = list(allocation.notes) if allocation is not None else []

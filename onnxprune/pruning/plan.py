@@ -89,8 +89,10 @@ class Recovery:
         compensation: whether compensation edited the consumers.
         updates: the compensation edits (:mod:`onnxprune.pruning.replay`), or None when they
             were recorded but are not available (a plan read without its sidecar file).
-        refinement: whether sequential refinement re-fitted the compensation.
-        distill_epochs: epochs of distillation (its weights are not in the plan).
+        refinement: whether sequential refinement re-fitted the compensation (its final
+            weights are in ``updates`` like the one-shot ones).
+        distill_epochs: epochs of distillation, at least 1 when distilled for a time budget
+            (its weights are not in the plan).
         steps: the number of prune steps (compensation of steps after the first ran on
             an already pruned model and is not in the plan).
         missing: the sidecar file that was expected but not found (for messages).
@@ -112,13 +114,10 @@ class Recovery:
             return ("the plan was saved by an older onnxprune that did not record whether "
                     "prune compensated")
         if self.distill_epochs:
-            return (f"prune distilled the model for {self.distill_epochs} epoch(s) and a plan "
-                    "does not hold trained weights")
+            return ("prune distilled the model and a plan does not hold trained weights")
         if self.compensation and self.steps > 1:
             return (f"prune compensated in {self.steps} steps on intermediate models and a plan "
                     "holds the first step's compensation only")
-        if self.refinement:
-            return "prune refined the compensation and a plan does not hold the refined weights"
         if self.compensation and self.updates is None:
             return (f"prune compensated and its updates are in {self.missing or 'a sidecar .npz'}"
                     ", which was not found next to the plan")

@@ -50,6 +50,7 @@ class PruneResult:
     speed: SpeedCheck | None = None  # measured original vs pruned (--target-latency)
     check: CheckResult | None = None
     calibration: tuple[str, ...] = ()
+    fidelity: tuple[str, ...] = ()
 
     def table(self) -> str:
         """Before/after table of parameters, MACs and file size."""
@@ -83,6 +84,7 @@ class PruneResult:
             lines.append(self.compensation.line())
         if self.distillation is not None:
             lines.append(self.distillation.line())
+        lines.extend(self.fidelity)
         lines.append(self.kept_line())
         return "\n".join(lines)
 
