@@ -137,7 +137,8 @@ def _analysed(
             gradients, "choose_form",
             lambda spec, **kw: "rows" if spec.kind == "grouped" else form,
         )
-    return analyze(model, Dataset({"input": x}), directions=DIRECTIONS, batch_size=batch,
+    return analyze(model, Dataset({"input": x}), objective="gauss-newton", directions=DIRECTIONS,
+                   batch_size=batch,
                    seed=SEED, estimate=False)
 
 

@@ -98,10 +98,12 @@ def test_photo_calibrated_ppocr_det_warns_and_writes_nothing(real_records,
     error line naming the output file and the drop, and nothing is written.
     """
     rec = real_records["ppocr_det"]
+    photos = tmp_path.parent / f"{tmp_path.name}_photos.npz"
+    np.savez(photos, x=_photo_crops(16))
     out = tmp_path / "det.onnx"
     proc = subprocess.run(
         [sys.executable, "-m", "onnxprune.cli", "prune", rec["path"], "--input-shapes",
-         "x:1,3,320,320", "-o", str(out), "--target-macs", "0.5", "--data", rec["calib"],
+         "x:1,3,320,320", "-o", str(out), "--target-macs", "0.5", "--data", str(photos),
          "--round-to", "8", "--check", "--save-plan", str(tmp_path / "p.json")],
         capture_output=True, text=True, check=False)
     assert proc.returncode == 3, proc.stderr
@@ -115,3 +117,21 @@ def test_photo_calibrated_ppocr_det_warns_and_writes_nothing(real_records,
     assert float(error.split(" is ")[1].split()[0]) > 0.5
     assert not out.exists() and not (tmp_path / "p.json").exists()
     assert list(tmp_path.iterdir()) == []
+
+
+def _photo_crops(n: int) -> np.ndarray:
+    """Text-free 320x320 crops of scikit-learn's sample photos, preprocessed as PP-OCR det.
+
+    (The project's own ppocr_det calibration is now rendered text pages; this rebuilds the
+    photo calibration the issue's run used.)
+    """
+    from sklearn.datasets import load_sample_images
+
+    rng = np.random.default_rng(0)
+    out = []
+    for i in range(n):
+        img = load_sample_images().images[i % 2]  # RGB uint8, 427x640
+        y, x = rng.integers(0, img.shape[0] - 320), rng.integers(0, img.shape[1] - 320)
+        crop = img[y:y + 320, x:x + 320, ::-1].astype(np.float32) / 255.0  # BGR
+        out.append(((crop - 0.5) / 0.5).transpose(2, 0, 1))
+    return np.stack(out).astype(np.float32)

@@ -152,7 +152,7 @@ def columns(spec: ConsumerSpec, a: torch.Tensor, size: int) -> torch.Tensor:
     if spec.kind != "unfold":
         return a.reshape(b, size, m, a.shape[-1])
     u = _unfold(spec, a)  # [b, C·m·T, P], channel-major
-    return u.view(b, size, -1, u.shape[-1])
+    return u.reshape(b, size, -1, u.shape[-1])
 
 
 def _ints(value: object, n: int, default: int) -> list[int]:
@@ -206,7 +206,7 @@ def add_rows(gram: GramSum, spec: ConsumerSpec, a: torch.Tensor, d: torch.Tensor
         for o in range(0, outs, o_step):
             dd = d[i : i + n_step, o : o + o_step].reshape(x.shape[0], -1, p)
             g = torch.bmm(dd, x.transpose(1, 2))  # [b, o, C·Q]
-            rows = _channel_last(g.view(-1, size, q)).T
+            rows = _channel_last(g.reshape(-1, size, q)).T
             gram.add(rows, rows)
             added += rows.shape[1]
     return added
@@ -248,8 +248,8 @@ def add_positions_gram(
         x = columns(spec, a[i : i + n_step], size).double().reshape(-1, size * q, p)
         w = torch.bmm(x, m[i : i + n_step].double())  # [b, C·Q, P]
         b = x.shape[0]
-        xs = x.view(b, size, q * p).transpose(0, 1).reshape(size, -1)
-        ws = w.view(b, size, q * p).transpose(0, 1).reshape(size, -1)
+        xs = x.reshape(b, size, q * p).transpose(0, 1).reshape(size, -1)
+        ws = w.reshape(b, size, q * p).transpose(0, 1).reshape(size, -1)
         gram.add(xs, ws)
 
 
