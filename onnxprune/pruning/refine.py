@@ -173,9 +173,9 @@ class _State:
     def _add(self, up: ConsumerUpdate, sign: float = 1.0) -> None:
         p = self.sim.params.get(up.weight)
         if p is not None:
-            p.add_(torch.as_tensor(up.delta, dtype=p.dtype), alpha=sign)
+            p.add_(torch.as_tensor(up.delta, dtype=p.dtype, device=p.device), alpha=sign)
         if up.bias is not None:
-            b = torch.as_tensor(up.bias, dtype=torch.float32) * sign
+            b = torch.as_tensor(up.bias, dtype=torch.float32, device=self.sim.device) * sign
             self.bias[up.node] = self.bias.get(up.node, torch.zeros_like(b)) + b
 
     def replace(self, up: ConsumerUpdate) -> None:
@@ -227,7 +227,7 @@ def _rows(envs: list[dict[str, torch.Tensor]], name: str, axis: int, pick: np.nd
     x = torch.cat([p.reshape(-1, p.shape[-1]) for p in parts])
     if pick is None:
         pick = rng.choice(len(x), ROWS, replace=False) if len(x) > ROWS else np.arange(len(x))
-    return x[torch.as_tensor(pick)].double(), pick
+    return x[torch.as_tensor(pick, device=x.device)].double(), pick
 
 
 def _fit(t: _Target, env_s: list[dict[str, torch.Tensor]],
@@ -237,7 +237,7 @@ def _fit(t: _Target, env_s: list[dict[str, torch.Tensor]],
     xo, _ = _rows(env_o, t.x, t.axis, pick, rng)
     if t.keep.size == t.size and torch.equal(xs, xo):
         return None  # nothing dropped, nothing drifted
-    keep = torch.as_tensor(t.keep)
+    keep = torch.as_tensor(t.keep, device=xs.device)
     if t.depthwise:
         coef, beta = _diagonal(xs, xo, t.keep, t.size)
     else:
@@ -246,7 +246,7 @@ def _fit(t: _Target, env_s: list[dict[str, torch.Tensor]],
             return None  # too few rows for the fit: keep the one-shot update
         gram = x.T @ x
         scale = float(torch.diagonal(gram)[:-1].mean()) or 1.0
-        gram += ridge * scale * torch.eye(len(gram), dtype=gram.dtype)
+        gram += ridge * scale * torch.eye(len(gram), dtype=gram.dtype, device=gram.device)
         sol = torch.linalg.solve(gram, x.T @ xo).cpu().numpy()  # [nk + 1, C]
         coef, beta = sol[:-1], sol[-1]
     w0 = state.original[t.weight].double().cpu().numpy()
@@ -270,7 +270,7 @@ def _fit(t: _Target, env_s: list[dict[str, torch.Tensor]],
 def _diagonal(xs: torch.Tensor, xo: torch.Tensor, keep: np.ndarray, size: int
               ) -> tuple[np.ndarray, np.ndarray]:
     """Per kept channel: x_o ≈ a·x_s + b (a depthwise conv cannot mix channels)."""
-    k = torch.as_tensor(keep)
+    k = torch.as_tensor(keep, device=xs.device)
     a_s, a_o = xs[:, k], xo[:, k]
     ms, mo = a_s.mean(0), a_o.mean(0)
     var = (a_s - ms).pow(2).mean(0)
