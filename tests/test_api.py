@@ -156,29 +156,13 @@ def test_preprocess_accepts_a_preset_name(tmp_path: Path, proto) -> None:
 
 
 # The README's Python example, run exactly as printed (slow: it prunes and benches digits_cnn).
-README_PYTHON = '''\
-import onnxprune
+def _readme_python() -> str:
+    """The README's Python example, as written there (the first ```python block)."""
+    text = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    return text.split("```python\n", 1)[1].split("```", 1)[0]
 
-# what can be pruned (channel groups, MACs, barriers) and what the model costs
-print(onnxprune.inspect(onnxprune.load("models/digits_cnn.onnx")).table())
-print(onnxprune.cost("models/digits_cnn.onnx").macs)
 
-# the main job in one call: keep 50% of the MACs, calibrated on real data
-r = onnxprune.prune("models/digits_cnn.onnx", target_macs=0.5, data="models/digits_calib.npz")
-print(r.summary())        # what ran (mode, compensation) and what it kept
-print(r.table())          # params / MACs / size before and after
-r.save("pruned.onnx")     # atomic, checked; r.model is the ModelProto
-r.plan.save("plan.json")  # replay it with `onnxprune apply`
-
-# data may also be an array, a dict of arrays, an iterable of feeds, or an image folder
-# with the model's preprocessing: data="images/", preprocess="imagenet" (or a Preprocess)
-pre = onnxprune.Preprocess.preset("paddle-ocr", size=(48, 320))
-print(pre.summary())
-
-# latency, cost and fidelity against the original, in onnxruntime
-report = onnxprune.bench("models/digits_cnn.onnx", "pruned.onnx", data="models/digits_test.npz")
-print(report.table())
-'''
+README_PYTHON = _readme_python()
 
 
 @pytest.mark.slow

@@ -37,6 +37,7 @@ from onnxprune.channels.graph import ChannelGraph
 from onnxprune.channels.types import Space
 from onnxprune.data import Dataset
 from onnxprune.errors import OnnxPruneError
+from onnxprune.metrics import RECURRENT_GATES
 from onnxprune.model import Model
 from onnxprune.pruning.compensation import (
     CompensationReport,
@@ -174,9 +175,24 @@ class _State:
         p = self.sim.params.get(up.weight)
         if p is not None:
             p.add_(torch.as_tensor(up.delta, dtype=p.dtype, device=p.device), alpha=sign)
-        if up.bias is not None:
-            b = torch.as_tensor(up.bias, dtype=torch.float32, device=self.sim.device) * sign
-            self.bias[up.node] = self.bias.get(up.node, torch.zeros_like(b)) + b
+        if up.bias is None:
+            return
+        b = torch.as_tensor(up.bias, dtype=torch.float32, device=self.sim.device) * sign
+        if up.op in RECURRENT_GATES:  # the intercept enters the gates: the W half of B
+            self._add_recurrent_bias(up.node, b)
+            return
+        self.bias[up.node] = self.bias.get(up.node, torch.zeros_like(b)) + b
+
+    def _add_recurrent_bias(self, node: str, b: torch.Tensor) -> None:
+        """Add ``b`` ``[directions, gates·hidden]`` to the W half of the node's B, if any."""
+        step = next((s for s in self.sim.plan.steps if s.name == node), None)
+        name = step.inputs[3] if step is not None and len(step.inputs) > 3 else ""
+        p = self.sim.params.get(name) if name else None
+        if p is not None and p.dim() == 2 and p.shape[1] == 2 * b.shape[-1]:
+            p[:, : b.shape[-1]] += b.to(p.dtype)
+        # Without a constant B the simulation runs without this intercept; the written model
+        # gets it all the same (compensation creates B), so the refits downstream see a
+        # slightly different input than the final model: approximate, never wrong in kind.
 
     def replace(self, up: ConsumerUpdate) -> None:
         """Use a refit instead of every one-shot update of the same weight."""
