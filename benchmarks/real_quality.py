@@ -56,7 +56,7 @@ import _common as C  # noqa: E402
 MODELS = ("ppocr_det", "ppocr_rec", "ppocr_cls", "picodet_layout", "mtcnn_rnet", "mtcnn_onet")
 TARGETS = (0.8, 0.7, 0.5, 0.3)
 METHODS = (
-    "default", "no-compensation", "gauss-newton", "no-refine", "uniform-l1",
+    "default", "no-compensation", "gauss-newton", "no-refine", "round-to-1", "uniform-l1",
     "onnxsim-l2", "onnxsim-wanda", "distill",
 )  # fmt: skip
 QUICK = {"calib": 32, "eval": 24, "targets": (0.5,), "methods": ("default", "uniform-l1")}
@@ -109,6 +109,8 @@ def prune_options(method: str, args: argparse.Namespace) -> tuple[dict[str, Any]
         if "refine" not in params:
             return None, "prune() has no refine option"
         return {"refine": False}, ""
+    if method == "round-to-1":  # exact-MACs widths instead of the latency grid
+        return {"round_to": 1}, ""
     if method == "uniform-l1":
         return {"allocation": "uniform", "criterion": "l1", "compensate": False}, ""
     if method == "distill":
