@@ -141,8 +141,9 @@ def enforce(result: CheckResult, output: str, *, force: bool = False) -> None:
     if force:
         log.warning("%s; written anyway because of --force", text.replace(": not written", ""))
         return
-    raise CannotPruneError(f"{text}; raise the target, add --distill-epochs, check the "
-                           "calibration data, or pass --force to write it anyway")
+    raise CannotPruneError(f"{text}; raise the target, add --distill-epochs, try exact widths "
+                           "(--round-to 1: small nets lose more on the latency grid), check "
+                           "the calibration data, or pass --force to write it anyway")
 
 
 def check_max_drop(max_drop: float | None, has_data: bool) -> None:
