@@ -102,7 +102,8 @@ def test_auto_relaxes_the_grid_when_the_target_needs_it(monkeypatch: pytest.Monk
                         compensate=False).resolved(has_data=False)
     _, alloc = target_plan(model, 0.2, opts, None)
     assert abs(alloc.estimate - 0.2) <= alloc_mod.TOLERANCE
-    assert any("round-to auto: the target cannot be reached" in n for n in alloc.notes)
+    assert any("round-to auto: on the latency-friendly grid of 16 channels the target "
+               "cannot be reached" in n for n in alloc.notes)
 
 
 # -- the latency cost on a synthetic table ------------------------------------------------------
