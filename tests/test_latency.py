@@ -14,6 +14,7 @@ import onnxprune
 from onnxprune.bench.speed import SpeedCheck
 from onnxprune.cli import main
 from onnxprune.commands import prune as prune_cmd
+from onnxprune.data import Dataset
 from onnxprune.pruning import allocation as alloc_mod
 from onnxprune.pruning import grid, latency
 from onnxprune.pruning.latency import Curve, LatencyTable
@@ -317,3 +318,33 @@ def test_uniform_lands_on_the_coarse_grid_by_moving_single_groups() -> None:
     alloc = alloc_mod.uniform(cm, allowed, 0.39, "macs")
     assert sorted(alloc.widths.values()) == [32, 48]
     assert abs(alloc.estimate - 0.39) <= alloc_mod.TOLERANCE
+
+
+# -- the grid's cost in estimated loss (round-to auto on narrow nets) ------------------------------
+def _grid_step(model: onnxprune.Model, data: Dataset, target: float) -> int:
+    from onnxprune.analysis import analyze
+
+    an = analyze(model, data, estimate=False)
+    opts = PruneOptions(target_macs=target).resolved(has_data=True)
+    plan, _ = target_plan(model, target, opts, an)
+    return int(plan.method["round_to"])
+
+
+def test_auto_keeps_the_block_grid_where_it_costs_little(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(grid, "cpu_flags", lambda: AVX512)
+    models = Path(__file__).resolve().parents[1] / "models"
+    model = onnxprune.load(models / "digits_resnet.onnx")
+    calib = np.load(models / "digits_calib.npz")
+    assert _grid_step(model, Dataset({"input": calib["input"][:128]}), 0.5) == 16
+
+
+@pytest.mark.real
+def test_auto_leaves_the_block_grid_on_a_narrow_net(real_records, monkeypatch) -> None:
+    # MTCNN R-Net (28-128 channels): on the 16-grid its face decisions fell to 0.845 at 0.7
+    # MACs (0.965 with exact widths, benchmarks/results/real_quality_2026-11-27.md).
+    monkeypatch.setattr(grid, "cpu_flags", lambda: AVX512)
+    rec = real_records["mtcnn_rnet"]
+    model = onnxprune.load(rec["path"])
+    calib = np.load(rec["calib"])
+    step = _grid_step(model, Dataset({k: calib[k] for k in calib.files}), 0.7)
+    assert step < 16
