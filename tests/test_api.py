@@ -10,24 +10,11 @@ import numpy as np
 import onnx
 import onnx.parser
 import pytest
-from onnx import numpy_helper
 
 import onnxprune
 from onnxprune import progress
 from onnxprune.data import Dataset
-
-GRAPH = """
-<ir_version: 8, opset_import: ["" : 17]>
-g (float[N,3,H,W] x) => (float[N,4] y) {
-    a = Conv <pads = [1, 1, 1, 1]> (x, w1)
-    b = Relu (a)
-    c = Conv <pads = [1, 1, 1, 1]> (b, w2)
-    d = Relu (c)
-    e = GlobalAveragePool (d)
-    f = Flatten (e)
-    y = Gemm <transB = 1> (f, w3)
-}
-"""
+from onnxprune.testing.graphs import DYNAMIC_CONV_GEMM, DYNAMIC_CONV_GEMM_W, scaled_model
 
 
 @pytest.fixture(autouse=True)
@@ -39,12 +26,7 @@ def _quiet() -> Iterator[None]:
 
 @pytest.fixture
 def proto() -> onnx.ModelProto:
-    rng = np.random.default_rng(0)
-    m = onnx.parser.parse_model(GRAPH)
-    for name, shape in {"w1": (8, 3, 3, 3), "w2": (8, 8, 3, 3), "w3": (4, 8)}.items():
-        w = (rng.standard_normal(shape) / np.sqrt(np.prod(shape[1:]))).astype(np.float32)
-        m.graph.initializer.append(numpy_helper.from_array(w, name))
-    return m
+    return scaled_model(DYNAMIC_CONV_GEMM, DYNAMIC_CONV_GEMM_W)
 
 
 @pytest.fixture

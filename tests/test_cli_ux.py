@@ -20,22 +20,11 @@ from PIL import Image
 
 from onnxprune import progress
 from onnxprune.cli import main
+from onnxprune.testing.graphs import DYNAMIC_CONV_GEMM, DYNAMIC_CONV_GEMM_W, scaled_model
 
 REPO = Path(__file__).resolve().parents[1]
 
-# x: [N,3,H,W] dynamic like PP-OCR cls; two prunable groups, the Gemm output is a barrier
-DYNAMIC = """
-g (float[N,3,H,W] x) => (float[N,4] y) {
-    a = Conv <pads = [1, 1, 1, 1]> (x, w1)
-    b = Relu (a)
-    c = Conv <pads = [1, 1, 1, 1]> (b, w2)
-    d = Relu (c)
-    e = GlobalAveragePool (d)
-    f = Flatten (e)
-    y = Gemm <transB = 1> (f, w3)
-}
-"""
-DYNAMIC_W = {"w1": (8, 3, 3, 3), "w2": (8, 8, 3, 3), "w3": (4, 8)}
+DYNAMIC, DYNAMIC_W = DYNAMIC_CONV_GEMM, DYNAMIC_CONV_GEMM_W
 # one prunable group (conv1's output) and one barrier (the graph output)
 ONE_GROUP = """
 g (float[N,3,8,8] x) => (float[N,4,8,8] y) {
@@ -59,13 +48,7 @@ TWO_INPUTS_W = {"w1": (8, 3, 3, 3), "w3": (4, 8)}
 
 
 def _model(path: Path, text: str, weights: dict[str, tuple[int, ...]]) -> Path:
-    rng = np.random.default_rng(0)
-    proto = onnx.parser.parse_model('<ir_version: 8, opset_import: ["" : 17]>\n' + text)
-    for name, shape in weights.items():
-        w = (rng.standard_normal(shape) / np.sqrt(np.prod(shape[1:]))).astype(np.float32)
-        proto.graph.initializer.append(numpy_helper.from_array(w, name))
-    onnx.checker.check_model(proto, full_check=True)
-    onnx.save(proto, path)
+    onnx.save(scaled_model(text, weights), path)
     return path
 
 
@@ -378,7 +361,7 @@ def test_real_ppocr_cls_analyze_and_bench_without_input_shapes(capsys, tmp_path)
     assert "4 samples" in out
     pruned = tmp_path / "cls_pruned.onnx"
     code, _, err = run(capsys, "prune", model, "-o", pruned, "--data", npz, "--ratio", "0.2",
-                       "--force")  # uniform L1 without recovery fails the gate: shapes are the point
+                       "--force")  # uniform L1 without recovery fails the gate; shapes matter here
     assert code == 0, err
     code, out, err = run(capsys, "bench", model, pruned, "--data", npz, "--iterations", "2",
                          "--warmup", "0", "--no-memory", "--json")

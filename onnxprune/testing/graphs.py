@@ -15,6 +15,36 @@ from onnxprune.testing import oracle
 
 HEADER = '<ir_version: {ir}, opset_import: ["" : {opset}]>\n'
 
+DYNAMIC_CONV_GEMM = """
+g (float[N,3,H,W] x) => (float[N,4] y) {
+    a = Conv <pads = [1, 1, 1, 1]> (x, w1)
+    b = Relu (a)
+    c = Conv <pads = [1, 1, 1, 1]> (b, w2)
+    d = Relu (c)
+    e = GlobalAveragePool (d)
+    f = Flatten (e)
+    y = Gemm <transB = 1> (f, w3)
+}
+"""
+"""Input dims all dynamic but the channels (like PP-OCR cls): two prunable groups, the Gemm
+output a barrier. Its weights: :data:`DYNAMIC_CONV_GEMM_W`."""
+DYNAMIC_CONV_GEMM_W = {"w1": (8, 3, 3, 3), "w2": (8, 8, 3, 3), "w3": (4, 8)}
+
+
+def scaled_model(graph: str, weights: Mapping[str, tuple[int, ...]], *, opset: int = 17,
+                 seed: int = 0) -> onnx.ModelProto:
+    """Parse ``graph`` and add seeded normal weights scaled by 1/sqrt(fan-in), checked.
+
+    No shape inference: the graph's dims may stay dynamic.
+    """
+    rng = np.random.default_rng(seed)
+    proto = onnx.parser.parse_model(HEADER.format(ir=8, opset=opset) + graph)
+    for name, shape in weights.items():
+        w = (rng.standard_normal(shape) / np.sqrt(np.prod(shape[1:]))).astype(np.float32)
+        proto.graph.initializer.append(numpy_helper.from_array(w, name))
+    onnx.checker.check_model(proto, full_check=True)
+    return proto
+
 
 def build(
     graph: str,
