@@ -10,8 +10,8 @@ import onnx
 
 from onnxprune import ir
 from onnxprune.channels.rules import weight_op
-from onnxprune.channels.rules.recurrent import GATES as RECURRENT_GATES
 from onnxprune.channels.rules.recurrent import recurrent_macs
+from onnxprune.opspec import GATES as RECURRENT_GATES
 
 __all__ = ["RECURRENT_GATES", "Cost", "cost", "node_macs", "recurrent_macs"]
 

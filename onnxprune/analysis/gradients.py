@@ -33,7 +33,8 @@ import torch.nn.functional as F
 from onnxprune.analysis.gramsum import GramSum
 from onnxprune.analysis.specs import ConsumerSpec
 from onnxprune.errors import InputError
-from onnxprune.shim.ops._recurrence import GATES, input_projection_grad
+from onnxprune.opspec import GATES
+from onnxprune.shim.ops._recurrence import input_projection_grad
 from onnxprune.shim.ops._util import onnx_pads_to_torch
 from onnxprune.shim.ops.conv import resolve_pads
 

@@ -33,7 +33,7 @@ import numpy as np
 import onnx_graphsurgeon as gs
 
 from onnxprune.channels.graph import ChannelGraph, Group, WeightRef
-from onnxprune.metrics import RECURRENT_GATES
+from onnxprune.opspec import GATES as RECURRENT_GATES
 
 log = logging.getLogger(__name__)
 

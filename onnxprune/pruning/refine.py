@@ -37,8 +37,8 @@ from onnxprune.channels.graph import ChannelGraph
 from onnxprune.channels.types import Space
 from onnxprune.data import Dataset
 from onnxprune.errors import OnnxPruneError
-from onnxprune.metrics import RECURRENT_GATES
 from onnxprune.model import Model
+from onnxprune.opspec import GATES as RECURRENT_GATES
 from onnxprune.pruning.compensation import (
     CompensationReport,
     ConsumerUpdate,

@@ -13,12 +13,11 @@ from onnxprune.channels.context import Context
 from onnxprune.channels.rules import register
 from onnxprune.channels.rules.base import Rule, Shape, WeightOp
 from onnxprune.channels.types import Coupling, Space, WeightUse, barrier
+from onnxprune.opspec import GATES
 
 FEATURES = 2
 """X's feature axis, in both layouts (``[T, N, I]`` and ``[N, T, I]``)."""
 
-GATES = {"LSTM": 4, "GRU": 3, "RNN": 1}
-"""Gate blocks of each recurrent op (rows of W and R per direction and hidden unit)."""
 
 
 def recurrent_macs(op: str, x: Sequence[int], w: Sequence[int]) -> tuple[int, int]:

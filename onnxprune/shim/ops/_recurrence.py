@@ -16,6 +16,7 @@ from typing import Any
 import torch
 
 from onnxprune.errors import UnsupportedOpError
+from onnxprune.opspec import GATES
 
 Tensor = torch.Tensor
 Act = Callable[[Tensor], Tensor]
@@ -37,8 +38,6 @@ _ACTS: dict[str, tuple[Callable[[Tensor, float, float], Tensor], float | None, f
 }
 
 _DEFAULT_ACTS = {"LSTM": ("Sigmoid", "Tanh", "Tanh"), "GRU": ("Sigmoid", "Tanh"), "RNN": ("Tanh",)}
-GATES = {"LSTM": 4, "GRU": 3, "RNN": 1}
-"""Gate blocks stacked in W's second axis (``[num_directions, GATES·hidden, input]``)."""
 
 
 @dataclass(frozen=True)
