@@ -25,7 +25,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import onnx
 
 from onnxprune import ir, metrics, progress
 from onnxprune.data import Dataset, from_arrays, load_data, read_labels
@@ -40,7 +39,7 @@ if TYPE_CHECKING:
     from onnxprune.analysis import AnalysisResult
     from onnxprune.bench import BenchReport
 
-ModelLike = str | os.PathLike[str] | onnx.ModelProto | Model
+ModelLike = str | os.PathLike[str] | ir.ModelProto | Model
 """A model: an ``.onnx`` path, an in-memory ``ModelProto`` or a loaded :class:`Model`."""
 DataLike = (str | os.PathLike[str] | np.ndarray | Mapping[str, np.ndarray] | Dataset
             | Iterable[Mapping[str, np.ndarray] | np.ndarray])
@@ -84,7 +83,7 @@ def load_with_data(
         proto, loaded = model.proto, model
     else:
         proto = model.proto if isinstance(model, Model) else (
-            model if isinstance(model, onnx.ModelProto) else ir.load_model(model))
+            model if isinstance(model, ir.ModelProto) else ir.load_model(model))
         loaded = None
     dataset = None
     if data is not None:
@@ -97,7 +96,7 @@ def load_with_data(
             progress.detail("input shapes from the data: " + " ".join(
                 f"{k}:{','.join(map(str, v))}" for k, v in from_data.items() if k not in given))
         loaded = load(proto, input_shapes={**from_data, **given})
-        if not isinstance(model, (Model, onnx.ModelProto)):
+        if not isinstance(model, (Model, ir.ModelProto)):
             loaded.path = Path(model)
     return loaded, dataset
 
@@ -299,7 +298,7 @@ def _arrays(data: Any, specs: Sequence[ir.TensorSpec]) -> dict[str, np.ndarray]:
                      "folder, an array, a dict of arrays or an iterable of feeds")
 
 
-def _from_data(proto: onnx.ModelProto, data: Dataset | None) -> dict[str, tuple[int, ...]]:
+def _from_data(proto: ir.ModelProto, data: Dataset | None) -> dict[str, tuple[int, ...]]:
     """Concrete shapes of the inputs whose dims are dynamic, read off the data (batch 1)."""
     if data is None:
         return {}
@@ -317,7 +316,7 @@ def _on_disk(model: ModelLike, spare: Path) -> Path:
     """Return the model's file, or ``spare`` holding the in-memory model (ort reads files)."""
     if isinstance(model, Model) and model.path is not None:
         return model.path
-    if isinstance(model, (Model, onnx.ModelProto)):
+    if isinstance(model, (Model, ir.ModelProto)):
         proto = model.proto if isinstance(model, Model) else model
         return ir.save_model(proto, spare)
     return Path(model)

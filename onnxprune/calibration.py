@@ -22,8 +22,8 @@ from __future__ import annotations
 import logging
 
 import numpy as np
-import onnx
 
+from onnxprune import ir
 from onnxprune.data import Dataset
 
 log = logging.getLogger(__name__)
@@ -39,7 +39,7 @@ FIX = "give inputs like the model's real inputs (same kind of content and prepro
 _PASS_THROUGH = {"Identity", "Reshape", "Transpose", "Flatten", "Squeeze", "Unsqueeze"}
 
 
-def calibration_warnings(model: onnx.ModelProto, data: Dataset) -> tuple[str, ...]:
+def calibration_warnings(model: ir.ModelProto, data: Dataset) -> tuple[str, ...]:
     """Return one warning line per problem the data shows on ``model`` (and log each).
 
     Args:
@@ -71,7 +71,7 @@ def calibration_warnings(model: onnx.ModelProto, data: Dataset) -> tuple[str, ..
     return tuple(lines)
 
 
-def _activation_of(model: onnx.ModelProto, output: str) -> str | None:
+def _activation_of(model: ir.ModelProto, output: str) -> str | None:
     """Sigmoid/Softmax that makes ``output``, looking through ops that do not change values."""
     producers = {o: n for n in model.graph.node for o in n.output}
     node = producers.get(output)
@@ -107,13 +107,13 @@ def _constant(name: str, y: np.ndarray, n: int) -> list[str]:
             f"difference between channels; {FIX}"]
 
 
-def _bn_range(model: onnx.ModelProto, data: Dataset) -> list[str]:
+def _bn_range(model: ir.ModelProto, data: Dataset) -> list[str]:
     """Compare the first Conv's output on the data with its BatchNormalization's statistics."""
     first = _first_conv_bn(model)
     if first is None:
         return []
     conv, bn = first
-    consts = {t.name: onnx.numpy_helper.to_array(t) for t in model.graph.initializer}
+    consts = {t.name: ir.to_array(t) for t in model.graph.initializer}
     if any(i not in consts for i in (*conv.input[1:], *bn.input[1:5]) if i):
         return []
     x = data.inputs.get(conv.input[0])
@@ -136,7 +136,7 @@ def _bn_range(model: onnx.ModelProto, data: Dataset) -> list[str]:
             "resizing, scaling and mean/std normalisation"]
 
 
-def _first_conv_bn(model: onnx.ModelProto) -> tuple[onnx.NodeProto, onnx.NodeProto] | None:
+def _first_conv_bn(model: ir.ModelProto) -> tuple[ir.NodeProto, ir.NodeProto] | None:
     inits = {t.name for t in model.graph.initializer}
     inputs = {i.name for i in model.graph.input if i.name not in inits}
     for node in model.graph.node:
@@ -148,12 +148,12 @@ def _first_conv_bn(model: onnx.ModelProto) -> tuple[onnx.NodeProto, onnx.NodePro
     return None
 
 
-def _conv2d(conv: onnx.NodeProto, x: np.ndarray, consts: dict[str, np.ndarray]
+def _conv2d(conv: ir.NodeProto, x: np.ndarray, consts: dict[str, np.ndarray]
             ) -> np.ndarray | None:
     import torch
     import torch.nn.functional as F
 
-    attrs = {a.name: onnx.helper.get_attribute_value(a) for a in conv.attribute}
+    attrs = ir.attributes(conv)
     if attrs.get("auto_pad", b"NOTSET") not in (b"NOTSET", "NOTSET"):
         return None
     pads = list(attrs.get("pads", [0, 0, 0, 0]))

@@ -28,8 +28,7 @@ import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-import onnx
-
+from onnxprune import ir
 from onnxprune.data import Dataset
 from onnxprune.errors import CannotPruneError, InputError
 
@@ -90,7 +89,7 @@ class CheckResult:
         return out
 
 
-def check(original: onnx.ModelProto, pruned: onnx.ModelProto, data: Dataset, *,
+def check(original: ir.ModelProto, pruned: ir.ModelProto, data: Dataset, *,
           max_drop: float = MAX_DROP, held_out: bool = False) -> CheckResult:
     """Compare ``pruned`` with ``original`` on ``data`` (onnxruntime); the worst output counts."""
     from onnxprune.bench import fidelity

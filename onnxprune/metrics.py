@@ -6,7 +6,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
-import onnx
 
 from onnxprune import ir
 from onnxprune.channels.rules import weight_op
@@ -45,7 +44,7 @@ def node_macs(
     return 0 if wop is None else wop.node_macs(attrs, in_shapes, out_shape)
 
 
-def cost(model: onnx.ModelProto, shapes: Mapping[str, tuple[int, ...]] | None = None) -> Cost:
+def cost(model: ir.ModelProto, shapes: Mapping[str, tuple[int, ...]] | None = None) -> Cost:
     """Count MACs, parameters and serialised size of ``model``.
 
     Args:
@@ -62,21 +61,20 @@ def cost(model: onnx.ModelProto, shapes: Mapping[str, tuple[int, ...]] | None = 
         wop = weight_op(node.op_type, node.domain)
         if wop is None or wop.macs is None:
             continue
-        attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
+        attrs = ir.attributes(node)
         ins = [shapes.get(n) or consts.get(n) for n in node.input]
         per_node[node.name or f"{node.op_type}_{i}"] = wop.node_macs(
             attrs, ins, shapes.get(node.output[0])
         )
     # Parameters are float weights; int64 shape/axes constants are not counted.
-    floats = {onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16, onnx.TensorProto.DOUBLE,
-              onnx.TensorProto.BFLOAT16}
+    floats = {ir.data_type(n) for n in ("FLOAT", "FLOAT16", "DOUBLE", "BFLOAT16")}
     # Weights stored quantised (int8/uint8, and int32 biases behind a DequantizeLinear) count.
     dequantized = {n.input[0] for n in model.graph.node if n.op_type == "DequantizeLinear"}
-    ints = {onnx.TensorProto.INT8, onnx.TensorProto.UINT8}
+    ints = {ir.data_type("INT8"), ir.data_type("UINT8")}
     params = sum(
         _prod(t.dims) for t in model.graph.initializer
         if t.data_type in floats or t.data_type in ints
-        or (t.data_type == onnx.TensorProto.INT32 and t.name in dequantized)
+        or (t.data_type == ir.data_type("INT32") and t.name in dequantized)
     )
     for node in model.graph.node:
         if node.op_type == "Constant":

@@ -9,8 +9,6 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 
-import onnx
-
 from onnxprune import ir, metrics
 from onnxprune.channels.context import Context
 from onnxprune.channels.graph import ChannelGraph
@@ -25,7 +23,7 @@ class Model:
     ``proto`` is never modified: every channel graph works on a fresh import of it.
     """
 
-    proto: onnx.ModelProto
+    proto: ir.ModelProto
     input_shapes: dict[str, tuple[int, ...]]
     path: Path | None = None
     shapes: dict[str, tuple[int, ...]] = field(default_factory=dict)
@@ -67,7 +65,7 @@ def unknown_shapes_message(nodes: tuple[str, ...]) -> str:
 
 
 def load(
-    path: str | os.PathLike[str] | onnx.ModelProto,
+    path: str | os.PathLike[str] | ir.ModelProto,
     *,
     input_shapes: Mapping[str, Sequence[int]] | None = None,
 ) -> Model:
@@ -85,7 +83,7 @@ def load(
         InputError: the file is not a usable ONNX model or the shapes do not fit it.
 
     """
-    if isinstance(path, onnx.ModelProto):
+    if isinstance(path, ir.ModelProto):
         proto, where = path, None
     else:
         proto, where = ir.load_model(path), Path(path)

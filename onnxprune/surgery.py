@@ -6,7 +6,6 @@ import logging
 from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
-import onnx
 import onnx_graphsurgeon as gs
 
 from onnxprune import ir
@@ -73,7 +72,7 @@ def apply_plan(
     plan: Mapping[int, Sequence[int]],
     *,
     edit: Callable[[ChannelGraph], None] | None = None,
-) -> onnx.ModelProto:
+) -> ir.ModelProto:
     """Remove every channel a plan does not keep, propagate it, and verify the result.
 
     Args:
@@ -121,7 +120,7 @@ def _touched_nodes(cg: ChannelGraph, keep: Mapping[Space, np.ndarray]) -> list[g
     return list(nodes.values())
 
 
-def _export(graph: gs.Graph, like: onnx.ModelProto) -> onnx.ModelProto:
+def _export(graph: gs.Graph, like: ir.ModelProto) -> ir.ModelProto:
     io = {t.name for t in [*graph.inputs, *graph.outputs]}
     for tensor in graph.tensors().values():
         if isinstance(tensor, gs.Variable) and tensor.name not in io:

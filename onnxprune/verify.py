@@ -8,7 +8,6 @@ from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
-import onnx
 
 from onnxprune import ir
 from onnxprune.errors import CannotPruneError, VerificationError
@@ -22,10 +21,10 @@ def _first_line(e: BaseException) -> str:
 
 
 def verify(
-    model: onnx.ModelProto,
-    original: onnx.ModelProto,
+    model: ir.ModelProto,
+    original: ir.ModelProto,
     shapes: Mapping[str, tuple[int, ...]],
-) -> onnx.ModelProto:
+) -> ir.ModelProto:
     """Check a pruned model and return it with fresh shape information.
 
     Args:
@@ -43,9 +42,9 @@ def verify(
     large = ir.model_bytes(model) > ir.limits.LIGHT_BYTES
     try:
         if large:
-            _check_light(model)
+            ir.check_light(model)
         else:
-            onnx.checker.check_model(model, full_check=True)
+            ir.check_model(model, full_check=True)
     except Exception as e:  # noqa: BLE001 - the checker raises several types
         raise VerificationError(f"pruned model fails onnx.checker: {_first_line(e)}") from e
     try:
@@ -59,19 +58,7 @@ def verify(
     return inferred
 
 
-def _check_light(model: onnx.ModelProto) -> None:
-    """Check a large model without its weights (a copy whose weights point at an empty file).
-
-    The checker only asks that external data files exist; it reads no weights.
-    """
-    with tempfile.TemporaryDirectory(prefix="onnxprune-check-") as folder:
-        path = Path(folder) / "model.onnx"
-        path.write_bytes(ir.light_copy(model).SerializeToString())
-        (Path(folder) / ir.limits.STRIPPED).touch()
-        onnx.checker.check_model(str(path), full_check=True)
-
-
-def _same_io(model: onnx.ModelProto, original: onnx.ModelProto) -> None:
+def _same_io(model: ir.ModelProto, original: ir.ModelProto) -> None:
     for outputs in (False, True):
         got = ir.io_specs(model, outputs=outputs)
         want = ir.io_specs(original, outputs=outputs)
@@ -86,14 +73,14 @@ def _same_io(model: onnx.ModelProto, original: onnx.ModelProto) -> None:
                 )
 
 
-def _custom_ops(model: onnx.ModelProto) -> list[str]:
+def _custom_ops(model: ir.ModelProto) -> list[str]:
     """Return ``domain::op`` of every node outside the ONNX domains, in graph order."""
     found = [f"{n.domain}::{n.op_type}" for n in model.graph.node
              if n.domain not in ("", "ai.onnx", "ai.onnx.ml")]
     return list(dict.fromkeys(found))
 
 
-def _session(model: onnx.ModelProto) -> object:
+def _session(model: ir.ModelProto) -> object:
     """Open an onnxruntime session; a model over 2 GB goes through a temp external-data file."""
     from onnxprune.bench import make_session
 
@@ -104,7 +91,7 @@ def _session(model: onnx.ModelProto) -> object:
         return make_session(path)
 
 
-def _run(model: onnx.ModelProto, shapes: Mapping[str, tuple[int, ...]]) -> None:
+def _run(model: ir.ModelProto, shapes: Mapping[str, tuple[int, ...]]) -> None:
     try:
         sess = _session(model)
         feeds = {}

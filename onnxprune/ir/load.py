@@ -143,3 +143,9 @@ def model_bytes(model: onnx.ModelProto) -> int:
 def has_tensor_attr(node: onnx.NodeProto) -> bool:
     """Return whether the node carries a tensor attribute (a Constant's value)."""
     return any(a.HasField("t") for a in node.attribute)
+
+
+def file_metadata(path: str | os.PathLike[str]) -> dict[str, str]:
+    """Return the ``metadata_props`` of an ``.onnx`` file, without reading its external data."""
+    model = onnx.load(str(path), load_external_data=False)
+    return {p.key: p.value for p in model.metadata_props}

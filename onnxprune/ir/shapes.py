@@ -38,6 +38,15 @@ def infer_shapes(model: onnx.ModelProto, *, strict: bool = False) -> onnx.ModelP
     return inferred if strict else symbolic.fill_missing(_add_folded_shapes(inferred))
 
 
+def infer_shapes_plain(model: onnx.ModelProto, *, strict: bool = False) -> onnx.ModelProto:
+    """Run ONNX shape inference as it is and return the inferred copy.
+
+    No type check, no data propagation, no folding or symbolic fallback (see
+    :func:`infer_shapes` for those): what ``onnx.shape_inference.infer_shapes`` alone gives.
+    """
+    return onnx.shape_inference.infer_shapes(model, strict_mode=strict)
+
+
 def adopt_shapes(model: onnx.ModelProto, inferred: onnx.ModelProto) -> onnx.ModelProto:
     """Give ``model`` the value_info and graph output types of ``inferred``; return ``model``."""
     del model.graph.value_info[:]

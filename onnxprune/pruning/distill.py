@@ -28,7 +28,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
-import onnx
 import torch
 
 from onnxprune import ir
@@ -70,8 +69,8 @@ class DistillReport:
 
 
 def distill(
-    original: onnx.ModelProto,
-    pruned: onnx.ModelProto,
+    original: ir.ModelProto,
+    pruned: ir.ModelProto,
     data: Dataset,
     *,
     epochs: int = 0,
@@ -83,7 +82,7 @@ def distill(
     device: str = "cpu",
     progress: bool = False,
     output_weights: Mapping[str, float] | None = None,
-) -> tuple[onnx.ModelProto, DistillReport]:
+) -> tuple[ir.ModelProto, DistillReport]:
     """Fine-tune ``pruned`` to match ``original`` on ``data`` and return the updated model.
 
     Args:
@@ -243,12 +242,12 @@ def _trainable(shim: Shim) -> list[torch.nn.Parameter]:
     return [shim.params[n] for n in chosen if shim.params[n].requires_grad]
 
 
-def _fixed(model: onnx.ModelProto) -> bool:
+def _fixed(model: ir.ModelProto) -> bool:
     return any(s.shape and isinstance(s.shape[0], int) and s.shape[0] > 0
                for s in ir.io_specs(model))
 
 
-def _batch(model: onnx.ModelProto, batch_size: int) -> int:
+def _batch(model: ir.ModelProto, batch_size: int) -> int:
     fixed = [s.shape[0] for s in ir.io_specs(model)
              if s.shape and isinstance(s.shape[0], int) and s.shape[0] > 0]
     return int(fixed[0]) if fixed else batch_size

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-import onnx
 import torch
 
 from onnxprune import ir
@@ -24,7 +23,7 @@ BATCH = 16
 
 
 @torch.no_grad()
-def output_fidelity(original: onnx.ModelProto, pruned: onnx.ModelProto, data: Dataset,
+def output_fidelity(original: ir.ModelProto, pruned: ir.ModelProto, data: Dataset,
                     weights: Mapping[str, float], *, batch_size: int = BATCH,
                     device: str = "cpu") -> tuple[str, ...]:
     """One line per measured output: relative error and (softmax) argmax agreement."""

@@ -13,9 +13,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
-import onnx
-
-from onnxprune import metrics, progress
+from onnxprune import ir, metrics, progress
 from onnxprune.bench.speed import SpeedCheck, speed_check
 from onnxprune.calibration import calibration_warnings
 from onnxprune.check import check, split_holdout
@@ -68,8 +66,8 @@ def apply(model: Model, plan: Plan, *, channels_only: bool = False) -> PruneResu
     return make_result(model, pruned, plan)
 
 
-def _replayed(model: Model, pruned: onnx.ModelProto, updates: Sequence[replay.Update]
-              ) -> onnx.ModelProto:
+def _replayed(model: Model, pruned: ir.ModelProto, updates: Sequence[replay.Update]
+              ) -> ir.ModelProto:
     from onnxprune.verify import verify
 
     try:

@@ -15,7 +15,6 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
-import onnx
 import onnx_graphsurgeon as gs
 
 from onnxprune import ir
@@ -70,7 +69,7 @@ def capture(cg: ChannelGraph, edit: Callable[[ChannelGraph], None]) -> Changes:
     return Changes(tuple(inputs), tuple(attrs))
 
 
-def finals(pruned: onnx.ModelProto, changes: Sequence[Changes]) -> tuple[Update, ...]:
+def finals(pruned: ir.ModelProto, changes: Sequence[Changes]) -> tuple[Update, ...]:
     """Return the final values (in ``pruned``) of the inputs the edits changed, and attributes."""
     keys = [k for c in changes for k in c.inputs]
     found = ir.node_inputs(pruned, keys)
@@ -79,7 +78,7 @@ def finals(pruned: onnx.ModelProto, changes: Sequence[Changes]) -> tuple[Update,
     return (*consts, *(a for c in changes for a in c.attrs))
 
 
-def replay(model: onnx.ModelProto, updates: Sequence[Update]) -> onnx.ModelProto:
+def replay(model: ir.ModelProto, updates: Sequence[Update]) -> ir.ModelProto:
     """Return ``model`` (the plan's channels removed, no recovery) with the updates written in.
 
     Raises:

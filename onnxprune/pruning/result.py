@@ -8,8 +8,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import onnx
-
 from onnxprune import ir, metrics
 from onnxprune.errors import VerificationError
 from onnxprune.model import Model
@@ -37,7 +35,7 @@ class PruneResult:
     warnings about the calibration data (also logged).
     """
 
-    model: onnx.ModelProto
+    model: ir.ModelProto
     plan: Plan
     before: metrics.Cost
     after: metrics.Cost
@@ -114,21 +112,21 @@ class PruneResult:
         """
         written = ir.save_model(self.model, path, protect=protect)
         try:
-            onnx.checker.check_model(os.fspath(written))
-        except onnx.checker.ValidationError as e:
+            ir.check_model(written)
+        except ir.CheckerError as e:
             raise VerificationError(f"{written}: the written model fails the ONNX checker "
                                     f"({e}); report this with the model") from e
         return written
 
 
-def make_result(model: Model, pruned: onnx.ModelProto, plan: Plan, **extra: object) -> PruneResult:
+def make_result(model: Model, pruned: ir.ModelProto, plan: Plan, **extra: object) -> PruneResult:
     """Measure the pruned model's cost and wrap it with its plan and story."""
     after = metrics.cost(pruned, pruned_shapes(pruned, model))
     blocked = tuple((g.id, g.barriers[0]) for g in model.groups.groups if g.barriers)
     return PruneResult(pruned, plan, model.cost, after, blocked, **extra)  # type: ignore[arg-type]
 
 
-def pruned_shapes(pruned: onnx.ModelProto, model: Model) -> dict[str, tuple[int, ...]]:
+def pruned_shapes(pruned: ir.ModelProto, model: Model) -> dict[str, tuple[int, ...]]:
     """Return the static shapes of a pruned model at the original's input shapes."""
     return ir.static_shapes(ir.infer_shapes(ir.with_input_shapes(pruned, model.input_shapes)))
 
