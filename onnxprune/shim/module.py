@@ -11,10 +11,10 @@ from types import MappingProxyType
 from typing import Any
 
 import numpy as np
-import onnx
 import torch
 from torch import nn
 
+from onnxprune import ir
 from onnxprune.errors import InputError, OnnxPruneError
 from onnxprune.shim.dtypes import FLOAT_DTYPES, to_torch
 from onnxprune.shim.ops._util import axis_of
@@ -56,7 +56,7 @@ class Shim(nn.Module):
 
     """
 
-    def __init__(self, model: onnx.ModelProto, *, device: str | torch.device = "cpu") -> None:
+    def __init__(self, model: ir.ModelProto, *, device: str | torch.device = "cpu") -> None:
         super().__init__()
         plan = build_plan(model)
         self._names = plan.tensor_names()
@@ -153,7 +153,7 @@ class Shim(nn.Module):
         finally:
             self._watching = frozenset()
 
-    def to_onnx(self, model: onnx.ModelProto) -> onnx.ModelProto:
+    def to_onnx(self, model: ir.ModelProto) -> ir.ModelProto:
         """Return a copy of ``model`` with its float initializers and Constant values updated.
 
         Every parameter is written, trained or not; frozen ones (statistics) come back

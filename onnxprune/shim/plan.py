@@ -14,11 +14,9 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
-import onnx
-import onnx.inliner
 import torch
-from onnx import numpy_helper
 
+from onnxprune import ir
 from onnxprune.errors import InputError, UnsupportedOpError
 from onnxprune.shim import ops  # noqa: F401  (registers the kernels)
 from onnxprune.shim.dtypes import to_torch, torch_dtype
@@ -91,7 +89,7 @@ class Plan:
         return names
 
 
-def build_plan(model: onnx.ModelProto) -> Plan:
+def build_plan(model: ir.ModelProto) -> Plan:
     """Build the execution plan of ``model``.
 
     Args:
@@ -107,10 +105,10 @@ def build_plan(model: onnx.ModelProto) -> Plan:
 
     """
     if len(model.functions):
-        model = onnx.inliner.inline_local_functions(model)
+        model = ir.inline_functions(model)
     graph = model.graph
     opsets = {normalize_domain(o.domain): int(o.version) for o in model.opset_import}
-    constants = {t.name: to_torch(numpy_helper.to_array(t)) for t in graph.initializer}
+    constants = {t.name: to_torch(ir.to_array(t)) for t in graph.initializer}
     steps: list[Step] = []
     from_nodes: set[str] = set()
     for i, node in enumerate(graph.node):
@@ -165,12 +163,12 @@ def _frozen(steps: list[Step], constants: Mapping[str, torch.Tensor]) -> frozens
     return frozenset(found)
 
 
-def _elem_dtype(value: onnx.ValueInfoProto) -> torch.dtype | None:
+def _elem_dtype(value: ir.ValueInfoProto) -> torch.dtype | None:
     elem = value.type.tensor_type.elem_type
     return torch_dtype(elem) if elem else None
 
 
-def _step(node: onnx.NodeProto, index: int, opsets: Mapping[str, int]) -> Step:
+def _step(node: ir.NodeProto, index: int, opsets: Mapping[str, int]) -> Step:
     domain = normalize_domain(node.domain)
     name = node.name or f"{node.op_type}#{index}"
     if domain not in opsets:
@@ -208,23 +206,13 @@ def _step(node: onnx.NodeProto, index: int, opsets: Mapping[str, int]) -> Step:
     )
 
 
-def _attr_value(attr: onnx.AttributeProto, node: str) -> Any:
-    kind = attr.type
-    if kind in (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS):
+def _attr_value(attr: ir.AttributeProto, node: str) -> Any:
+    if ir.holds_graph(attr):
         raise UnsupportedOpError(
             f"node '{node}': attribute '{attr.name}' holds a subgraph; control flow "
             "(If/Loop/Scan) is not supported by the shim"
         )
-    if kind == onnx.AttributeProto.TENSOR:
-        return numpy_helper.to_array(attr.t)
-    if kind == onnx.AttributeProto.TENSORS:
-        return [numpy_helper.to_array(t) for t in attr.tensors]
-    value = onnx.helper.get_attribute_value(attr)
-    if isinstance(value, bytes):
-        return value.decode("utf-8")
-    if isinstance(value, list):
-        return [v.decode("utf-8") if isinstance(v, bytes) else v for v in value]
-    return value
+    return ir.plain_value(attr)
 
 
 def _toposort(steps: list[Step], available: set[str], outputs: tuple[str, ...]) -> list[Step]:

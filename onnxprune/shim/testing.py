@@ -9,10 +9,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
-import onnx
-import onnx.parser
 import torch
 
+from onnxprune import ir
 from onnxprune.shim.module import Shim
 
 __all__ = [
@@ -27,7 +26,7 @@ __all__ = [
 ]
 
 
-def model_from_text(opset: int, inputs: str, outputs: str, body: str) -> onnx.ModelProto:
+def model_from_text(opset: int, inputs: str, outputs: str, body: str) -> ir.ModelProto:
     """Build a one-graph model from ONNX text syntax (output shapes left to inference).
 
     Args:
@@ -40,18 +39,18 @@ def model_from_text(opset: int, inputs: str, outputs: str, body: str) -> onnx.Mo
         The parsed model.
 
     """
-    ir = 8 if opset <= 18 else (9 if opset <= 20 else 10)
+    ir_version = 8 if opset <= 18 else (9 if opset <= 20 else 10)
     text = (
-        f'<ir_version: {ir}, opset_import: ["" : {opset}]>\n'
+        f'<ir_version: {ir_version}, opset_import: ["" : {opset}]>\n'
         f"g ({inputs}) => ({outputs}) {{\n{body}\n}}"
     )
-    model = onnx.parser.parse_model(text)
+    model = ir.parse_model(text)
     for out in model.graph.output:
         out.type.tensor_type.ClearField("shape")
     return model
 
 
-def free_batch(model: onnx.ModelProto) -> onnx.ModelProto:
+def free_batch(model: ir.ModelProto) -> ir.ModelProto:
     """Return a copy of ``model`` whose graph inputs take any batch size (axis 0 symbolic).
 
     Output shapes and ``value_info`` are dropped, since they may state the old batch. A graph
@@ -80,7 +79,7 @@ def describe_ort_error(e: Exception) -> str:
 
 
 def run_ort(
-    model: onnx.ModelProto, feeds: Mapping[str, np.ndarray], *, optimize: bool = False
+    model: ir.ModelProto, feeds: Mapping[str, np.ndarray], *, optimize: bool = False
 ) -> list[np.ndarray]:
     """Run ``model`` in onnxruntime (CPU, one thread) and return its outputs."""
     import onnxruntime as ort
@@ -95,7 +94,7 @@ def run_ort(
     return list(sess.run(None, dict(feeds)))
 
 
-def run_shim(model: onnx.ModelProto, feeds: Mapping[str, np.ndarray]) -> list[np.ndarray]:
+def run_shim(model: ir.ModelProto, feeds: Mapping[str, np.ndarray]) -> list[np.ndarray]:
     """Run ``model`` through a fresh ``Shim`` without gradients and return numpy outputs."""
     shim = Shim(model)
     with torch.no_grad():
@@ -104,7 +103,7 @@ def run_shim(model: onnx.ModelProto, feeds: Mapping[str, np.ndarray]) -> list[np
 
 
 def assert_matches_ort(
-    model: onnx.ModelProto,
+    model: ir.ModelProto,
     feeds: Mapping[str, np.ndarray],
     *,
     rtol: float = 1e-5,
@@ -163,7 +162,7 @@ class OpCase:
     tol: float = 1e-5
 
 
-def _case_feeds(model: onnx.ModelProto, case: OpCase) -> dict[str, np.ndarray]:
+def _case_feeds(model: ir.ModelProto, case: OpCase) -> dict[str, np.ndarray]:
     rng = np.random.default_rng(zlib.crc32(case.id.encode()))
     feeds = dict(case.feeds)
     for v in model.graph.input:

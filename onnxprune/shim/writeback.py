@@ -6,16 +6,16 @@ import copy
 from collections.abc import Mapping
 
 import numpy as np
-import onnx
 import torch
-from onnx import numpy_helper
+
+from onnxprune import ir
 
 __all__ = ["write_back"]
 
 _SCALAR_ATTRS = {"value_float": False, "value_floats": True}
 
 
-def write_back(model: onnx.ModelProto, values: Mapping[str, torch.Tensor]) -> onnx.ModelProto:
+def write_back(model: ir.ModelProto, values: Mapping[str, torch.Tensor]) -> ir.ModelProto:
     """Return a copy of ``model`` with the named tensors replaced by ``values``.
 
     Each tensor keeps its name and element type; its shape follows the new value.
@@ -42,13 +42,13 @@ def write_back(model: onnx.ModelProto, values: Mapping[str, torch.Tensor]) -> on
     return out
 
 
-def _tensor(old: onnx.TensorProto, value: torch.Tensor) -> onnx.TensorProto:
-    dtype = onnx.helper.tensor_dtype_to_np_dtype(old.data_type)
+def _tensor(old: ir.TensorProto, value: torch.Tensor) -> ir.TensorProto:
+    dtype = ir.np_dtype(old.data_type)
     arr = value.detach().to("cpu", torch.float64).numpy().astype(dtype)
-    return numpy_helper.from_array(arr, old.name)
+    return ir.from_array(arr, old.name)
 
 
-def _set_constant(node: onnx.NodeProto, value: torch.Tensor) -> None:
+def _set_constant(node: ir.NodeProto, value: torch.Tensor) -> None:
     for attr in node.attribute:
         if attr.name == "value":
             attr.t.CopyFrom(_tensor(attr.t, value))
@@ -62,5 +62,5 @@ def _set_constant(node: onnx.NodeProto, value: torch.Tensor) -> None:
                     del attr.floats[:]
                     attr.floats.extend(vec.tolist())
                 return
-            attr.CopyFrom(onnx.helper.make_attribute("value", numpy_helper.from_array(vec)))
+            attr.CopyFrom(ir.make_attribute("value", ir.from_array(vec)))
             return
