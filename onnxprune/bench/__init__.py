@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import onnx
 
 from onnxprune import ir, metrics
 from onnxprune.bench.compare import FidelityReport, OutputFidelity, accuracies, compare
@@ -132,7 +131,7 @@ def bench(
 
 
 def fidelity(
-    original: onnx.ModelProto, pruned: onnx.ModelProto, dataset: Dataset, *, batch_size: int = 32
+    original: ir.ModelProto, pruned: ir.ModelProto, dataset: Dataset, *, batch_size: int = 32
 ) -> FidelityReport:
     """Compare the outputs of ``pruned`` with those of ``original`` on ``dataset``.
 
@@ -155,7 +154,7 @@ def fidelity(
 
 
 def _stats(
-    model: onnx.ModelProto,
+    model: ir.ModelProto,
     path: Path,
     memory: int | None,
     accuracy: float | None,

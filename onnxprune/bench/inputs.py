@@ -6,7 +6,6 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
-import onnx
 
 from onnxprune import ir
 from onnxprune.bench.runtime import check_session_options
@@ -16,7 +15,7 @@ from onnxprune.errors import InputError
 RANDOM_SAMPLES = 32
 
 
-def check_compatible(original: onnx.ModelProto, pruned: onnx.ModelProto) -> None:
+def check_compatible(original: ir.ModelProto, pruned: ir.ModelProto) -> None:
     """Check that ``pruned`` has ``original``'s input names/dtypes and output names/shapes.
 
     Raises:
@@ -60,7 +59,7 @@ def check_options(
         raise InputError(f"warmup {warmup}, iterations {iterations}: use >= 0 and >= 1")
 
 
-def check_batches(model: onnx.ModelProto, batches: Sequence[int]) -> None:
+def check_batches(model: ir.ModelProto, batches: Sequence[int]) -> None:
     """Raise ``InputError`` when a batch size differs from a fixed batch dim of the model."""
     for s in ir.io_specs(model):
         fixed = s.shape[0] if s.shape and isinstance(s.shape[0], int) and s.shape[0] > 0 else None
@@ -73,7 +72,7 @@ def check_batches(model: onnx.ModelProto, batches: Sequence[int]) -> None:
 
 
 def prepare(
-    model: onnx.ModelProto,
+    model: ir.ModelProto,
     given: Mapping[str, Sequence[int]] | None,
     data: str | Path | Dataset | None,
     labels: str | Path | np.ndarray | None,

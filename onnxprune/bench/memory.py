@@ -13,8 +13,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
-import onnx
 
+from onnxprune import ir
 from onnxprune.bench.runtime import first_line, make_session
 
 log = logging.getLogger(__name__)
@@ -80,7 +80,7 @@ def probe() -> None:
         dict(zip(names, arrays[i : i + len(names)], strict=True))
         for i in range(0, len(arrays), len(names))
     ]
-    warm = make_session(onnx.parser.parse_model(_WARMUP_MODEL))  # onnxruntime's globals
+    warm = make_session(ir.parse_model(_WARMUP_MODEL))  # onnxruntime's globals
     warm.run(None, {"x": np.ones(1, np.float32)})
     _reset_peak()
     before = _proc_kb("VmRSS") or 0

@@ -15,9 +15,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import onnx
-from onnx import TensorProto, helper, numpy_helper
 
+from onnxprune import ir
 from onnxprune.bench.runtime import make_session
 
 FUSED = ("Relu", "LeakyRelu", "Sigmoid", "Tanh", "HardSigmoid", "Clip")
@@ -64,7 +63,7 @@ class NodeSpec:
         """Output channels (features) of the node."""
         return self.w_shape[self.w_out]
 
-    def model(self, c_in: int, c_out: int, seed: int = 0) -> onnx.ModelProto:
+    def model(self, c_in: int, c_out: int, seed: int = 0) -> ir.ModelProto:
         """Return the node (and its fused activation) at ``c_in`` -> ``c_out`` channels."""
         if self.depthwise:
             c_in = c_out
@@ -78,27 +77,25 @@ class NodeSpec:
         attrs: dict[str, Any] = dict(self.attrs)
         if self.depthwise:
             attrs["group"] = c_out
-        inits = [numpy_helper.from_array(
-            (rng.standard_normal(w_shape) * 0.05).astype(np.float32), "W")]
+        inits = [ir.from_array((rng.standard_normal(w_shape) * 0.05).astype(np.float32), "W")]
         names = ["X", "W"]
         if self.bias:
-            inits.append(numpy_helper.from_array(np.zeros(c_out, np.float32), "B"))
+            inits.append(ir.from_array(np.zeros(c_out, np.float32), "B"))
             names.append("B")
-        nodes = [helper.make_node(self.op, names, ["Y0"], **attrs)]
+        nodes = [ir.make_node(self.op, names, ["Y0"], **attrs)]
         last = "Y0"
         if self.tail is not None:
             ins = [last]
             for i, v in enumerate(self.tail.bounds):
-                inits.append(numpy_helper.from_array(np.array(v, np.float32), f"clip{i}"))
+                inits.append(ir.from_array(np.array(v, np.float32), f"clip{i}"))
                 ins.append(f"clip{i}")
             t_attrs: dict[str, Any] = dict(self.tail.attrs)
-            nodes.append(helper.make_node(self.tail.op, ins, ["Y1"], **t_attrs))
+            nodes.append(ir.make_node(self.tail.op, ins, ["Y1"], **t_attrs))
             last = "Y1"
-        graph = helper.make_graph(
-            nodes, "micro", [helper.make_tensor_value_info("X", TensorProto.FLOAT, x_shape)],
-            [helper.make_tensor_value_info(last, TensorProto.FLOAT, None)], inits)
-        return helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)],
-                                 ir_version=8)
+        graph = ir.make_graph(
+            nodes, "micro", [ir.make_value_info("X", np.float32, x_shape)],
+            [ir.make_value_info(last, np.float32, None)], inits)
+        return ir.make_model(graph, opset=OPSET, ir_version=8)
 
     def feed(self, c_in: int, seed: int = 0) -> np.ndarray:
         """Return a seeded input for :meth:`model` at ``c_in`` channels."""
@@ -124,7 +121,7 @@ class Timer:
         c_in = c_out if spec.depthwise else c_in
         return self._time(spec.model(c_in, c_out), spec.feed(c_in))
 
-    def _time(self, model: onnx.ModelProto, x: np.ndarray) -> float:
+    def _time(self, model: ir.ModelProto, x: np.ndarray) -> float:
         sess = make_session(model, **self.options)  # type: ignore[arg-type]
         feeds = {"X": x}
         t0 = time.perf_counter()
@@ -142,9 +139,9 @@ class Timer:
         return max(float(np.min(times)) - self.overhead_ms, 1e-4)
 
 
-def _identity() -> onnx.ModelProto:
-    graph = helper.make_graph(
-        [helper.make_node("Identity", ["X"], ["Y"])], "empty",
-        [helper.make_tensor_value_info("X", TensorProto.FLOAT, [1, 16])],
-        [helper.make_tensor_value_info("Y", TensorProto.FLOAT, [1, 16])])
-    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], ir_version=8)
+def _identity() -> ir.ModelProto:
+    graph = ir.make_graph(
+        [ir.make_node("Identity", ["X"], ["Y"])], "empty",
+        [ir.make_value_info("X", np.float32, [1, 16])],
+        [ir.make_value_info("Y", np.float32, [1, 16])])
+    return ir.make_model(graph, opset=OPSET, ir_version=8)

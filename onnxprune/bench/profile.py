@@ -16,9 +16,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import onnx
 import onnxruntime as ort
 
+from onnxprune import ir
 from onnxprune.bench.runtime import OPTIMIZATION, PROVIDERS, run
 
 SUFFIX = "_kernel_time"
@@ -34,7 +34,7 @@ class NodeTime:
 
 
 def node_times(
-    model: onnx.ModelProto | str | Path,
+    model: ir.ModelProto | str | Path,
     feeds: Mapping[str, np.ndarray],
     *,
     threads: int = 1,
@@ -58,7 +58,7 @@ def node_times(
         so.graph_optimization_level = OPTIMIZATION[optimization]
         so.enable_profiling = True
         so.profile_file_prefix = os.path.join(tmp, "profile")
-        source = model.SerializeToString() if isinstance(model, onnx.ModelProto) else str(model)
+        source = model.SerializeToString() if isinstance(model, ir.ModelProto) else str(model)
         providers = list(dict.fromkeys([PROVIDERS[provider], PROVIDERS["cpu"]]))
         sess = ort.InferenceSession(source, so, providers=providers)
         run(sess, feeds)

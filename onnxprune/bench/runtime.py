@@ -8,10 +8,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import onnx
 import onnxruntime as ort
 from onnxruntime.capi import onnxruntime_pybind11_state as _ort_state
 
+from onnxprune import ir
 from onnxprune.errors import InputError
 from onnxprune.progress import track
 
@@ -46,7 +46,7 @@ class Latency:
 
 
 def make_session(
-    model: onnx.ModelProto | str | Path,
+    model: ir.ModelProto | str | Path,
     *,
     threads: int = 1,
     optimization: str = "all",
@@ -72,11 +72,11 @@ def make_session(
     so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     so.graph_optimization_level = OPTIMIZATION[optimization]
     providers = list(dict.fromkeys([PROVIDERS[provider], PROVIDERS["cpu"]]))
-    source = model.SerializeToString() if isinstance(model, onnx.ModelProto) else str(model)
+    source = model.SerializeToString() if isinstance(model, ir.ModelProto) else str(model)
     try:
         return ort.InferenceSession(source, so, providers=providers)
     except ORT_ERRORS as e:
-        name = "model" if isinstance(model, onnx.ModelProto) else str(model)
+        name = "model" if isinstance(model, ir.ModelProto) else str(model)
         raise InputError(f"{name}: onnxruntime cannot load it ({first_line(e)})") from e
 
 

@@ -12,7 +12,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
-import onnx
 
 from onnxprune import ir
 from onnxprune.bench.runtime import make_session
@@ -73,7 +72,7 @@ class SpeedCheck:
                 f"p50 {self.original_ms:.3f} -> {self.pruned_ms:.3f} ms); to fix this, {fix}")
 
 
-def random_feeds(model: onnx.ModelProto, input_shapes: Mapping[str, Sequence[int]],
+def random_feeds(model: ir.ModelProto, input_shapes: Mapping[str, Sequence[int]],
                  seed: int = 0) -> dict[str, np.ndarray]:
     """Seeded inputs for timing: normal floats, zeros for integer inputs."""
     rng = np.random.default_rng(seed)
@@ -87,8 +86,8 @@ def random_feeds(model: onnx.ModelProto, input_shapes: Mapping[str, Sequence[int
 
 
 def speed_check(
-    original: onnx.ModelProto,
-    pruned: onnx.ModelProto,
+    original: ir.ModelProto,
+    pruned: ir.ModelProto,
     input_shapes: Mapping[str, Sequence[int]],
     *,
     threads: int = 1,
