@@ -5,11 +5,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 import numpy as np
-import onnx
-import onnx.parser
-from onnx import numpy_helper
 
 import onnxprune
+from onnxprune import ir
 from onnxprune.surgery import apply_plan
 from onnxprune.testing import oracle
 
@@ -32,17 +30,17 @@ DYNAMIC_CONV_GEMM_W = {"w1": (8, 3, 3, 3), "w2": (8, 8, 3, 3), "w3": (4, 8)}
 
 
 def scaled_model(graph: str, weights: Mapping[str, tuple[int, ...]], *, opset: int = 17,
-                 seed: int = 0) -> onnx.ModelProto:
+                 seed: int = 0) -> ir.ModelProto:
     """Parse ``graph`` and add seeded normal weights scaled by 1/sqrt(fan-in), checked.
 
     No shape inference: the graph's dims may stay dynamic.
     """
     rng = np.random.default_rng(seed)
-    proto = onnx.parser.parse_model(HEADER.format(ir=8, opset=opset) + graph)
+    proto = ir.parse_model(HEADER.format(ir=8, opset=opset) + graph)
     for name, shape in weights.items():
         w = (rng.standard_normal(shape) / np.sqrt(np.prod(shape[1:]))).astype(np.float32)
-        proto.graph.initializer.append(numpy_helper.from_array(w, name))
-    onnx.checker.check_model(proto, full_check=True)
+        proto.graph.initializer.append(ir.from_array(w, name))
+    ir.check_model(proto, full_check=True)
     return proto
 
 
@@ -56,20 +54,20 @@ def build(
     """Parse ``graph`` (ONNX text), add weights (a shape = seeded normal floats), load it."""
     rng = np.random.default_rng(seed)
     ir_version = 8 if opset <= 18 else 9 if opset <= 20 else 10
-    proto = onnx.parser.parse_model(HEADER.format(ir=ir_version, opset=opset) + graph)
+    proto = ir.parse_model(HEADER.format(ir=ir_version, opset=opset) + graph)
     for out in proto.graph.output:
         if not out.type.tensor_type.shape.dim:  # `float y`: let shape inference fill it in
             out.type.tensor_type.ClearField("shape")
     for name, w in weights.items():
         value = w if isinstance(w, np.ndarray) else rng.standard_normal(w).astype(np.float32)
-        proto.graph.initializer.append(numpy_helper.from_array(value, name))
-    proto = onnx.shape_inference.infer_shapes(proto, strict_mode=True)
+        proto.graph.initializer.append(ir.from_array(value, name))
+    proto = ir.infer_shapes_plain(proto, strict=True)
     del proto.graph.value_info[:]
-    onnx.checker.check_model(proto, full_check=True)
+    ir.check_model(proto, full_check=True)
     return onnxprune.load(proto)
 
 
-def prune_exact(model: onnxprune.Model, plan: dict[int, list[int]]) -> onnx.ModelProto:
+def prune_exact(model: onnxprune.Model, plan: dict[int, list[int]]) -> ir.ModelProto:
     """Prune with ``plan`` and check the result against the zeroed original in onnxruntime."""
     pruned = apply_plan(model, plan)
     feeds = oracle.random_feeds(model, seed=1)
@@ -83,23 +81,23 @@ def structure(model: onnxprune.Model) -> list[tuple[int, bool]]:
     return [(g.size, g.prunable) for g in model.groups.groups]
 
 
-def node(proto: onnx.ModelProto, name: str) -> onnx.NodeProto:
+def node(proto: ir.ModelProto, name: str) -> ir.NodeProto:
     """The node called ``name``."""
     return next(n for n in proto.graph.node if n.name == name)
 
 
-def const_input(proto: onnx.ModelProto, name: str, i: int) -> np.ndarray:
+def const_input(proto: ir.ModelProto, name: str, i: int) -> np.ndarray:
     """Value of input ``i`` of node ``name`` (an initializer)."""
     tensor = node(proto, name).input[i]
-    return numpy_helper.to_array(next(t for t in proto.graph.initializer if t.name == tensor))
+    return ir.to_array(next(t for t in proto.graph.initializer if t.name == tensor))
 
 
-def attr(proto: onnx.ModelProto, name: str, key: str) -> object:
+def attr(proto: ir.ModelProto, name: str, key: str) -> object:
     """Attribute ``key`` of node ``name``."""
     a = next(a for a in node(proto, name).attribute if a.name == key)
-    return onnx.helper.get_attribute_value(a)
+    return ir.attribute_value(a)
 
 
 def original(model: onnxprune.Model, name: str) -> np.ndarray:
     """An initializer of the original model."""
-    return numpy_helper.to_array(next(t for t in model.proto.graph.initializer if t.name == name))
+    return ir.to_array(next(t for t in model.proto.graph.initializer if t.name == name))

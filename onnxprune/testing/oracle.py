@@ -12,14 +12,13 @@ import copy
 from collections.abc import Mapping, Sequence
 
 import numpy as np
-import onnx
-from onnx import numpy_helper
 
+from onnxprune import ir
 from onnxprune.model import Model
 
 
 def _set_weight(  # type: ignore[no-untyped-def]
-    model: onnx.ModelProto, name: str, fn, folded=None
+    model: ir.ModelProto, name: str, fn, folded=None
 ) -> None:
     """Apply ``fn`` to weight ``name``: an initializer, a Constant, or a folded node output.
 
@@ -28,22 +27,22 @@ def _set_weight(  # type: ignore[no-untyped-def]
     """
     for i, t in enumerate(model.graph.initializer):
         if t.name == name:
-            model.graph.initializer[i].CopyFrom(numpy_helper.from_array(fn(numpy_helper.to_array(t)), name))
+            model.graph.initializer[i].CopyFrom(ir.from_array(fn(ir.to_array(t)), name))
             return
     for node in model.graph.node:
         if node.op_type == "Constant" and node.output[0] == name:
             for a in node.attribute:
                 if a.name == "value":
-                    a.t.CopyFrom(numpy_helper.from_array(fn(numpy_helper.to_array(a.t)), name))
+                    a.t.CopyFrom(ir.from_array(fn(ir.to_array(a.t)), name))
                     return
     producer = next((n for n in model.graph.node if name in n.output), None)
     if folded is None or producer is None or len(producer.output) != 1:
         raise KeyError(f"weight {name} not found")
     model.graph.node.remove(producer)
-    model.graph.initializer.append(numpy_helper.from_array(fn(np.asarray(folded)), name))
+    model.graph.initializer.append(ir.from_array(fn(np.asarray(folded)), name))
 
 
-def zeroed(model: Model, plan: Mapping[int, Sequence[int]]) -> onnx.ModelProto:
+def zeroed(model: Model, plan: Mapping[int, Sequence[int]]) -> ir.ModelProto:
     """Return a copy of the original whose consumers ignore the channels the plan drops."""
     out = copy.deepcopy(model.proto)
     cg = model.groups
@@ -68,7 +67,7 @@ def zeroed(model: Model, plan: Mapping[int, Sequence[int]]) -> onnx.ModelProto:
     return out
 
 
-def _zero_quantised(model: onnx.ModelProto, name: str, idx: np.ndarray, axis: int) -> None:
+def _zero_quantised(model: ir.ModelProto, name: str, idx: np.ndarray, axis: int) -> None:
     """Set the stored integers of a DequantizeLinear'd weight to its zero point (value 0).
 
     The model stays quantised exactly as before, so onnxruntime runs the same (fused) kernels
@@ -79,7 +78,7 @@ def _zero_quantised(model: onnx.ModelProto, name: str, idx: np.ndarray, axis: in
     q_axis = next((int(a.i) for a in dq.attribute if a.name == "axis"), 1)
     zp = None
     if len(dq.input) > 2 and dq.input[2]:
-        zp = next(numpy_helper.to_array(t) for t in model.graph.initializer
+        zp = next(ir.to_array(t) for t in model.graph.initializer
                   if t.name == dq.input[2])
 
     def zero(q: np.ndarray) -> np.ndarray:
@@ -98,7 +97,7 @@ def _zero_quantised(model: onnx.ModelProto, name: str, idx: np.ndarray, axis: in
     _set_weight(model, dq.input[0], zero)
 
 
-def run(model: onnx.ModelProto, feeds: Mapping[str, np.ndarray]) -> list[np.ndarray]:
+def run(model: ir.ModelProto, feeds: Mapping[str, np.ndarray]) -> list[np.ndarray]:
     """Run a model in onnxruntime (CPU, one thread)."""
     from onnxprune.bench import make_session
 
@@ -107,8 +106,6 @@ def run(model: onnx.ModelProto, feeds: Mapping[str, np.ndarray]) -> list[np.ndar
 
 def random_feeds(model: Model, seed: int = 0) -> dict[str, np.ndarray]:
     """Seeded normal inputs at the model's concrete input shapes."""
-    from onnxprune import ir
-
     rng = np.random.default_rng(seed)
     return {
         s.name: rng.standard_normal(model.input_shapes[s.name]).astype(s.dtype)

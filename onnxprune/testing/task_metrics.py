@@ -95,9 +95,9 @@ def rec_charset(model: str | Path) -> list[str]:
 
     Blank, then the model's ``character`` metadata, then a space.
     """
-    import onnx
+    from onnxprune import ir
 
-    meta = {p.key: p.value for p in onnx.load(str(model), load_external_data=False).metadata_props}
+    meta = ir.file_metadata(model)
     if "character" not in meta:
         raise KeyError(f"{model} has no 'character' metadata: is it the PP-OCR recogniser?")
     return ["blank", *meta["character"].splitlines(), " "]

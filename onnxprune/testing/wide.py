@@ -12,13 +12,13 @@ import os
 from pathlib import Path
 
 import numpy as np
-import onnx
-from onnx import helper, numpy_helper
+
+from onnxprune import ir
 
 
 def wide_conv_stack(
     *, channels: int, layers: int, image: int = 4, kernel: int = 3, opset: int = 17, seed: int = 0
-) -> onnx.ModelProto:
+) -> ir.ModelProto:
     """Return ``x -> [Conv(k×k, channels) -> Relu] × layers -> GAP -> Flatten -> Gemm(10)``.
 
     Args:
@@ -39,24 +39,24 @@ def wide_conv_stack(
     pad = kernel // 2
     for i in range(layers):
         shapes.append((f"w{i}", (channels, cin, kernel, kernel)))
-        nodes.append(helper.make_node("Conv", [prev, f"w{i}", f"b{i}"], [f"c{i}"],
-                                      name=f"conv{i}", pads=[pad] * 4,
-                                      kernel_shape=[kernel, kernel]))
-        nodes.append(helper.make_node("Relu", [f"c{i}"], [f"r{i}"], name=f"relu{i}"))
+        nodes.append(ir.make_node("Conv", [prev, f"w{i}", f"b{i}"], [f"c{i}"],
+                                  name=f"conv{i}", pads=[pad] * 4,
+                                  kernel_shape=[kernel, kernel]))
+        nodes.append(ir.make_node("Relu", [f"c{i}"], [f"r{i}"], name=f"relu{i}"))
         prev, cin = f"r{i}", channels
     nodes += [
-        helper.make_node("GlobalAveragePool", [prev], ["gap"], name="gap"),
-        helper.make_node("Flatten", ["gap"], ["flat"], name="flatten"),
-        helper.make_node("Gemm", ["flat", "fc_w", "fc_b"], ["y"], name="fc", transB=1),
+        ir.make_node("GlobalAveragePool", [prev], ["gap"], name="gap"),
+        ir.make_node("Flatten", ["gap"], ["flat"], name="flatten"),
+        ir.make_node("Gemm", ["flat", "fc_w", "fc_b"], ["y"], name="fc", transB=1),
     ]
-    graph = helper.make_graph(
+    graph = ir.make_graph(
         nodes, "wide_conv_stack",
-        [helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1, 3, image, image])],
-        [helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [1, 10])],
+        [ir.make_value_info("x", np.float32, [1, 3, image, image])],
+        [ir.make_value_info("y", np.float32, [1, 10])],
     )
     ir_version = 8 if opset <= 18 else 9 if opset <= 20 else 10
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)],
-                              ir_version=ir_version, producer_name="onnxprune-wide")
+    model = ir.make_model(graph, opset=opset, ir_version=ir_version,
+                          producer_name="onnxprune-wide")
     # Added one at a time into the model itself: never two copies of all the weights.
     for i, (name, shape) in enumerate(shapes):
         w = rng.standard_normal(shape, dtype=np.float32)
@@ -69,8 +69,8 @@ def wide_conv_stack(
     return model
 
 
-def _add(model: onnx.ModelProto, value: np.ndarray, name: str) -> None:
-    model.graph.initializer.add().CopyFrom(numpy_helper.from_array(value, name))
+def _add(model: ir.ModelProto, value: np.ndarray, name: str) -> None:
+    model.graph.initializer.add().CopyFrom(ir.from_array(value, name))
 
 
 def weight_bytes(*, channels: int, layers: int, kernel: int = 3) -> int:
@@ -81,6 +81,4 @@ def weight_bytes(*, channels: int, layers: int, kernel: int = 3) -> int:
 
 def write_wide(path: str | os.PathLike[str], **kwargs: int) -> Path:
     """Build :func:`wide_conv_stack` and save it (external data when over 2 GB)."""
-    from onnxprune import ir
-
     return ir.save_model(wide_conv_stack(**kwargs), path)
