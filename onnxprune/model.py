@@ -41,14 +41,18 @@ class Model:
         return cost
 
     def channel_graph(self) -> ChannelGraph:
-        """Build a fresh channel graph over a new import of the model (safe to edit)."""
-        graph = ir.to_graph(self.proto)
-        return ChannelGraph(Context(graph, self.shapes, ir.opset_version(self.proto)))
+        """Return a channel graph safe to edit: :attr:`groups` over a copy of its graph.
+
+        The model is imported and its groups derived once (:attr:`groups`); each editable
+        graph is a clone of that one, not a new import.
+        """
+        return self.groups.clone()
 
     @cached_property
     def groups(self) -> ChannelGraph:
-        """A channel graph kept for read-only questions (do not edit its graph)."""
-        return self.channel_graph()
+        """The model's channel graph, kept for read-only questions (do not edit its graph)."""
+        graph = ir.to_graph(self.proto)
+        return ChannelGraph(Context(graph, self.shapes, ir.opset_version(self.proto)))
 
 
 def unknown_shape_nodes(cost: metrics.Cost) -> tuple[str, ...]:

@@ -33,6 +33,10 @@ class Context:
         self.inputs = {t.name for t in graph.inputs}
         self._fresh = count()
 
+    def clone(self) -> Context:
+        """Return a context over a copy of the graph (nodes and tensors copied, arrays shared)."""
+        return Context(self.graph.copy(), self.shapes, self.opset)
+
     # -- questions -------------------------------------------------------------------------
     def shape(self, name: str) -> tuple[int, ...] | None:
         """Static shape of a tensor, or None when unknown."""

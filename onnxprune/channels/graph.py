@@ -182,6 +182,18 @@ class ChannelGraph:
         """The group with id ``gid``."""
         return self._by_id[gid]
 
+    def clone(self) -> ChannelGraph:
+        """Return the same groups over a copy of the graph, for one surgery to edit.
+
+        The groups are plain values and are shared; the graph's nodes and tensors are copied
+        (its weight arrays are shared: edits replace a constant's array, never write into it),
+        so neither the model is re-imported nor the rules asked again.
+        """
+        twin = object.__new__(ChannelGraph)
+        twin.ctx = self.ctx.clone()
+        twin._walk, twin.groups, twin._by_id = self._walk, self.groups, self._by_id
+        return twin
+
     def _group(self, walk: _Walk) -> list[Group]:
         spaces = [s for s in walk.seen if self.ctx.dim(s) is not None]
         sizes = np.array([self.ctx.dim(s) for s in spaces], dtype=np.int64)
