@@ -121,7 +121,8 @@ def split_holdout(data: Dataset) -> tuple[Dataset, Dataset | None]:
 
 def _part(data: Dataset, part: slice) -> Dataset:
     labels = None if data.labels is None else data.labels[part]
-    return Dataset({k: v[part] for k, v in data.inputs.items()}, labels, data.source)
+    return Dataset({k: v[part] for k, v in data.inputs.items()}, labels, data.source,
+                   data.validated)
 
 
 def enforce(result: CheckResult, output: str, *, force: bool = False) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -44,11 +44,16 @@ def ImageOptions(  # noqa: N802 - the former dataclass's name, kept for callers
 
 @dataclass(frozen=True, eq=False)
 class Dataset:
-    """Model inputs (samples along axis 0), optional integer labels and where they came from."""
+    """Model inputs (samples along axis 0), optional integer labels and where they came from.
+
+    ``validated``: the arrays were checked and cast for a model's inputs (:func:`from_arrays`:
+    dtypes, finite values), so later steps check only their shapes; parts keep the mark.
+    """
 
     inputs: dict[str, np.ndarray]
     labels: np.ndarray | None = None
     source: str = ""
+    validated: bool = field(default=False, repr=False)
 
     def __post_init__(self) -> None:
         counts = {name: len(a) for name, a in self.inputs.items()}
@@ -73,7 +78,8 @@ class Dataset:
     def take(self, n: int) -> Dataset:
         """Return the first ``n`` samples."""
         labels = None if self.labels is None else self.labels[:n]
-        return Dataset({k: v[:n] for k, v in self.inputs.items()}, labels, self.source)
+        return Dataset({k: v[:n] for k, v in self.inputs.items()}, labels, self.source,
+                       self.validated)
 
 
 def load_data(
@@ -156,7 +162,7 @@ def from_arrays(
     n = len(next(iter(arrays.values())))
     if found is not None:
         found = _check_labels(found, n, source)
-    data = Dataset(arrays, found, source)
+    data = Dataset(arrays, found, source, validated=True)
     data = data.take(limit) if limit is not None else data
     if len(data) < min_samples:
         raise InputError(

@@ -159,7 +159,9 @@ def _checked_data(model: Model, data: Dataset | None, objective: str, seed: int)
             "per model input"
         )
     for spec in specs:
-        _check_array(data.inputs[spec.name], spec, model.input_shapes[spec.name])
+        _check_shape(data.inputs[spec.name], spec, model.input_shapes[spec.name])
+        if not data.validated:  # from_arrays checked the values already
+            _check_values(data.inputs[spec.name], spec)
     if len(data) < MIN_SAMPLES:
         raise InputError(
             f"{len(data)} sample(s) given, the analysis needs at least {MIN_SAMPLES}; add samples"
@@ -169,13 +171,16 @@ def _checked_data(model: Model, data: Dataset | None, objective: str, seed: int)
     return data
 
 
-def _check_array(a: np.ndarray, spec: ir.TensorSpec, shape: tuple[int, ...]) -> None:
+def _check_shape(a: np.ndarray, spec: ir.TensorSpec, shape: tuple[int, ...]) -> None:
     want = [None, *shape[1:]]
     if a.ndim != len(shape) or tuple(a.shape[1:]) != tuple(shape[1:]):
         raise InputError(
             f"input '{spec.name}' has shape {list(a.shape)}, the model expects {want} "
             "(samples along axis 0); fix the data or pass --input-shapes"
         )
+
+
+def _check_values(a: np.ndarray, spec: ir.TensorSpec) -> None:
     if (a.dtype.kind == "f") != (spec.dtype.kind == "f"):
         raise InputError(
             f"input '{spec.name}' is {a.dtype}, the model wants {spec.dtype}; save it as such"
