@@ -86,17 +86,12 @@ def load_model(args: argparse.Namespace) -> Model:
 
 
 def output_path(args: argparse.Namespace) -> Path:
-    """Check -o before any work is done (so a bad path fails fast)."""
-    dest = Path(args.output)
-    if dest.is_dir():
-        raise_input(f"{dest}: is a directory; pass a file path for the output model")
-    if not dest.parent.exists():
-        raise_input(f"{dest.parent}: output folder does not exist; create it first")
-    same = dest.exists() and dest.resolve() == Path(args.model).resolve()
-    if same and not args.in_place:
-        raise_input(f"{dest}: refusing to overwrite the input model; choose another -o path "
-                    "or pass --in-place")
-    return dest
+    """Check -o before any work is done (so a bad path fails fast; :func:`write` trusts it)."""
+    return ir.check_destination(args.output, _protected(args))
+
+
+def _protected(args: argparse.Namespace) -> tuple[str, ...]:
+    return () if args.in_place else (args.model,)
 
 
 def raise_input(message: str) -> None:
@@ -107,9 +102,9 @@ def raise_input(message: str) -> None:
 
 
 def write(model_proto: object, args: argparse.Namespace) -> Path:
-    """Write the verified model atomically, protecting the input unless --in-place."""
-    protect = () if args.in_place else (args.model,)
-    return ir.save_model(model_proto, args.output, protect=protect)  # type: ignore[arg-type]
+    """Write the verified model atomically to -o, which :func:`output_path` checked."""
+    return ir.save_model(model_proto, args.output, protect=_protected(args),  # type: ignore[arg-type]
+                         checked=True)
 
 
 def plural(n: int, noun: str) -> str:

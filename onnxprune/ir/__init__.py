@@ -49,7 +49,7 @@ from onnxprune.ir.proto import (
     plain_value,
     to_array,
 )
-from onnxprune.ir.save import save_external, save_model
+from onnxprune.ir.save import check_destination, save_external, save_model
 from onnxprune.ir.shapes import (
     adopt_shapes,
     infer_shapes,
@@ -82,6 +82,7 @@ __all__ = [
     "adopt_shapes",
     "attribute_value",
     "attributes",
+    "check_destination",
     "check_light",
     "check_model",
     "data_type",

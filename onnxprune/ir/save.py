@@ -25,6 +25,7 @@ def save_model(
     path: str | os.PathLike[str],
     *,
     protect: Sequence[str | os.PathLike[str]] = (),
+    checked: bool = False,
 ) -> Path:
     """Write ``model`` atomically: a temp file in the target folder, then a rename.
 
@@ -35,9 +36,30 @@ def save_model(
         model: the model to write.
         path: destination ``.onnx`` path.
         protect: paths that must never be overwritten (the input model).
+        checked: the caller checked ``path`` with :func:`check_destination` (the CLI does so
+            before any work), so it is not checked again.
 
     Returns:
         The written path.
+
+    Raises:
+        InputError: the destination is protected, a directory, or its folder is missing.
+
+    """
+    dest = Path(path) if checked else check_destination(path, protect)
+    if model_bytes(model) > limits.EXTERNAL_DATA_BYTES:
+        return save_external(model, dest)
+    with _temp_file(dest.parent, dest.name) as tmp:
+        tmp.write_bytes(model.SerializeToString())
+        with _no_interrupt():
+            os.replace(tmp, dest)
+    return dest
+
+
+def check_destination(
+    path: str | os.PathLike[str], protect: Sequence[str | os.PathLike[str]] = ()
+) -> Path:
+    """Return ``path`` if a model can be written there (see :func:`save_model`).
 
     Raises:
         InputError: the destination is protected, a directory, or its folder is missing.
@@ -54,12 +76,6 @@ def save_model(
         raise InputError(f"{dest}: is a directory; pass a file path for the output model")
     if not dest.parent.exists():
         raise InputError(f"{dest.parent}: output folder does not exist; create it first")
-    if model_bytes(model) > limits.EXTERNAL_DATA_BYTES:
-        return save_external(model, dest)
-    with _temp_file(dest.parent, dest.name) as tmp:
-        tmp.write_bytes(model.SerializeToString())
-        with _no_interrupt():
-            os.replace(tmp, dest)
     return dest
 
 
