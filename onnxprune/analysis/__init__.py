@@ -63,6 +63,7 @@ def analyze(
     progress: bool = False,
     estimate: bool = True,
     output_weights: Mapping[str, float] | None = None,
+    shim: Shim | None = None,
 ) -> AnalysisResult:
     """Run the effective filter analysis of every prunable group of ``model``.
 
@@ -83,6 +84,9 @@ def analyze(
         progress: log one INFO line per batch.
         estimate: also compute the network estimate (runs the surgery once).
         output_weights: output name -> energy weight (``output-aware``; default 1 each).
+        shim: ``model`` as a :class:`Shim` on ``device`` that the caller keeps for later
+            steps (the analysis may turn its weights' gradients off, nothing else); default: one
+            built here and freed before the spectra.
 
     Returns:
         One :class:`GroupAnalysis` per channel group, and the network estimate.
@@ -97,7 +101,7 @@ def analyze(
     data = _checked_data(model, data, objective, seed)
     batch_size, data = _batching(model, data, batch_size)
     obj, stats = _gather(model, data, objective, directions, seed, batch_size, device, progress,
-                         output_weights)
+                         output_weights, shim)
     trim_heap()  # the shim and the pass's buffers, before the spectra and the estimate
     cost = model.cost
     groups = tuple(
@@ -114,9 +118,11 @@ def analyze(
 def _gather(
     model: Model, data: Dataset, objective: str, directions: int, seed: int, batch_size: int,
     device: str, progress: bool, output_weights: Mapping[str, float] | None,
+    shim: Shim | None = None,
 ) -> tuple[Objective, dict[int, GroupStats]]:
-    """Run the pass over the data; the shim (a copy of the weights) is freed on return."""
-    shim = Shim(model.proto, device=device)
+    """Run the pass over the data; a shim built here (a copy of the weights) is freed on return."""
+    if shim is None:
+        shim = Shim(model.proto, device=device)
     freeze(shim)
     sketch = objective in ("gauss-newton", "output-aware")
     measures = (output_measures(shim, data, batch_size, output_weights or {})

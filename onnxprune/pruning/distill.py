@@ -82,6 +82,7 @@ def distill(
     device: str = "cpu",
     progress: bool = False,
     output_weights: Mapping[str, float] | None = None,
+    teacher: Shim | None = None,
 ) -> tuple[ir.ModelProto, DistillReport]:
     """Fine-tune ``pruned`` to match ``original`` on ``data`` and return the updated model.
 
@@ -98,6 +99,7 @@ def distill(
         device: torch device.
         progress: one plain line per held-out measurement on stderr.
         output_weights: energy weights of the outputs in the loss (default 1 each).
+        teacher: ``original`` as a shim on ``device`` (default: built here).
 
     Raises:
         InputError: bad options, or ``labels`` without labels in the data.
@@ -121,7 +123,7 @@ def distill(
     if not params:
         raise InputError("the pruned model has no trainable weights for distillation")
     train, held = _split(data, batch_size if _fixed(pruned) else 1)
-    teacher = Shim(original, device=device)
+    teacher = teacher if teacher is not None else Shim(original, device=device)
     measures = () if labels else output_measures(teacher, data, batch_size, output_weights or {})
     t_train = None if labels else _teacher(teacher, train, batch_size, measures)
     t_held = None if labels else _teacher(teacher, held, batch_size, measures)

@@ -25,15 +25,19 @@ BATCH = 16
 @torch.no_grad()
 def output_fidelity(original: ir.ModelProto, pruned: ir.ModelProto, data: Dataset,
                     weights: Mapping[str, float], *, batch_size: int = BATCH,
-                    device: str = "cpu") -> tuple[str, ...]:
-    """One line per measured output: relative error and (softmax) argmax agreement."""
+                    device: str = "cpu", teacher: Shim | None = None) -> tuple[str, ...]:
+    """One line per measured output: relative error and (softmax) argmax agreement.
+
+    ``teacher`` is ``original`` as a shim on ``device`` when the caller has one.
+    """
     fixed = [s.shape[0] for s in ir.io_specs(original)
              if s.shape and isinstance(s.shape[0], int) and s.shape[0] > 0]
     batch_size = int(fixed[0]) if fixed else batch_size
     data = data.take(min(len(data), SAMPLES) // batch_size * batch_size)
     if not len(data):
         return ()
-    a, b = Shim(original, device=device), Shim(pruned, device=device)
+    a = teacher if teacher is not None else Shim(original, device=device)
+    b = Shim(pruned, device=device)
     measures = output_measures(a, data, batch_size, {})
     names = {m.tensor for m in measures if m.tensor != m.output}
     got: list[list[list[torch.Tensor]]] = [[], []]

@@ -34,6 +34,7 @@ from onnxprune.surgery import apply_plan
 if TYPE_CHECKING:
     from onnxprune.analysis import AnalysisResult
     from onnxprune.data import Dataset
+    from onnxprune.shim.module import Shim
 
 
 
@@ -120,14 +121,15 @@ def prune(
         progress.note(mode)
     fit, held = (None, None) if data is None else split_holdout(data)
     warnings = () if fit is None else calibration_warnings(model.proto, fit)
+    teacher = Teacher(model, opts.device) if _shares_teacher(opts, data) else None
     if opts.ratio is not None:
-        result = _ratio_step(model, opts, fit, analysis)
+        result = _ratio_step(model, opts, fit, analysis, teacher)
     elif opts.metric == "latency":
-        result = _latency_step(model, opts, fit, analysis)
+        result = _latency_step(model, opts, fit, analysis, teacher)
     else:
-        result = _target_steps(model, opts, fit, analysis)
+        result = _target_steps(model, opts, fit, analysis, teacher)
     if opts.distils and fit is not None:
-        result = _distil(model, result, fit, opts)
+        result = _distil(model, result, fit, opts, teacher)
     recovery = replace(result.plan.recovery, compensation=bool(opts.compensate),
                        refinement=bool(opts.compensate and opts.refine and fit is not None),
                        distill_epochs=opts.distill_epochs or int(bool(opts.distill_time)),
@@ -143,8 +145,35 @@ def prune(
 
             result = replace(result, fidelity=output_fidelity(
                 model.proto, result.model, data if held is None else held,
-                dict(opts.output_weights), device=opts.device))
+                dict(opts.output_weights), device=opts.device,
+                teacher=None if teacher is None else teacher.shim()))
     return replace(result, notes=(mode, *result.notes))
+
+
+class Teacher:
+    """The original model as a shim, built once per prune and shared by the steps that run it.
+
+    The analysis, refinement (its copy of the original), distillation (the teacher) and the
+    fidelity report all read the same original weights; none of them edits the shim.
+    """
+
+    def __init__(self, model: Model, device: str) -> None:
+        self.model, self.device = model, device
+        self._shim: Shim | None = None
+
+    def shim(self) -> Shim:
+        """Return the shim of the original, built on first use."""
+        if self._shim is None:
+            from onnxprune.shim.module import Shim
+
+            self._shim = Shim(self.model.proto, device=self.device)
+        return self._shim
+
+
+def _shares_teacher(opts: PruneOptions, data: Dataset | None) -> bool:
+    """Whether a step after the analysis runs the original again (else the analysis frees it)."""
+    return data is not None and (bool(opts.compensate and opts.refine) or opts.distils
+                                 or opts.objective == "output-aware")
 
 
 def mode_line(opts: PruneOptions, data: Dataset | None,
@@ -172,8 +201,8 @@ def mode_line(opts: PruneOptions, data: Dataset | None,
     return f"mode: target {keep} ({how}, {source})"
 
 
-def _distil(model: Model, result: PruneResult, data: Dataset, opts: PruneOptions
-            ) -> PruneResult:
+def _distil(model: Model, result: PruneResult, data: Dataset, opts: PruneOptions,
+            teacher: Teacher | None) -> PruneResult:
     from onnxprune.pruning.distill import BATCH, LR, distill
     from onnxprune.verify import verify
 
@@ -183,32 +212,35 @@ def _distil(model: Model, result: PruneResult, data: Dataset, opts: PruneOptions
         batch_size=opts.distill_batch or BATCH, labels=opts.distill_labels, seed=opts.seed,
         device=opts.device, progress=opts.progress,
         output_weights=dict(opts.output_weights),
+        teacher=None if teacher is None else teacher.shim(),
     )
     tuned = verify(tuned, model.proto, model.input_shapes)
     return replace(result, model=tuned, distillation=report,
                    after=metrics.cost(tuned, pruned_shapes(tuned, model)))
 
 
-def _analyse(model: Model, data: Dataset | None, opts: PruneOptions) -> AnalysisResult:
+def _analyse(model: Model, data: Dataset | None, opts: PruneOptions,
+             teacher: Teacher | None) -> AnalysisResult:
     from onnxprune.analysis import analyze
 
     return analyze(model, data, objective=opts.objective, seed=opts.seed, device=opts.device,
                    progress=opts.progress, estimate=False,
-                   output_weights=dict(opts.output_weights))
+                   output_weights=dict(opts.output_weights),
+                   shim=None if teacher is None else teacher.shim())
 
 
 def _ratio_step(model: Model, opts: PruneOptions, data: Dataset | None,
-                analysis: AnalysisResult | None) -> PruneResult:
+                analysis: AnalysisResult | None, teacher: Teacher | None) -> PruneResult:
     assert opts.ratio is not None
     if opts.needs_analysis and analysis is None:
-        analysis = _analyse(model, data, opts)
+        analysis = _analyse(model, data, opts, teacher)
     plan = ratio_plan(model, ratio=opts.ratio, criterion=opts.criterion, exclude=opts.exclude,
                       seed=opts.seed, analysis=analysis)
-    return _finish(model, plan, opts, analysis, None, [], data)
+    return _finish(model, plan, opts, analysis, None, [], data, teacher)
 
 
 def _target_steps(model: Model, opts: PruneOptions, data: Dataset | None,
-                  analysis: AnalysisResult | None) -> PruneResult:
+                  analysis: AnalysisResult | None, teacher: Teacher | None) -> PruneResult:
     assert opts.target is not None and opts.metric is not None
     total = metric_of(model.cost, opts.metric)
     current, composed = model, None
@@ -219,11 +251,11 @@ def _target_steps(model: Model, opts: PruneOptions, data: Dataset | None,
         now = metric_of(current.cost, opts.metric)
         rel = min(0.999999, goal * total / now) if now else 1.0
         if step > 1:
-            analysis = None
+            analysis, teacher = None, None  # the teacher is the original's
         if opts.needs_analysis and analysis is None:
-            analysis = _analyse(current, data, opts)
+            analysis = _analyse(current, data, opts, teacher)
         plan, allocation = target_plan(current, rel, opts, analysis)
-        result = _finish(current, plan, opts, analysis, allocation, notes, data)
+        result = _finish(current, plan, opts, analysis, allocation, notes, data, teacher)
         composed = plan if composed is None else compose(composed, plan, model)
         if step < opts.steps:
             current = load(result.model, input_shapes=model.input_shapes)
@@ -239,7 +271,7 @@ def _target_steps(model: Model, opts: PruneOptions, data: Dataset | None,
 
 
 def _latency_step(model: Model, opts: PruneOptions, data: Dataset | None,
-                  analysis: AnalysisResult | None) -> PruneResult:
+                  analysis: AnalysisResult | None, teacher: Teacher | None) -> PruneResult:
     """Allocate on the latency table, measure against the original, re-aim while it misses.
 
     See ``pruning/latency_target.py``.
@@ -251,7 +283,7 @@ def _latency_step(model: Model, opts: PruneOptions, data: Dataset | None,
                               step=grid.candidates(opts.round_to, opts.provider)[0])
     cost = LatencyCost(model.groups, table)
     if opts.needs_analysis and analysis is None:
-        analysis = _analyse(model, data, opts)
+        analysis = _analyse(model, data, opts, teacher)
     aim = latency_target.Aim(target)
     best: tuple[PruneResult, SpeedCheck] | None = None
     while (goal := aim.next()) is not None:
@@ -261,7 +293,8 @@ def _latency_step(model: Model, opts: PruneOptions, data: Dataset | None,
             if best is None:
                 raise
             break
-        result = _finish(model, plan, opts, analysis, allocation, [table.line()], data)
+        result = _finish(model, plan, opts, analysis, allocation, [table.line()], data,
+                         teacher)
         speed = speed_check(model.proto, result.model, model.input_shapes,
                             threads=opts.threads, provider=opts.provider,
                             optimization=opts.optimization)
@@ -275,7 +308,7 @@ def _latency_step(model: Model, opts: PruneOptions, data: Dataset | None,
 
 def _finish(model: Model, plan: Plan, opts: PruneOptions, analysis: AnalysisResult | None,
             allocation: alloc_mod.Allocation | None, notes: list[str],
-            data: Dataset | None = None) -> PruneResult:
+            data: Dataset | None = None, teacher: Teacher | None = None) -> PruneResult:
     reports = []
     edit = None
     if opts.compensate:
@@ -288,7 +321,7 @@ def _finish(model: Model, plan: Plan, opts: PruneOptions, analysis: AnalysisResu
                 from onnxprune.pruning.refine import refine
 
                 refine(model, cg, plan.keep(), report, data, ridge=opts.ridge, seed=opts.seed,
-                       device=opts.device)
+                       device=opts.device, teacher=None if teacher is None else teacher.shim())
             write_updates(cg, report)
             reports.append(report)
 

@@ -71,7 +71,7 @@ class _Target:
 
 def refine(model: Model, cg: ChannelGraph, plan: Mapping[int, Sequence[int]],
            report: CompensationReport, data: Dataset, *, ridge: float = 1e-6,
-           seed: int = 0, device: str = "cpu") -> None:
+           seed: int = 0, device: str = "cpu", teacher: Shim | None = None) -> None:
     """Replace the one-shot updates of ``report`` by sequential refits where possible.
 
     Args:
@@ -83,13 +83,15 @@ def refine(model: Model, cg: ChannelGraph, plan: Mapping[int, Sequence[int]],
         ridge: ρ relative to the mean diagonal of the kept channels' Gram.
         seed: seed of the sampled positions.
         device: torch device.
+        teacher: ``model`` as a shim on ``device`` to use as the original copy (not edited).
 
     """
     kept = cg.keep({g: list(k) for g, k in plan.items()})
     targets = _targets(cg, kept)
     if not targets:
         return
-    sim, orig = Shim(model.proto, device=device), Shim(model.proto, device=device)
+    orig = teacher if teacher is not None else Shim(model.proto, device=device)
+    sim = orig.copy()
     for param in [*sim.params.values(), *orig.params.values()]:
         param.requires_grad_(False)
     for space, k in kept.items():

@@ -82,6 +82,32 @@ class Shim(nn.Module):
         self._device = torch.device(device)
         self.to(self._device)
 
+    def copy(self) -> Shim:
+        """Return an independent shim of the same model holding copies of the current values.
+
+        What ``Shim(model)`` would build, without reading the model again (the plan, never
+        edited, is shared): parameters trainable as on construction, no gates, nothing
+        watched.
+        """
+        twin = Shim.__new__(Shim)
+        nn.Module.__init__(twin)
+        twin._names, twin.plan = self._names, self.plan
+        twin._store = nn.Module()
+        for key, param in self._store.named_parameters(recurse=False):
+            twin._store.register_parameter(key, nn.Parameter(param.detach().clone()))
+        for key, buf in self._store.named_buffers(recurse=False):
+            twin._store.register_buffer(key, buf.clone())
+        twin.params = self.params.on(twin._store)
+        twin.consts = self.consts.on(twin._store)
+        for name, param in twin.params.items():
+            param.requires_grad_(param.numel() > 1 and name not in self.plan.frozen)
+        twin.watched = {}
+        twin._gates = {}
+        twin._watching = frozenset()
+        twin._retain = True
+        twin._device = self._device
+        return twin
+
     @property
     def device(self) -> torch.device:
         """The device the shim's tensors live on."""

@@ -28,6 +28,10 @@ class ParamTable(MutableMapping[str, nn.Parameter]):
         self._keys = keys
         self.frozen = frozen
 
+    def on(self, store: nn.Module) -> ParamTable:
+        """Return the same names over another store with the same keys (a copied shim's)."""
+        return ParamTable(store, dict(self._keys), self.frozen)
+
     def __getitem__(self, name: str) -> nn.Parameter:
         return getattr(self._store, self._keys[name])
 
@@ -58,6 +62,10 @@ class BufferTable(MutableMapping[str, torch.Tensor]):
     def __init__(self, store: nn.Module, keys: dict[str, str]) -> None:
         self._store = store
         self._keys = keys
+
+    def on(self, store: nn.Module) -> BufferTable:
+        """Return the same names over another store with the same keys (a copied shim's)."""
+        return BufferTable(store, dict(self._keys))
 
     def __getitem__(self, name: str) -> torch.Tensor:
         return getattr(self._store, self._keys[name])
