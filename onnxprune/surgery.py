@@ -72,6 +72,7 @@ def apply_plan(
     plan: Mapping[int, Sequence[int]],
     *,
     edit: Callable[[ChannelGraph], None] | None = None,
+    check: bool = True,
 ) -> ir.ModelProto:
     """Remove every channel a plan does not keep, propagate it, and verify the result.
 
@@ -80,9 +81,11 @@ def apply_plan(
         plan: group id -> kept channel indices (sorted or not).
         edit: called with the fresh channel graph before anything is removed (compensation
             edits the consumers' weights there).
+        check: verify the result; off when the caller edits the model further and verifies
+            what it writes (each written model is verified once).
 
     Returns:
-        The verified pruned model.
+        The pruned model, verified unless ``check`` is off.
 
     Raises:
         InputError: the plan does not fit the model.
@@ -108,7 +111,8 @@ def apply_plan(
             raise VerificationError(
                 f"surgery failed at {ctx.describe(node)}: {e}; this is a bug - please report it"
             ) from e
-    return verify(_export(ctx.graph, model.proto), model.proto, model.input_shapes)
+    pruned = _export(ctx.graph, model.proto)
+    return verify(pruned, model.proto, model.input_shapes) if check else pruned
 
 
 def _touched_nodes(cg: ChannelGraph, keep: Mapping[Space, np.ndarray]) -> list[gs.Node]:

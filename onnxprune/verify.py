@@ -58,6 +58,47 @@ def verify(
     return inferred
 
 
+def reweighted(model: ir.ModelProto, verified: ir.ModelProto) -> ir.ModelProto:
+    """Return ``model`` when it is ``verified`` with other weight values; raise otherwise.
+
+    Retraining (distillation) writes new values into the same tensors: the graph, the
+    tensors' names, element types and shapes and the shape information stay those of the
+    verified model, so every check of :func:`verify` holds for it as it is, and it is not
+    run again.
+
+    Raises:
+        VerificationError: anything but a weight's values differs.
+
+    """
+    if _skeleton(model) != _skeleton(verified):
+        raise VerificationError("retraining changed more than the weights' values (graph, "
+                                "tensor names, types or shapes); this is a bug - please "
+                                "report it")
+    return model
+
+
+def _skeleton(model: ir.ModelProto) -> tuple[object, ...]:
+    """Return the model less its weights' values: nodes, tensor names, types, shapes."""
+    g = model.graph
+
+    def node(n: ir.NodeProto) -> tuple[object, ...]:
+        if n.op_type == "Constant" and n.domain in ("", "ai.onnx"):  # its value may be trained
+            attrs: tuple[object, ...] = tuple(
+                (a.name, a.t.data_type, tuple(a.t.dims)) if a.HasField("t") else (a.name,)
+                for a in n.attribute)
+        else:
+            attrs = tuple(a.SerializeToString() for a in n.attribute)
+        return n.op_type, n.domain, n.name, tuple(n.input), tuple(n.output), attrs
+
+    return (
+        tuple(node(n) for n in g.node),
+        tuple((t.name, t.data_type, tuple(t.dims)) for t in g.initializer),
+        tuple(v.SerializeToString() for v in (*g.input, *g.output, *g.value_info)),
+        tuple(o.SerializeToString() for o in model.opset_import),
+        model.ir_version,
+    )
+
+
 def _same_io(model: ir.ModelProto, original: ir.ModelProto) -> None:
     for outputs in (False, True):
         got = ir.io_specs(model, outputs=outputs)

@@ -18,7 +18,7 @@ from onnxprune.bench.speed import SpeedCheck, speed_check
 from onnxprune.calibration import calibration_warnings
 from onnxprune.check import check, split_holdout
 from onnxprune.errors import CannotPruneError, InputError
-from onnxprune.model import Model, load
+from onnxprune.model import Model
 from onnxprune.pruning import allocation as alloc_mod
 from onnxprune.pruning import grid, latency, latency_target, replay
 from onnxprune.pruning.compensation import plan_updates, write_updates
@@ -26,7 +26,7 @@ from onnxprune.pruning.compose import compose
 from onnxprune.pruning.latency_cost import LatencyCost
 from onnxprune.pruning.options import PruneOptions
 from onnxprune.pruning.plan import Plan, Recovery
-from onnxprune.pruning.result import PruneResult, make_result, pruned_shapes
+from onnxprune.pruning.result import PruneResult, make_result
 from onnxprune.pruning.select import check_something_prunable, ratio_plan
 from onnxprune.pruning.targets import metric_of, target_plan
 from onnxprune.surgery import apply_plan
@@ -61,8 +61,8 @@ def apply(model: Model, plan: Plan, *, channels_only: bool = False) -> PruneResu
         raise InputError(f"the plan cannot reproduce prune's model: {problem}; use the model "
                          "prune wrote, or replay the kept channels alone (channels_only=True, "
                          "'apply --channels-only')")
-    pruned = apply_plan(model, plan.keep())
-    if plan.recovery.updates:
+    pruned = apply_plan(model, plan.keep(), check=not plan.recovery.updates)
+    if plan.recovery.updates:  # verified once, after the replay
         pruned = _replayed(model, pruned, plan.recovery.updates)
     return make_result(model, pruned, plan)
 
@@ -204,7 +204,7 @@ def mode_line(opts: PruneOptions, data: Dataset | None,
 def _distil(model: Model, result: PruneResult, data: Dataset, opts: PruneOptions,
             teacher: Teacher | None) -> PruneResult:
     from onnxprune.pruning.distill import BATCH, LR, distill
-    from onnxprune.verify import verify
+    from onnxprune.verify import reweighted
 
     tuned, report = distill(
         model.proto, result.model, data, epochs=opts.distill_epochs,
@@ -214,9 +214,10 @@ def _distil(model: Model, result: PruneResult, data: Dataset, opts: PruneOptions
         output_weights=dict(opts.output_weights),
         teacher=None if teacher is None else teacher.shim(),
     )
-    tuned = verify(tuned, model.proto, model.input_shapes)
+    # the verified model with new weight values: verify's checks hold, its shapes too
+    tuned = reweighted(tuned, result.model)
     return replace(result, model=tuned, distillation=report,
-                   after=metrics.cost(tuned, pruned_shapes(tuned, model)))
+                   after=metrics.cost(tuned, result.shapes))
 
 
 def _analyse(model: Model, data: Dataset | None, opts: PruneOptions,
@@ -257,8 +258,8 @@ def _target_steps(model: Model, opts: PruneOptions, data: Dataset | None,
         plan, allocation = target_plan(current, rel, opts, analysis)
         result = _finish(current, plan, opts, analysis, allocation, notes, data, teacher)
         composed = plan if composed is None else compose(composed, plan, model)
-        if step < opts.steps:
-            current = load(result.model, input_shapes=model.input_shapes)
+        if step < opts.steps:  # the verified step's model and shapes, not loaded again
+            current = Model(result.model, dict(model.input_shapes), shapes=result.shapes)
             notes.append(f"step {step}/{opts.steps}: {opts.metric} kept "
                          f"{metric_of(result.after, opts.metric) / total:.3f} of the original")
     assert result is not None and composed is not None

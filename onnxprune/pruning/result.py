@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -32,7 +32,8 @@ class PruneResult:
     refined or made in several steps (``plan.recovery.replay_problem()`` says so).
     ``check`` is the fidelity gate's measurement against the original (None without data):
     ``check.passed`` is False when the drop exceeds ``max_drop``. ``calibration`` holds the
-    warnings about the calibration data (also logged).
+    warnings about the calibration data (also logged). ``shapes`` are the static shapes of
+    ``model`` at the original's input shapes (what ``after`` was counted on).
     """
 
     model: ir.ModelProto
@@ -49,6 +50,7 @@ class PruneResult:
     check: CheckResult | None = None
     calibration: tuple[str, ...] = ()
     fidelity: tuple[str, ...] = ()
+    shapes: dict[str, tuple[int, ...]] = field(default_factory=dict, repr=False, compare=False)
 
     def table(self) -> str:
         """Before/after table of parameters, MACs and file size."""
@@ -120,14 +122,27 @@ class PruneResult:
 
 
 def make_result(model: Model, pruned: ir.ModelProto, plan: Plan, **extra: object) -> PruneResult:
-    """Measure the pruned model's cost and wrap it with its plan and story."""
-    after = metrics.cost(pruned, pruned_shapes(pruned, model))
+    """Measure the (verified) pruned model's cost and wrap it with its plan and story."""
+    shapes = pruned_shapes(pruned, model)
+    after = metrics.cost(pruned, shapes)
     blocked = tuple((g.id, g.barriers[0]) for g in model.groups.groups if g.barriers)
-    return PruneResult(pruned, plan, model.cost, after, blocked, **extra)  # type: ignore[arg-type]
+    return PruneResult(pruned, plan, model.cost, after, blocked, shapes=shapes,
+                       **extra)  # type: ignore[arg-type]
 
 
 def pruned_shapes(pruned: ir.ModelProto, model: Model) -> dict[str, tuple[int, ...]]:
-    """Return the static shapes of a pruned model at the original's input shapes."""
+    """Return the static shapes of a pruned model at the original's input shapes.
+
+    A verified model whose inputs have those shapes already carries every shape in its
+    ``value_info`` (``verify`` inferred them): they are read, not inferred again. Otherwise
+    (a dynamic dim, or a shape the strict inference left unknown) the model is inferred at
+    the concrete shapes.
+    """
+    if all(tuple(s.shape) == tuple(model.input_shapes.get(s.name, ()))
+           for s in ir.io_specs(pruned)):
+        known = ir.static_shapes(pruned)
+        if all(o in known for n in pruned.graph.node for o in n.output if o):
+            return known
     return ir.static_shapes(ir.infer_shapes(ir.with_input_shapes(pruned, model.input_shapes)))
 
 
