@@ -167,3 +167,23 @@ def test_weight_op_needs_the_default_domain() -> None:
     assert weight_op("Conv", None) is weight_op("Conv", "ai.onnx") is weight_op("Conv")
     assert weight_op("Conv", "com.microsoft") is None
     assert weight_op("Relu") is None
+
+
+@pytest.mark.parametrize("op", sorted(_weight_ops()))
+def test_compensated_ops_say_how_their_bias_folds_and_where_they_refit(op: str) -> None:
+    # The analysis gives an op with a gradient kind a Gram, so compensation folds into it
+    # (fold_bias) and refinement asks where to refit it (layout): both on the rule.
+    w = _weight_ops()[op]
+    declared = (w.fold_bias is not None, w.layout is not None)
+    assert declared == ((True, True) if w.gradient is not None else (False, False))
+
+
+def test_compensation_and_refinement_have_no_op_switch_of_their_own() -> None:
+    import inspect
+
+    from onnxprune.pruning import compensation, refine
+
+    for fn in (compensation._add_bias, refine._layout):
+        source = inspect.getsource(fn)
+        assert "weight_op(" in source
+        assert not any(f'"{op}"' in source for op in ("Conv", "Gemm", "MatMul", "LSTM"))

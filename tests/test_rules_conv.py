@@ -187,3 +187,35 @@ def test_seeded_plan_on_every_group_is_exact() -> None:
     plan = oracle.every_other_plan(model, share=0.5, seed=3)
     assert sorted(plan) == [0, 1] and [len(k) for k in plan.values()] == [4, 3]
     prune_exact(model, plan)
+
+
+def _conv_node(bias: bool, group: int = 1):  # type: ignore[no-untyped-def]
+    model = build(f"""
+        g (float[1,4,5,5] x) => (float y) {{
+          [conv] y = Conv <group={group}> (x, w{", b" if bias else ""})
+        }}""", {"w": (4, 4 // group, 3, 3), **({"b": (4,)} if bias else {})})
+    cg = model.channel_graph()
+    return cg.ctx, next(n for n in cg.ctx.graph.nodes if n.name == "conv")
+
+
+@pytest.mark.parametrize("bias", [False, True])
+def test_conv_bias_fold_adds_to_b_or_creates_it(bias: bool) -> None:
+    from onnxprune.channels.rules import weight_op
+
+    ctx, node = _conv_node(bias)
+    before = ctx.input_const(node, 2) if bias else np.zeros(4, np.float32)
+    change = np.arange(4.0)
+    assert weight_op("Conv").add_bias(ctx, node, change, np.dtype(np.float32))
+    np.testing.assert_allclose(ctx.input_const(node, 2), before + change, rtol=1e-6)
+
+
+@pytest.mark.parametrize(("op", "group", "layout"), [
+    ("Conv", 1, (1, 1, False)), ("Conv", 4, (1, 0, True)), ("Conv", 2, None),
+    ("ConvTranspose", 1, (1, 0, False)), ("ConvTranspose", 4, None),
+])  # fmt: skip
+def test_conv_refit_layout(op: str, group: int, layout: object) -> None:
+    from onnxprune.channels.rules import weight_op
+
+    layout_fn = weight_op(op).layout  # W [4, 4/group, 3, 3]: out (Conv) or in (transposed)
+    assert layout_fn is not None
+    assert layout_fn({"group": group}, (1, 4, 5, 5), (4, 4 // group, 3, 3)) == layout

@@ -131,3 +131,22 @@ def test_pruning_features_lowers_only_the_projection_macs() -> None:
     after = onnxprune.load(pruned).cost.node_macs["rec"]
     steps_batch, rows = 7 * 2, 2 * 12
     assert before - after == steps_batch * rows * 4
+
+
+@pytest.mark.parametrize("op", sorted(GATES))
+def test_recurrent_bias_fold_creates_b_with_the_w_half(op: str) -> None:
+    from onnxprune.channels.rules import weight_op
+
+    g = GATES[op]
+    model = build(f"""
+        g (float[7,2,8] x) => (float y) {{
+          [rec] y, yh = {op} <hidden_size=3> (x, W, R)
+        }}""", {"W": (1, g * 3, 8), "R": (1, g * 3, 3)})
+    cg = model.channel_graph()
+    node = next(n for n in cg.ctx.graph.nodes if n.name == "rec")
+    change = np.arange(g * 3.0)[None]
+    wop = weight_op(op)
+    assert wop.add_bias(cg.ctx, node, change, np.dtype(np.float32))
+    b = cg.ctx.input_const(node, 3)
+    np.testing.assert_array_equal(b, np.concatenate([change, np.zeros_like(change)], 1))
+    assert wop.layout is not None and wop.layout({}, (7, 2, 8), (1, g * 3, 8)) is None

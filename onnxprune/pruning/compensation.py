@@ -33,6 +33,7 @@ import numpy as np
 import onnx_graphsurgeon as gs
 
 from onnxprune.channels.graph import ChannelGraph, Group, WeightRef
+from onnxprune.channels.rules import weight_op
 from onnxprune.opspec import GATES as RECURRENT_GATES
 
 log = logging.getLogger(__name__)
@@ -348,68 +349,6 @@ def _phase_mean(cg: ChannelGraph, node: gs.Node, per_tap: np.ndarray, w_max: flo
 
 
 def _add_bias(cg: ChannelGraph, node: gs.Node, contrib: np.ndarray, dtype: np.dtype) -> bool:
-    ctx = cg.ctx
-    if node.op in ("Conv", "ConvTranspose"):
-        old = ctx.input_const(node, 2) if len(node.inputs) > 2 and node.inputs[2].name else None
-        if old is None and len(node.inputs) > 2 and node.inputs[2].name:
-            return False  # a run-time bias
-        base = np.zeros(contrib.shape, dtype=dtype) if old is None else old
-        ctx.set_input_const(node, 2, (base + contrib).astype(base.dtype))
-        return True
-    if node.op == "Gemm":
-        alpha = float(ctx.attr(node, "alpha", 1.0))
-        beta = float(ctx.attr(node, "beta", 1.0))
-        has_c = len(node.inputs) > 2 and node.inputs[2].name
-        old = ctx.input_const(node, 2) if has_c else None
-        if has_c and old is None:
-            return False
-        if beta == 0.0 and has_c:
-            return False
-        add = alpha * contrib / (beta if has_c else 1.0)
-        if old is None:
-            if not has_c and beta != 1.0:
-                node.attrs["beta"] = 1.0
-            ctx.set_input_const(node, 2, add.astype(dtype))
-            return True
-        if old.size not in (1, add.size) or (old.ndim and old.shape[-1] not in (1, add.size)):
-            return False
-        shape = (*old.shape[:-1], add.size) if old.ndim else (add.size,)
-        ctx.set_input_const(node, 2, (np.broadcast_to(old, shape) + add.reshape(
-            (1,) * (len(shape) - 1) + (add.size,))).astype(old.dtype))
-        return True
-    if node.op == "MatMul":
-        return _matmul_bias(cg, node, contrib)
-    if node.op in RECURRENT_GATES:
-        return _recurrent_bias(cg, node, contrib, dtype)
-    return False
-
-
-def _recurrent_bias(cg: ChannelGraph, node: gs.Node, contrib: np.ndarray, dtype: np.dtype) -> bool:
-    """Add ``contrib`` ``[directions, gates·hidden]`` to the W half of B (created if absent)."""
-    ctx = cg.ctx
-    has_b = ctx.input_name(node, 3) is not None
-    old = ctx.input_const(node, 3) if has_b else None
-    if has_b and old is None:
-        return False  # a run-time bias
-    rows = contrib.shape[1]
-    base = np.zeros((contrib.shape[0], 2 * rows), dtype=dtype) if old is None else old.copy()
-    base[:, :rows] += contrib.astype(base.dtype)
-    ctx.set_input_const(node, 3, base)
-    return True
-
-
-def _matmul_bias(cg: ChannelGraph, node: gs.Node, contrib: np.ndarray) -> bool:
-    """Add to the constant of an ``Add`` that biases the MatMul's output on its last axis."""
-    ctx = cg.ctx
-    users = ctx.consumers(node.outputs[0].name)
-    if len(users) != 1 or users[0].op != "Add":
-        return False
-    add = users[0]
-    for i, t in enumerate(add.inputs):
-        c = ctx.input_const(add, i)
-        if c is None or t.name == node.outputs[0].name:
-            continue
-        if c.ndim >= 1 and c.shape[-1] == contrib.size and c.size == contrib.size:
-            ctx.set_input_const(add, i, (c + contrib.reshape(c.shape)).astype(c.dtype))
-            return True
-    return False
+    """Fold ``contrib`` into the node's bias the way its rule says (False where it cannot)."""
+    wop = weight_op(node.op, node.domain)
+    return wop is not None and wop.add_bias(cg.ctx, node, contrib, dtype)

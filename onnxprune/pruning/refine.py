@@ -34,6 +34,7 @@ import torch
 
 from onnxprune import ir
 from onnxprune.channels.graph import ChannelGraph
+from onnxprune.channels.rules import weight_op
 from onnxprune.channels.types import Space
 from onnxprune.data import Dataset
 from onnxprune.errors import OnnxPruneError
@@ -141,24 +142,8 @@ def _targets(cg: ChannelGraph, kept: Mapping[Space, np.ndarray]) -> dict[str, _T
 
 def _layout(cg: ChannelGraph, node: gs.Node) -> tuple[int, int, bool] | None:
     """(channel axis of the input, input axis of the weight, depthwise) or None."""
-    ctx = cg.ctx
-    if len(node.inputs) < 2 or ctx.const(node.inputs[1].name) is None:
-        return None
-    shape = ctx.shape(node.inputs[0].name)
-    w = ctx.const(node.inputs[1].name)
-    if shape is None or w is None or len(shape) < 2:
-        return None
-    if node.op in ("Conv", "ConvTranspose"):
-        group = int(ctx.attr(node, "group", 1))
-        if group == 1:
-            return 1, 1 if node.op == "Conv" else 0, False
-        dw = node.op == "Conv" and group == shape[1] and w.shape[1] == 1
-        return (1, 0, True) if dw else None
-    if node.op == "Gemm" and not int(ctx.attr(node, "transA", 0)) and len(shape) == 2:
-        return 1, 1 if int(ctx.attr(node, "transB", 0)) else 0, False
-    if node.op == "MatMul" and w.ndim == 2:
-        return len(shape) - 1, 0, False
-    return None
+    wop = weight_op(node.op, node.domain)  # the op's rule knows its layout
+    return None if wop is None else wop.refit_layout(cg.ctx, node)
 
 
 class _State:

@@ -16,7 +16,8 @@ _loaded = False  # True once every rule module has been imported
 
 RULE_MODULES = (
     "conv",
-    "linear",
+    "gemm",
+    "matmul",
     "norm",
     "elementwise",
     "pool",

@@ -8,7 +8,7 @@ from onnxprune.channels.context import Context
 from onnxprune.channels.rules import register
 from onnxprune.channels.rules.base import Rule, WeightOp
 from onnxprune.channels.rules.conv import conv_macs
-from onnxprune.channels.rules.linear import matmul_macs
+from onnxprune.channels.rules.matmul import matmul_macs
 from onnxprune.channels.types import Coupling, Space, WeightUse, barrier
 
 _INTEGER_OPS = (

@@ -20,6 +20,14 @@ MacsFn = Callable[[Mapping[str, Any], Shape, Shape, Shape | None], int]
 """MACs of one node from (attributes, X's shape, W's shape, Y's shape)."""
 AxesFn = Callable[[Mapping[str, Any], Shape | None, Shape | None], tuple[int, int]]
 """(X's channel axis, Y's channel axis) from (attributes, X's shape, Y's shape); -1: none."""
+Layout = tuple[int, int, bool]
+"""(X's channel axis, W's input axis, depthwise: one W slice per channel)."""
+LayoutFn = Callable[[Mapping[str, Any], Shape, Shape], Layout | None]
+"""Where refinement refits a node's input channels, from (attributes, X's shape, W's shape);
+None where it cannot (the one-shot compensation stands)."""
+FoldFn = Callable[["Context", gs.Node, np.ndarray, np.dtype], bool]
+"""Add a bias change to a node's bias, from (context, node, change, W's dtype), creating the
+bias where the op allows it; False where there is none to add to (a run-time bias)."""
 
 
 def prod(xs: Sequence[int]) -> int:
@@ -44,6 +52,11 @@ class WeightOp:
         batched: with a run-time W (attention), the cost shrinks with the heads on batch axes.
         gradient: how the analysis forms per-sample W gradients, from (W's rank, ``group``):
             ``unfold``, ``grouped``, ``gemm``, ``matmul``, ``recurrent``; ``None``: unsupported.
+        fold_bias: how compensation folds an intercept into the node's bias (one value per
+            output unit; recurrent ops: ``[directions, gates·hidden]``, the W half of B).
+            Every op with a ``gradient`` has one (the analysis' Gram makes it compensated).
+        layout: where refinement refits the node's input channels (see :data:`LayoutFn`);
+            every op with a ``gradient`` has one.
 
     """
 
@@ -56,6 +69,8 @@ class WeightOp:
     depthwise: Callable[[Mapping[str, Any], Shape], bool] | None = None
     batched: bool = False
     gradient: Callable[[int, int], str | None] | None = None
+    fold_bias: FoldFn | None = None
+    layout: LayoutFn | None = None
 
     def node_macs(
         self, attrs: Mapping[str, Any], ins: Sequence[Shape | None], out: Shape | None
@@ -74,6 +89,24 @@ class WeightOp:
             return self.node_macs(attrs, ins, out)
         x, w = _at(ins, 0), _at(ins, self.weight)
         return self.pruned_macs(attrs, x, w, out) if x and w else 0
+
+    def add_bias(self, ctx: Context, node: gs.Node, change: np.ndarray, dtype: np.dtype
+                 ) -> bool:
+        """Add ``change`` to the node's bias (see ``fold_bias``); False where it cannot."""
+        return self.fold_bias is not None and self.fold_bias(ctx, node, change, dtype)
+
+    def refit_layout(self, ctx: Context, node: gs.Node) -> Layout | None:
+        """Where refinement refits the node's input channels (see ``layout``), or None.
+
+        None also when W is no constant or X's shape is unknown or has fewer than two axes.
+        """
+        if self.layout is None or len(node.inputs) < 2:
+            return None
+        w = ctx.const(node.inputs[1].name)
+        shape = ctx.shape(node.inputs[0].name)
+        if w is None or shape is None or len(shape) < 2:
+            return None
+        return self.layout(node.attrs, shape, tuple(w.shape))
 
 
 def _at(shapes: Sequence[Shape | None], i: int) -> Shape | None:

@@ -11,7 +11,7 @@ import onnx_graphsurgeon as gs
 from onnxprune.channels.context import Context
 from onnxprune.channels.index_map import Grouped
 from onnxprune.channels.rules import register
-from onnxprune.channels.rules.base import Rule, Shape, WeightOp, prod
+from onnxprune.channels.rules.base import Layout, Rule, Shape, WeightOp, prod
 from onnxprune.channels.types import Coupling, Link, Space, WeightUse, barrier
 
 
@@ -44,6 +44,28 @@ def _transpose_gradient(rank: int, group: int) -> str | None:
     return "grouped" if group == 1 and rank >= 3 else None
 
 
+def _conv_layout(attrs: Mapping[str, Any], x: Shape, w: Shape) -> Layout | None:
+    # Dense: W is [out, in, k...]. Depthwise (one channel per group): refit per channel.
+    group = int(attrs.get("group", 1))
+    if group == 1:
+        return 1, 1, False
+    return (1, 0, True) if group == x[1] and w[1] == 1 else None
+
+
+def _transpose_layout(attrs: Mapping[str, Any], x: Shape, w: Shape) -> Layout | None:
+    return (1, 0, False) if int(attrs.get("group", 1)) == 1 else None  # W is [in, out, k...]
+
+
+def _fold_bias(ctx: Context, node: gs.Node, change: np.ndarray, dtype: np.dtype) -> bool:
+    """Add to B (input 2), created when absent; not to a bias computed at run time."""
+    old = ctx.input_const(node, 2) if len(node.inputs) > 2 and node.inputs[2].name else None
+    if old is None and len(node.inputs) > 2 and node.inputs[2].name:
+        return False  # a run-time bias
+    base = np.zeros(change.shape, dtype=dtype) if old is None else old
+    ctx.set_input_const(node, 2, (base + change).astype(base.dtype))
+    return True
+
+
 @register("Conv", "ConvTranspose")
 class ConvRule(Rule):
     """Output channels are filters (root); input channels index the weights (consumer).
@@ -54,10 +76,11 @@ class ConvRule(Rule):
 
     weight_ops = {
         "Conv": WeightOp(trainable=(1, 2), macs=conv_macs, axes=_axes, depthwise=_depthwise,
-                         gradient=_conv_gradient),
+                         gradient=_conv_gradient, fold_bias=_fold_bias, layout=_conv_layout),
         # No depthwise flag: the cost model has always costed ConvTranspose as dense.
         "ConvTranspose": WeightOp(trainable=(1, 2), macs=_transpose_macs, axes=_axes,
-                                  gradient=_transpose_gradient),
+                                  gradient=_transpose_gradient, fold_bias=_fold_bias,
+                                  layout=_transpose_layout),
     }
 
     @staticmethod

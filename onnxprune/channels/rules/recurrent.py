@@ -43,6 +43,23 @@ def _projection(op: str, attrs: Mapping[str, Any], x: Shape, w: Shape, y: Shape 
     return recurrent_macs(op, x, w)[0]
 
 
+def _fold_bias(ctx: Context, node: gs.Node, change: np.ndarray, dtype: np.dtype) -> bool:
+    """Add ``change`` ``[directions, gates·hidden]`` to the W half of B (created if absent)."""
+    has_b = ctx.input_name(node, 3) is not None
+    old = ctx.input_const(node, 3) if has_b else None
+    if has_b and old is None:
+        return False  # a run-time bias
+    rows = change.shape[1]
+    base = np.zeros((change.shape[0], 2 * rows), dtype=dtype) if old is None else old.copy()
+    base[:, :rows] += change.astype(base.dtype)
+    ctx.set_input_const(node, 3, base)
+    return True
+
+
+def _no_refit(attrs: Mapping[str, Any], x: Shape, w: Shape) -> None:
+    return None  # refinement does not refit recurrent ops: their one-shot update stands
+
+
 def _weight_op(op: str) -> WeightOp:
     # Only the input projection shrinks with pruned input features (the hidden size is never
     # pruned), and only W's size: R stays. Y's hidden axis is no pruned channel axis (-1).
@@ -50,6 +67,7 @@ def _weight_op(op: str) -> WeightOp:
         macs=partial(_macs, op), pruned_macs=partial(_projection, op),
         axes=lambda attrs, x, y: (FEATURES, -1), cost_inputs=(1,),
         gradient=lambda rank, group: "recurrent" if rank == 3 else None,
+        fold_bias=_fold_bias, layout=_no_refit,
     )
 
 

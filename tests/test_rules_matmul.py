@@ -1,63 +1,15 @@
-"""Gemm and MatMul channel rules: roots on output features, consumers on inputs."""
+"""MatMul channel rule: constant 2-D weights (root and consumer on the last axes), attention
+between run-time tensors; its bias fold (the following Add) and refit layout."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
+from onnxprune.channels.rules import weight_op
 from onnxprune.testing.graphs import build, const_input, original, prune_exact, structure
 
 # -- tests -----------------------------------------------------------------------------------
-
-GEMM = """
-g (float[2,16] x) => (float y) {{
-  [gemm1] a = Gemm <transB={t1}> (x, w1, b1)
-  [relu] r = Relu(a)
-  [gemm2] y = Gemm <transB={t2}> (r, w2, b2)
-}}"""
-
-
-def _gemm_weights(t1: int, t2: int, bias: tuple[int, ...]) -> dict[str, tuple[int, ...]]:
-    return {
-        "w1": (8, 16) if t1 else (16, 8),
-        "b1": bias,
-        "w2": (4, 8) if t2 else (8, 4),
-        "b2": (4,),
-    }
-
-
-@pytest.mark.parametrize(
-    ("t1", "t2", "bias"),
-    [
-        pytest.param(0, 0, (8,), id="transB0-bias-N"),
-        pytest.param(1, 1, (8,), id="transB1-bias-N"),
-        pytest.param(0, 1, (1, 8), id="transB0-bias-1xN"),
-        pytest.param(1, 0, (1, 8), id="transB1-bias-1xN"),
-    ],
-)
-def test_gemm_root_and_consumer(t1: int, t2: int, bias: tuple[int, ...]) -> None:
-    model = build(GEMM.format(t1=t1, t2=t2), _gemm_weights(t1, t2, bias))
-    assert structure(model) == [(8, True), (4, False)]
-    group = model.groups.groups[0]
-    assert [(r.node, r.weight.axis) for r in group.roots] == [("gemm1", 0 if t1 else 1)]
-    assert [(c.node, c.weight.axis) for c in group.consumers] == [("gemm2", 1 if t2 else 0)]
-    keep = [0, 1, 4, 6, 7]
-    pruned = prune_exact(model, {0: keep})
-    w1, w2 = original(model, "w1"), original(model, "w2")
-    want1 = w1[keep] if t1 else w1[:, keep]
-    want2 = w2[:, keep] if t2 else w2[keep]
-    np.testing.assert_array_equal(const_input(pruned, "gemm1", 1), want1)
-    np.testing.assert_array_equal(const_input(pruned, "gemm2", 1), want2)
-    b1 = const_input(pruned, "gemm1", 2)
-    assert b1.shape == ((5,) if bias == (8,) else (1, 5))
-    np.testing.assert_array_equal(b1.reshape(-1), original(model, "b1").reshape(-1)[keep])
-
-
-def test_gemm_with_scalar_bias_keeps_it() -> None:
-    model = build(GEMM.format(t1=0, t2=0), _gemm_weights(0, 0, (1,)))
-    pruned = prune_exact(model, {0: [2, 3, 5]})
-    np.testing.assert_array_equal(const_input(pruned, "gemm1", 2), original(model, "b1"))
-
 
 MATMUL = """
 g (float{shape} x) => (float y) {
@@ -118,3 +70,22 @@ def test_matmul_contracting_channels_of_two_run_time_tensors_is_a_barrier() -> N
     first = model.groups.groups[0]
     assert (first.size, first.prunable) == (8, False)
     assert "node 'scores' (MatMul) contracts the channels of 'a'" in first.barriers
+
+
+def test_matmul_bias_fold_goes_into_the_following_add() -> None:
+    model = build(MATMUL.replace("{shape}", "[2,16]"), {"w1": (16, 8), "b1": (8,), "w2": (8, 4)})
+    cg = model.channel_graph()
+    mm1, mm2 = (next(n for n in cg.ctx.graph.nodes if n.name == k) for k in ("mm1", "mm2"))
+    wop = weight_op("MatMul")
+    before = cg.ctx.const("b1").copy()
+    assert wop.add_bias(cg.ctx, mm1, np.arange(8.0), np.dtype(np.float32))
+    np.testing.assert_allclose(cg.ctx.input_const(next(
+        n for n in cg.ctx.graph.nodes if n.name == "add"), 1), before + np.arange(8.0))
+    assert not wop.add_bias(cg.ctx, mm2, np.ones(4), np.dtype(np.float32))  # no Add after it
+
+
+def test_matmul_refit_layout() -> None:
+    layout = weight_op("MatMul").layout
+    assert layout is not None
+    assert layout({}, (1, 5, 16), (16, 8)) == (2, 0, False)
+    assert layout({}, (1, 5, 16), (2, 16, 8)) is None

@@ -1,4 +1,7 @@
-"""Gemm and MatMul with a constant weight: roots on output features, consumers on inputs."""
+"""MatMul: constant 2-D W (root on Y's last axis, consumer on X's) or attention.
+
+Between two run-time tensors (attention) heads and rows pass, the contracted axis blocks.
+"""
 
 from __future__ import annotations
 
@@ -11,17 +14,8 @@ import onnx_graphsurgeon as gs
 from onnxprune.channels.context import Context
 from onnxprune.channels.index_map import Identity
 from onnxprune.channels.rules import register
-from onnxprune.channels.rules.base import Rule, Shape, WeightOp, prod
+from onnxprune.channels.rules.base import Layout, Rule, Shape, WeightOp, prod
 from onnxprune.channels.types import Coupling, Link, Space, WeightUse, barrier
-
-
-def _gemm_macs(attrs: Mapping[str, Any], x: Shape, w: Shape, y: Shape | None) -> int:
-    k = x[0] if attrs.get("transA", 0) else x[-1]
-    return prod(y or ()) * int(k)
-
-
-def _gemm_axes(attrs: Mapping[str, Any], x: Shape | None, y: Shape | None) -> tuple[int, int]:
-    return (0 if attrs.get("transA", 0) else 1), 1
 
 
 def matmul_macs(attrs: Mapping[str, Any], x: Shape, w: Shape, y: Shape | None) -> int:
@@ -33,54 +27,24 @@ def _matmul_axes(attrs: Mapping[str, Any], x: Shape | None, y: Shape | None) -> 
     return (len(x) - 1 if x else -1), (len(y) - 1 if y else -1)
 
 
-@register("Gemm")
-class GemmRule(Rule):
-    """``Y = A·B (+C)``: Y's features are B's output units (root), A's features are consumed."""
+def _matmul_layout(attrs: Mapping[str, Any], x: Shape, w: Shape) -> Layout | None:
+    return (len(x) - 1, 0, False) if len(w) == 2 else None  # X's last axis, W's rows
 
-    weight_ops = {"Gemm": WeightOp(
-        trainable=(1, 2), macs=_gemm_macs, axes=_gemm_axes,
-        gradient=lambda rank, group: "gemm" if rank == 2 else None,
-    )}
 
-    def roots(self, ctx: Context, node: gs.Node) -> list[tuple[Space, Coupling]]:
-        """The output feature space, when B is constant."""
-        if ctx.input_const(node, 1) is None:
-            return []
-        space = Space(node.outputs[0].name, 1)
-        return [(space, self.couple(ctx, node, space))]
-
-    def couple(self, ctx: Context, node: gs.Node, space: Space) -> Coupling:
-        """Root on output axis 1, consumer on A's feature axis, rows of A tie to rows of Y."""
-        a, y = node.inputs[0].name, node.outputs[0].name
-        b = node.inputs[1].name
-        trans_a, trans_b = int(ctx.attr(node, "transA", 0)), int(ctx.attr(node, "transB", 0))
-        if ctx.const(b) is None or ctx.positions(node, space.tensor) not in ([0], []):
-            return barrier(f"{ctx.describe(node)} multiplies two run-time tensors")
-        feat_axis, row_axis = (0, 1) if trans_a else (1, 0)
-        if space.tensor == y and space.axis == 1:
-            return Coupling(absorbs=True, weight=WeightUse(b, 0 if trans_b else 1, "root"))
-        if space.tensor == a and space.axis == feat_axis:
-            return Coupling(absorbs=True, weight=WeightUse(b, 1 if trans_b else 0, "consumer"))
-        c = ctx.input_const(node, 2)
-        if c is not None and c.ndim == 2 and c.shape[0] > 1:
-            return barrier(f"{ctx.describe(node)} adds a bias that varies along rows")
-        link = Link(Space(a, row_axis), Space(y, 0), Identity())
-        return Coupling(links=(link,))
-
-    def shrink(self, ctx: Context, node: gs.Node, keep: Mapping[Space, np.ndarray]) -> None:
-        """Slice B (and C) by the kept output features and input features."""
-        a, y = node.inputs[0].name, node.outputs[0].name
-        trans_a, trans_b = int(ctx.attr(node, "transA", 0)), int(ctx.attr(node, "transB", 0))
-        if ctx.input_const(node, 1) is None:
-            raise RuntimeError(f"{ctx.describe(node)}: weights vanished during surgery")
-        keep_out, keep_in = keep.get(Space(y, 1)), keep.get(Space(a, 0 if trans_a else 1))
-        if keep_out is not None:
-            ctx.take_input(node, 1, 0 if trans_b else 1, keep_out)
-        if keep_in is not None:
-            ctx.take_input(node, 1, 1 if trans_b else 0, keep_in)
-        c = ctx.input_const(node, 2)
-        if keep_out is not None and c is not None and c.ndim >= 1 and c.shape[-1] > 1:
-            ctx.take_input(node, 2, c.ndim - 1, keep_out)
+def _fold_bias(ctx: Context, node: gs.Node, change: np.ndarray, dtype: np.dtype) -> bool:
+    """Add to the constant of an ``Add`` that biases the MatMul's output on its last axis."""
+    users = ctx.consumers(node.outputs[0].name)
+    if len(users) != 1 or users[0].op != "Add":
+        return False
+    add = users[0]
+    for i, t in enumerate(add.inputs):
+        c = ctx.input_const(add, i)
+        if c is None or t.name == node.outputs[0].name:
+            continue
+        if c.ndim >= 1 and c.shape[-1] == change.size and c.size == change.size:
+            ctx.set_input_const(add, i, (c + change.reshape(c.shape)).astype(c.dtype))
+            return True
+    return False
 
 
 def batched_coupling(ctx: Context, node: gs.Node, space: Space) -> Coupling:
@@ -119,6 +83,7 @@ class MatMulRule(Rule):
     weight_ops = {"MatMul": WeightOp(
         trainable=(0, 1), macs=matmul_macs, axes=_matmul_axes, batched=True,
         gradient=lambda rank, group: "matmul" if rank == 2 else None,
+        fold_bias=_fold_bias, layout=_matmul_layout,
     )}
 
     def roots(self, ctx: Context, node: gs.Node) -> list[tuple[Space, Coupling]]:
