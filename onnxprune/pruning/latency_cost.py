@@ -1,6 +1,6 @@
 """Latency as the cost of the allocation: the model's predicted p50 as a function of the widths.
 
-:class:`LatencyCost` has the interface of :class:`~onnxprune.pruning.allocation.CostModel`
+:class:`LatencyCost` has the interface of :class:`~onnxprune.pruning.cost_model.CostModel`
 (``ids``, ``sizes``, ``total``, ``cost``, ``savings``), so the hierarchical, uniform and
 global allocations spend milliseconds instead of MACs without knowing it (DESIGN.md §2.4).
 
@@ -27,7 +27,7 @@ import numpy as np
 
 from onnxprune.channels.graph import ChannelGraph
 from onnxprune.channels.types import Space
-from onnxprune.pruning.allocation import CostModel, owned_spaces
+from onnxprune.pruning.cost_model import CostModel, owned_spaces
 from onnxprune.pruning.latency import Curve, LatencyTable
 
 FREE = ("Constant", "Shape", "Reshape", "Flatten", "Squeeze", "Unsqueeze", "Identity",
