@@ -6,80 +6,24 @@ and the fix; arrays come out cast to the model's input dtypes with the batch alo
 
 from __future__ import annotations
 
-import logging
 import os
-from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
 
 from onnxprune import ir
+from onnxprune.dataset import Dataset
 from onnxprune.errors import InputError
+from onnxprune.images import IMAGE_SUFFIXES, LETTERBOX_FILL, ImageOptions, load_folder
 from onnxprune.preprocess import Preprocess
 
-log = logging.getLogger(__name__)
+__all__ = [  # Dataset lives in dataset.py, the image names in images.py; reached here too
+    "IMAGE_SUFFIXES", "LABEL_KEYS", "LETTERBOX_FILL", "Dataset", "ImageOptions", "from_arrays",
+    "load_data", "read_labels",
+]
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
 LABEL_KEYS = ("labels", "y")
-LETTERBOX_FILL = 114  # the grey YOLO-style exporters pad with
-
-
-def ImageOptions(  # noqa: N802 - the former dataclass's name, kept for callers
-    size: tuple[int, int] | None = None,
-    resize: str = "stretch",
-    scale: float = 1.0 / 255.0,
-    mean: tuple[float, ...] = (0.0,),
-    std: tuple[float, ...] = (1.0,),
-    channel_order: str = "rgb",
-    layout: str = "nchw",
-    dtype: str = "float32",
-) -> Preprocess:
-    """Return the :class:`~onnxprune.preprocess.Preprocess` of the former image options."""
-    resize = "center-crop" if resize == "shorter-side+center-crop" else resize
-    pad = float(LETTERBOX_FILL) if resize == "letterbox" else 0.0
-    return Preprocess(size=size, resize=resize, pad=pad, scale=scale, mean=tuple(mean),
-                      std=tuple(std), channels=channel_order, layout=layout, dtype=dtype)
-
-
-@dataclass(frozen=True, eq=False)
-class Dataset:
-    """Model inputs (samples along axis 0), optional integer labels and where they came from.
-
-    ``validated``: the arrays were checked and cast for a model's inputs (:func:`from_arrays`:
-    dtypes, finite values), so later steps check only their shapes; parts keep the mark.
-    """
-
-    inputs: dict[str, np.ndarray]
-    labels: np.ndarray | None = None
-    source: str = ""
-    validated: bool = field(default=False, repr=False)
-
-    def __post_init__(self) -> None:
-        counts = {name: len(a) for name, a in self.inputs.items()}
-        if self.labels is not None:
-            counts["labels"] = len(self.labels)
-        if not self.inputs or len(set(counts.values())) != 1:
-            raise InputError(
-                f"{self.source}: inputs and labels need the same number of samples, got {counts}"
-            )
-
-    def __len__(self) -> int:
-        return len(next(iter(self.inputs.values())))
-
-    def batches(self, batch_size: int) -> Iterator[tuple[dict[str, np.ndarray], np.ndarray | None]]:
-        """Yield ``(inputs, labels)`` slices of at most ``batch_size`` samples, in order."""
-        step = max(1, batch_size)
-        for i in range(0, len(self), step):
-            part = slice(i, i + step)
-            labels = None if self.labels is None else self.labels[part]
-            yield {k: v[part] for k, v in self.inputs.items()}, labels
-
-    def take(self, n: int) -> Dataset:
-        """Return the first ``n`` samples."""
-        labels = None if self.labels is None else self.labels[:n]
-        return Dataset({k: v[:n] for k, v in self.inputs.items()}, labels, self.source,
-                       self.validated)
 
 
 def load_data(
@@ -196,7 +140,7 @@ def _read(
     if not path.exists():
         raise InputError(f"{path}: no such file or folder; pass an .npz, .npy or image folder")
     if path.is_dir():
-        return _load_folder(path, specs, shapes, image_options), None
+        return load_folder(path, specs, shapes, image_options), None
     names = [s.name for s in specs]
     suffix = path.suffix.lower()
     if suffix == ".npy":
@@ -322,79 +266,3 @@ def _check_labels(labels: np.ndarray, n: int, source: str) -> np.ndarray:
     return labels.astype(np.int64)
 
 
-def _load_folder(
-    path: Path,
-    specs: Sequence[ir.TensorSpec],
-    shapes: Mapping[str, tuple[int, ...]],
-    options: Preprocess | None,
-) -> dict[str, np.ndarray]:
-    if len(specs) != 1:
-        raise InputError(
-            f"{path}: an image folder feeds one input, the model has {[s.name for s in specs]}; "
-            "pass an .npz with one array per input"
-        )
-    files = sorted(f for f in path.iterdir() if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES)
-    if not files:
-        raise InputError(
-            f"{path}: no images ({', '.join(IMAGE_SUFFIXES)}); add images or pass an .npz"
-        )
-    spec = specs[0]
-    dims = list(shapes.get(spec.name, spec.shape))
-    if len(dims) != 4:
-        raise InputError(
-            f"{path}: input '{spec.name}' {dims} is not a rank-4 image tensor; pass an .npz"
-        )
-    opts = options or _default_options(dims)
-    if _looks_nhwc(dims) and opts.layout == "nchw":
-        raise InputError(
-            f"{path}: input '{spec.name}' {dims} looks channels-last; add layout=nhwc to "
-            "--preprocess (or \"layout\": \"nhwc\" in the preprocess file)"
-        )
-    hw, c = (dims[2:4], dims[1]) if opts.layout == "nchw" else (dims[1:3], dims[3])
-    if c == 1 and opts.channels != "gray":
-        opts = replace(opts, channels="gray")
-    size = opts.size or tuple(hw)
-    if not _positive_ints(size):
-        raise InputError(
-            f"{path}: input '{spec.name}' {dims} has no fixed H,W; pass --preprocess size=H,W "
-            "or --input-shapes"
-        )
-    hw_size = (int(size[0]), int(size[1]))
-    images = opts.to_tensor(_load_image(f, hw_size, opts) for f in files)
-    _announce(path, len(files), opts, hw_size)
-    return {spec.name: images}
-
-
-def _announce(path: Path, n: int, opts: Preprocess, size: tuple[int, int]) -> None:
-    from onnxprune import progress
-
-    progress.note(f"{n} image(s) from {path}, preprocess {opts.summary(size)}")
-
-
-def _positive_ints(dims: Sequence[int | str]) -> bool:
-    return all(isinstance(d, int) and d > 0 for d in dims)
-
-
-def _looks_nhwc(dims: list[int | str]) -> bool:
-    return dims[1] not in (1, 3) and dims[3] in (1, 3)
-
-
-def _default_options(dims: list[int | str]) -> Preprocess:
-    layout = "nhwc" if _looks_nhwc(dims) else "nchw"
-    log.warning(
-        "no --preprocess: stretching images to the model's H,W, scale 1/255, no mean/std, "
-        "RGB, %s; pass --preprocess PRESET|KEY=VALUE.. (presets: imagenet, yolo, paddle-ocr, "
-        "paddle-det, mtcnn) to match the model's preprocessing",
-        layout,
-    )
-    return Preprocess(layout=layout, name="default")
-
-
-def _load_image(f: Path, size: tuple[int, int], opts: Preprocess) -> np.ndarray:
-    from PIL import Image
-
-    try:
-        with Image.open(f) as raw:
-            return opts.apply(raw, size)
-    except (OSError, ValueError) as e:  # UnidentifiedImageError is an OSError
-        raise InputError(f"{f}: not a readable image ({e}); remove or re-save it") from e

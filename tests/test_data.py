@@ -171,7 +171,7 @@ def test_image_channel_order_and_layout(tmp_path, order, first, layout):
 def test_image_folder_defaults_warn_and_use_model_size(tmp_path, caplog):
     folder = _image_dir(tmp_path, [_solid(5, 7, (51, 51, 51))])
     spec = TensorSpec("img", np.dtype(np.float32), ("N", 1, 3, 2))
-    with caplog.at_level(logging.WARNING, logger="onnxprune.data"):
+    with caplog.at_level(logging.WARNING, logger="onnxprune.images"):
         data = load_data(folder, [spec], {"img": (1, 1, 3, 2)})
     assert data.inputs["img"].shape == (1, 1, 3, 2)
     np.testing.assert_allclose(data.inputs["img"], 0.2, atol=1e-6)
