@@ -12,7 +12,6 @@ and :meth:`Preprocess.summary` says in one line what was applied.
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, fields, replace
@@ -22,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from onnxprune.errors import InputError
+from onnxprune.preprocess_text import channels_word, is_dtype, load_mapping, parse_value
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -78,7 +78,7 @@ class Preprocess:
             (bool(self.mean), "mean must have 1 or C values"),
             (self.size is None or (len(self.size) == 2 and min(self.size) > 0),
              f"size {self.size}: use H,W with positive integers, or 'model'"),
-            (_is_dtype(self.dtype), f"dtype '{self.dtype}': use a numpy dtype like float32"),
+            (is_dtype(self.dtype), f"dtype '{self.dtype}': use a numpy dtype like float32"),
         )
         for ok, message in checks:
             if not ok:
@@ -112,7 +112,7 @@ class Preprocess:
             if field not in known:
                 raise InputError(f"preprocess option '{key}' is unknown; options are "
                                  f"{', '.join(sorted(known - {'name'}))}")
-            parsed[field] = _parse(field, value)
+            parsed[field] = parse_value(field, value)
         return replace(self, **parsed)
 
     @classmethod
@@ -136,7 +136,7 @@ class Preprocess:
             key, sep, value = item.partition("=")
             flag = _FLAGS.get(item.lower())
             if not sep and flag:
-                key, value = flag, _channels(item) if flag == "channels" else item.lower()
+                key, value = flag, channels_word(item) if flag == "channels" else item.lower()
             elif not sep:
                 raise InputError(f"--preprocess '{item}': expected KEY=VALUE (or a flag: rgb, "
                                  "bgr, gray, nchw, nhwc, a resize mode) after the preset name, "
@@ -160,7 +160,7 @@ class Preprocess:
             text = p.read_text(encoding="utf-8")
         except OSError as e:
             raise InputError(f"{p}: cannot read the preprocess file ({e}); check the path") from e
-        raw = _load_mapping(p, text)
+        raw = load_mapping(p, text)
         preset = raw.pop("preset", None)
         base = cls.preset(str(preset)) if preset is not None else cls()
         return base.with_options(**raw)
@@ -262,14 +262,6 @@ _FLAGS = {
 _ALIASES = {"order": "channels", "color": "channels", "pad-value": "pad", "mode": "resize"}
 
 
-def _is_dtype(name: str) -> bool:
-    try:
-        np.dtype(name)
-    except TypeError:
-        return False
-    return True
-
-
 def _nums(values: Sequence[float]) -> str:
     return "[" + ",".join(f"{v:g}" for v in values) + "]"
 
@@ -284,77 +276,6 @@ def _filter(name: str) -> Any:
 
 def _pixels(im: Image.Image, chans: int) -> np.ndarray:
     return np.asarray(im, dtype=np.float32).reshape(im.height, im.width, chans)
-
-
-def _parse(field: str, value: Any) -> Any:
-    try:
-        return _PARSERS.get(field, str)(value)
-    except (TypeError, ValueError, ZeroDivisionError) as e:
-        raise InputError(f"preprocess {field}={value!r}: {e}; e.g. size=224,224 "
-                         "scale=1/255 mean=0.485,0.456,0.406 channels=bgr") from e
-
-
-def _number(value: Any) -> float:
-    text = str(value).strip()
-    if "/" in text:
-        num, _, den = text.partition("/")
-        return float(num) / float(den)
-    return float(text)
-
-
-def _numbers(value: Any) -> tuple[float, ...]:
-    items = value if isinstance(value, (list, tuple)) else str(value).split(",")
-    return tuple(_number(v) for v in items)
-
-
-def _size(value: Any) -> tuple[int, int] | None:
-    if value is None or str(value).lower() == "model":
-        return None
-    items = value if isinstance(value, (list, tuple)) else str(value).replace("x", ",").split(",")
-    dims = tuple(int(v) for v in items)
-    if len(dims) == 1:
-        dims = (dims[0], dims[0])
-    if len(dims) != 2:
-        raise ValueError("size takes H,W")
-    return dims  # type: ignore[return-value]
-
-
-def _lower(value: Any) -> str:
-    return str(value).lower()
-
-
-def _channels(value: Any) -> str:
-    text = str(value).lower()
-    return "gray" if text in ("grey", "grayscale", "greyscale", "l") else text
-
-
-_PARSERS: dict[str, Any] = {
-    "size": _size, "pad": _number, "scale": _number, "mean": _numbers, "std": _numbers,
-    "channels": _channels, "layout": _lower, "resize": _lower, "resample": _lower,
-    "dtype": str, "name": str,
-}
-
-
-def _load_mapping(path: Path, text: str) -> dict[str, Any]:
-    if path.suffix.lower() in (".yaml", ".yml"):
-        try:
-            import yaml
-        except ImportError as e:
-            raise InputError(f"{path}: YAML needs pyyaml (pip install pyyaml); or write the "
-                             "same options as JSON") from e
-        try:
-            raw = yaml.safe_load(text)
-        except yaml.YAMLError as e:
-            raise InputError(f"{path}: not valid YAML ({e}); fix the file") from e
-    else:
-        try:
-            raw = json.loads(text)
-        except json.JSONDecodeError as e:
-            raise InputError(f"{path}: not valid JSON ({e}); fix the file") from e
-    if not isinstance(raw, dict):
-        raise InputError(f"{path}: expected a mapping of options like {{\"preset\": "
-                         "\"imagenet\", \"size\": [224, 224]}")
-    return raw
 
 
 PRESETS: dict[str, Preprocess] = {
