@@ -181,9 +181,9 @@ def test_compensated_ops_say_how_their_bias_folds_and_where_they_refit(op: str) 
 def test_compensation_and_refinement_have_no_op_switch_of_their_own() -> None:
     import inspect
 
-    from onnxprune.pruning import compensation, refine
+    from onnxprune.pruning import intercept, refine
 
-    for fn in (compensation._add_bias, refine._layout):
+    for fn in (intercept.fold_into_bias, refine._layout):
         source = inspect.getsource(fn)
         assert "weight_op(" in source
         assert not any(f'"{op}"' in source for op in ("Conv", "Gemm", "MatMul", "LSTM"))
