@@ -5,6 +5,7 @@ criteria) -> surgery -> recovery (compensation, distillation) -> verified result
 
 - ``options``: :class:`Options`, validated once;
 - ``pipeline``: :func:`prune` and :func:`apply`, the steps in order;
+- ``recovery``: surgery with compensation and refinement, distillation, the shared teacher;
 - ``targets`` / ``allocation``: widths per group for a MACs/params target;
 - ``select`` / ``criteria``: which channels each group keeps;
 - ``compensation`` / ``distill``: recovery without training code;

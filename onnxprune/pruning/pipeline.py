@@ -13,19 +13,18 @@ from collections.abc import Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
-from onnxprune import ir, metrics, progress
+from onnxprune import ir, progress
 from onnxprune.bench.speed import SpeedCheck, speed_check
 from onnxprune.calibration import calibration_warnings
 from onnxprune.check import check, split_holdout
 from onnxprune.errors import CannotPruneError, InputError
 from onnxprune.model import Model
-from onnxprune.pruning import allocation as alloc_mod
 from onnxprune.pruning import grid, latency, latency_target, replay
-from onnxprune.pruning.compensation import plan_updates, write_updates
 from onnxprune.pruning.compose import compose
 from onnxprune.pruning.latency_cost import LatencyCost
 from onnxprune.pruning.options import PruneOptions
-from onnxprune.pruning.plan import Plan, Recovery
+from onnxprune.pruning.plan import Plan
+from onnxprune.pruning.recovery import Teacher, distil, finish, shares_teacher
 from onnxprune.pruning.result import PruneResult, make_result
 from onnxprune.pruning.select import check_something_prunable, ratio_plan
 from onnxprune.pruning.targets import metric_of, target_plan
@@ -34,8 +33,8 @@ from onnxprune.surgery import apply_plan
 if TYPE_CHECKING:
     from onnxprune.analysis import AnalysisResult
     from onnxprune.data import Dataset
-    from onnxprune.shim.module import Shim
 
+_finish = finish  # its name before it moved to recovery.py (tests call it)
 
 
 def apply(model: Model, plan: Plan, *, channels_only: bool = False) -> PruneResult:
@@ -121,7 +120,7 @@ def prune(
         progress.note(mode)
     fit, held = (None, None) if data is None else split_holdout(data)
     warnings = () if fit is None else calibration_warnings(model.proto, fit)
-    teacher = Teacher(model, opts.device) if _shares_teacher(opts, data) else None
+    teacher = Teacher(model, opts.device) if shares_teacher(opts, data) else None
     if opts.ratio is not None:
         result = _ratio_step(model, opts, fit, analysis, teacher)
     elif opts.metric == "latency":
@@ -129,7 +128,7 @@ def prune(
     else:
         result = _target_steps(model, opts, fit, analysis, teacher)
     if opts.distils and fit is not None:
-        result = _distil(model, result, fit, opts, teacher)
+        result = distil(model, result, fit, opts, teacher)
     recovery = replace(result.plan.recovery, compensation=bool(opts.compensate),
                        refinement=bool(opts.compensate and opts.refine and fit is not None),
                        distill_epochs=opts.distill_epochs or int(bool(opts.distill_time)),
@@ -148,32 +147,6 @@ def prune(
                 dict(opts.output_weights), device=opts.device,
                 teacher=None if teacher is None else teacher.shim()))
     return replace(result, notes=(mode, *result.notes))
-
-
-class Teacher:
-    """The original model as a shim, built once per prune and shared by the steps that run it.
-
-    The analysis, refinement (its copy of the original), distillation (the teacher) and the
-    fidelity report all read the same original weights; none of them edits the shim.
-    """
-
-    def __init__(self, model: Model, device: str) -> None:
-        self.model, self.device = model, device
-        self._shim: Shim | None = None
-
-    def shim(self) -> Shim:
-        """Return the shim of the original, built on first use."""
-        if self._shim is None:
-            from onnxprune.shim.module import Shim
-
-            self._shim = Shim(self.model.proto, device=self.device)
-        return self._shim
-
-
-def _shares_teacher(opts: PruneOptions, data: Dataset | None) -> bool:
-    """Whether a step after the analysis runs the original again (else the analysis frees it)."""
-    return data is not None and (bool(opts.compensate and opts.refine) or opts.distils
-                                 or opts.objective == "output-aware")
 
 
 def mode_line(opts: PruneOptions, data: Dataset | None,
@@ -201,25 +174,6 @@ def mode_line(opts: PruneOptions, data: Dataset | None,
     return f"mode: target {keep} ({how}, {source})"
 
 
-def _distil(model: Model, result: PruneResult, data: Dataset, opts: PruneOptions,
-            teacher: Teacher | None) -> PruneResult:
-    from onnxprune.pruning.distill import BATCH, LR, distill
-    from onnxprune.verify import reweighted
-
-    tuned, report = distill(
-        model.proto, result.model, data, epochs=opts.distill_epochs,
-        seconds=opts.distill_time, lr=opts.distill_lr or LR,
-        batch_size=opts.distill_batch or BATCH, labels=opts.distill_labels, seed=opts.seed,
-        device=opts.device, progress=opts.progress,
-        output_weights=dict(opts.output_weights),
-        teacher=None if teacher is None else teacher.shim(),
-    )
-    # the verified model with new weight values: verify's checks hold, its shapes too
-    tuned = reweighted(tuned, result.model)
-    return replace(result, model=tuned, distillation=report,
-                   after=metrics.cost(tuned, result.shapes))
-
-
 def _analyse(model: Model, data: Dataset | None, opts: PruneOptions,
              teacher: Teacher | None) -> AnalysisResult:
     from onnxprune.analysis import analyze
@@ -237,7 +191,7 @@ def _ratio_step(model: Model, opts: PruneOptions, data: Dataset | None,
         analysis = _analyse(model, data, opts, teacher)
     plan = ratio_plan(model, ratio=opts.ratio, criterion=opts.criterion, exclude=opts.exclude,
                       seed=opts.seed, analysis=analysis)
-    return _finish(model, plan, opts, analysis, None, [], data, teacher)
+    return finish(model, plan, opts, analysis, None, [], data, teacher)
 
 
 def _target_steps(model: Model, opts: PruneOptions, data: Dataset | None,
@@ -256,7 +210,7 @@ def _target_steps(model: Model, opts: PruneOptions, data: Dataset | None,
         if opts.needs_analysis and analysis is None:
             analysis = _analyse(current, data, opts, teacher)
         plan, allocation = target_plan(current, rel, opts, analysis)
-        result = _finish(current, plan, opts, analysis, allocation, notes, data, teacher)
+        result = finish(current, plan, opts, analysis, allocation, notes, data, teacher)
         composed = plan if composed is None else compose(composed, plan, model)
         if step < opts.steps:  # the verified step's model and shapes, not loaded again
             current = Model(result.model, dict(model.input_shapes), shapes=result.shapes)
@@ -294,8 +248,8 @@ def _latency_step(model: Model, opts: PruneOptions, data: Dataset | None,
             if best is None:
                 raise
             break
-        result = _finish(model, plan, opts, analysis, allocation, [table.line()], data,
-                         teacher)
+        result = finish(model, plan, opts, analysis, allocation, [table.line()], data,
+                        teacher)
         speed = speed_check(model.proto, result.model, model.input_shapes,
                             threads=opts.threads, provider=opts.provider,
                             optimization=opts.optimization)
@@ -305,46 +259,3 @@ def _latency_step(model: Model, opts: PruneOptions, data: Dataset | None,
     assert best is not None
     result, speed = best
     return replace(result, speed=speed, notes=(*result.notes, *aim.lines(speed)))
-
-
-def _finish(model: Model, plan: Plan, opts: PruneOptions, analysis: AnalysisResult | None,
-            allocation: alloc_mod.Allocation | None, notes: list[str],
-            data: Dataset | None = None, teacher: Teacher | None = None) -> PruneResult:
-    reports = []
-    edit = None
-    if opts.compensate:
-        assert analysis is not None
-        groups = {g.id: g for g in analysis.groups}
-
-        def edit(cg):  # type: ignore[no-untyped-def]
-            report = plan_updates(cg, plan.keep(), groups, ridge=opts.ridge)
-            if opts.refine and data is not None:
-                from onnxprune.pruning.refine import refine
-
-                refine(model, cg, plan.keep(), report, data, ridge=opts.ridge, seed=opts.seed,
-                       device=opts.device, teacher=None if teacher is None else teacher.shim())
-            write_updates(cg, report)
-            reports.append(report)
-
-    # Note what the edit changed, so that a saved plan replays it exactly.
-    changed: list[replay.Changes] = []
-    hook = None if edit is None else (lambda cg: changed.append(replay.capture(cg, edit)))
-    what = ("surgery, compensation and verification" if opts.compensate
-            else "surgery and verification")
-    with progress.task(what):
-        pruned = apply_plan(model, plan.keep(), edit=hook)
-    report = reports[0] if reports else None
-    plan = replace(plan, recovery=Recovery(compensation=report is not None,
-                                           updates=replay.finals(pruned, changed)))
-    lines = list(allocation.notes) if allocation is not None else []
-    if allocation is not None and allocation.past_rank:
-        parts = [f"group {gid} rank {r} -> kept {w}" for gid, (r, w) in
-                 sorted(allocation.past_rank.items())]
-        lines.append(
-            f"target beyond the estimated redundancy: {len(parts)} group(s) pruned past their "
-            f"max rate ({'; '.join(parts[:6])}{' …' if len(parts) > 6 else ''})"
-        )
-    return make_result(model, pruned, plan, analysis=analysis, allocation=allocation,
-                   compensation=report, notes=tuple(notes + lines))
-
-
