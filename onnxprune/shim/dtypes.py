@@ -1,13 +1,16 @@
-"""ONNX element types <-> torch dtypes, and numpy -> torch conversion."""
+"""ONNX element types <-> torch dtypes, numpy -> torch conversion, float32 as onnxruntime has it."""
 
 from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
 
 import numpy as np
 import torch
 
 from onnxprune.errors import UnsupportedOpError
 
-__all__ = ["FLOAT_DTYPES", "numpy_dtype", "to_torch", "torch_dtype"]
+__all__ = ["FLOAT_DTYPES", "exact_fp32", "numpy_dtype", "to_torch", "torch_dtype"]
 
 # TensorProto.DataType values (kept numeric so this module needs no protobuf import).
 _ONNX_TO_TORCH: dict[int, torch.dtype] = {
@@ -68,3 +71,18 @@ def to_torch(value: object, *, device: torch.device | str | None = None) -> torc
     else:
         t = torch.from_numpy(np.array(arr, copy=True, order="C"))
     return t.to(device) if device is not None else t
+
+
+@contextlib.contextmanager
+def exact_fp32(device: torch.device) -> Iterator[None]:
+    """Disable TF32 on CUDA so float32 results match onnxruntime."""
+    if device.type != "cuda":
+        yield
+        return
+    saved = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = False
+    try:
+        yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved

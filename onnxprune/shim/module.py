@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import copy
 import dataclasses
 import itertools
 import logging
@@ -16,7 +17,7 @@ from torch import nn
 
 from onnxprune import ir
 from onnxprune.errors import InputError, OnnxPruneError
-from onnxprune.shim.dtypes import FLOAT_DTYPES, to_torch
+from onnxprune.shim.dtypes import FLOAT_DTYPES, exact_fp32, to_torch
 from onnxprune.shim.ops._util import axis_of
 from onnxprune.shim.plan import Plan, Step, build_plan
 from onnxprune.shim.tables import BufferTable, ParamTable
@@ -75,37 +76,31 @@ class Shim(nn.Module):
                 self._store.register_buffer(f"b{i}", value)
         self.params = ParamTable(self._store, param_keys, plan.frozen & set(param_keys))
         self.consts = BufferTable(self._store, buffer_keys)
+        self._fresh(torch.device(device))
+        self.to(self._device)
+
+    def _fresh(self, device: torch.device) -> None:
+        """Start without gates and watching nothing."""
         self.watched: dict[str, torch.Tensor] = {}
         self._gates: dict[str, tuple[int, torch.Tensor]] = {}
         self._watching: frozenset[str] = frozenset()
         self._retain = True
-        self._device = torch.device(device)
-        self.to(self._device)
+        self._device = device
 
     def copy(self) -> Shim:
         """Return an independent shim of the same model holding copies of the current values.
 
-        What ``Shim(model)`` would build, without reading the model again (the plan, never
-        edited, is shared): parameters trainable as on construction, no gates, nothing
-        watched.
+        What ``Shim(model)`` builds, without reading the model again (the plan is shared).
         """
         twin = Shim.__new__(Shim)
         nn.Module.__init__(twin)
         twin._names, twin.plan = self._names, self.plan
-        twin._store = nn.Module()
-        for key, param in self._store.named_parameters(recurse=False):
-            twin._store.register_parameter(key, nn.Parameter(param.detach().clone()))
-        for key, buf in self._store.named_buffers(recurse=False):
-            twin._store.register_buffer(key, buf.clone())
+        twin._store = copy.deepcopy(self._store)  # the parameters' and buffers' values
         twin.params = self.params.on(twin._store)
         twin.consts = self.consts.on(twin._store)
         for name, param in twin.params.items():
             param.requires_grad_(param.numel() > 1 and name not in self.plan.frozen)
-        twin.watched = {}
-        twin._gates = {}
-        twin._watching = frozenset()
-        twin._retain = True
-        twin._device = self._device
+        twin._fresh(self._device)
         return twin
 
     @property
@@ -211,7 +206,7 @@ class Shim(nn.Module):
 
         """
         env = self._initial_env(feeds)
-        with _exact_fp32(self.device):
+        with exact_fp32(self.device):
             for step, frees in zip(self.plan.steps, self.plan.frees, strict=True):
                 results = self._run_step(step, env)
                 for name, value in zip(step.outputs, results, strict=False):
@@ -303,16 +298,3 @@ class Shim(nn.Module):
             raise InputError(f"'{name}' is not a tensor of the model; check the tensor name")
 
 
-@contextlib.contextmanager
-def _exact_fp32(device: torch.device) -> Iterator[None]:
-    """Disable TF32 on CUDA so float32 results match onnxruntime."""
-    if device.type != "cuda":
-        yield
-        return
-    saved = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
-    torch.backends.cuda.matmul.allow_tf32 = False
-    torch.backends.cudnn.allow_tf32 = False
-    try:
-        yield
-    finally:
-        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
