@@ -9,7 +9,7 @@ likewise with the output full. Identical configurations (same op, attributes, sh
 timed once. The whole model is timed too, and profiled once: the share of its time outside
 the prunable nodes' kernels (elementwise ops, pooling, SE gates, reorders) is spread over the
 other nodes by the elements they touch and scales with the channels they carry
-(``pruning/latency_cost.py``).
+(``pruning/latency_cost.py``). Which nodes are measured, and how, is ``latency_nodes.py``.
 
 The table is cached as JSON under ``$ONNXPRUNE_CACHE`` (default ``~/.cache/onnxprune``),
 ``latency/<key>.json``, the key hashing the model's structure (:func:`structure_hash`), its
@@ -25,18 +25,18 @@ import logging
 import os
 import platform
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
 
-from onnxprune.bench.micro import FUSED, NodeSpec, Tail, Timer
+from onnxprune.bench.micro import NodeSpec, Timer
 from onnxprune.bench.profile import node_times
 from onnxprune.bench.runtime import make_session
 from onnxprune.bench.speed import random_feeds
-from onnxprune.channels.context import Context
 from onnxprune.model import Model
+from onnxprune.pruning.latency_nodes import node_specs
 
 log = logging.getLogger(__name__)
 
@@ -256,68 +256,3 @@ def rest_fraction(model: Model, *, threads: int, provider: str, optimization: st
     return other / total if total > 0 else 0.0
 
 
-def node_specs(model: Model) -> tuple[dict[str, NodeSpec], set[str]]:
-    """Micro-benchmark specs of the model's prunable nodes, and the nodes fused into them."""
-    ctx = model.groups.ctx
-    specs, fused = {}, set()
-    for node in ctx.graph.nodes:
-        spec = _spec(ctx, node)
-        if spec is None:
-            continue
-        tail, names = _tail(ctx, node)
-        specs[node.name] = replace(spec, tail=tail)
-        fused.update(names)
-    return specs, fused
-
-
-def _spec(ctx: Context, node) -> NodeSpec | None:  # type: ignore[no-untyped-def]
-    if node.op not in ("Conv", "ConvTranspose", "Gemm", "MatMul") or len(node.inputs) < 2:
-        return None
-    w = ctx.const(node.inputs[1].name)
-    xs = ctx.shape(node.inputs[0].name)
-    if w is None or xs is None or not all(xs):
-        return None
-    attrs = tuple(sorted((k, tuple(v) if isinstance(v, list) else v)
-                         for k, v in node.attrs.items()))
-    b = ctx.const(node.inputs[2].name) if len(node.inputs) > 2 and node.inputs[2].name else None
-    bias = b is not None
-    group = int(ctx.attr(node, "group", 1))
-    if node.op == "Conv" and group == 1:
-        return NodeSpec("Conv", attrs, tuple(xs), w.shape, bias, 1, 1, 0)
-    if node.op == "Conv" and group == xs[1] == w.shape[0] and w.shape[1] == 1:
-        attrs = tuple((k, v) for k, v in attrs if k != "group")
-        return NodeSpec("Conv", attrs, tuple(xs), w.shape, bias, 1, 1, 0, depthwise=True)
-    if node.op == "ConvTranspose" and group == 1:
-        return NodeSpec("ConvTranspose", attrs, tuple(xs), w.shape, bias, 1, 0, 1)
-    if node.op == "Gemm" and w.ndim == 2 and len(xs) == 2:
-        ta, tb = int(ctx.attr(node, "transA", 0)), int(ctx.attr(node, "transB", 0))
-        w_out = 0 if tb else 1
-        bias = bias and b is not None and b.size == w.shape[w_out] and b.ndim == 1
-        return NodeSpec("Gemm", attrs, tuple(xs), w.shape, bias, 0 if ta else 1,
-                        1 if tb else 0, w_out)
-    if node.op == "MatMul" and w.ndim == 2:
-        return NodeSpec("MatMul", (), tuple(xs), w.shape, False, len(xs) - 1, 0, 1)
-    return None
-
-
-def _tail(ctx: Context, node) -> tuple[Tail | None, list[str]]:  # type: ignore[no-untyped-def]
-    """Return the activation onnxruntime fuses into ``node`` (behind a folded BatchNorm)."""
-    names = []
-    out = node.outputs[0].name
-    readers = ctx.consumers(out)
-    if node.op == "Conv" and len(readers) == 1 and readers[0].op == "BatchNormalization":
-        names.append(readers[0].name)
-        out = readers[0].outputs[0].name
-        readers = ctx.consumers(out)
-    if len(readers) != 1 or readers[0].op not in FUSED:
-        return None, names
-    act = readers[0]
-    bounds = tuple(float(np.asarray(ctx.const(t.name)).reshape(()))
-                   for t in act.inputs[1:] if t.name and ctx.const(t.name) is not None)
-    if act.op == "Clip" and len(bounds) != len([t for t in act.inputs[1:] if t.name]):
-        return None, names  # bounds computed at run time: not fused
-    attrs = tuple(sorted((k, v) for k, v in act.attrs.items() if k not in ("min", "max")))
-    if act.op == "Clip" and not bounds and act.attrs:  # opset < 11: bounds as attributes
-        bounds = (float(act.attrs.get("min", -3.4e38)), float(act.attrs.get("max", 3.4e38)))
-    names.append(act.name)
-    return Tail(act.op, attrs, bounds), names
