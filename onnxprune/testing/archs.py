@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from onnxprune.testing import blocks as B
+from onnxprune.testing import concat_blocks as C
 
 SEED = 0
 
@@ -182,8 +183,8 @@ def densenet() -> nn.Module:
     """Dense blocks with a growing torch.cat, pre-activation BN and a transition layer."""
     return nn.Sequential(
         nn.Conv2d(3, 16, 3, padding=1, bias=False),
-        B.DenseBlock(16, growth=8, layers=3), B.Transition(40, 20),
-        B.DenseBlock(20, growth=8, layers=2),
+        C.DenseBlock(16, growth=8, layers=3), C.Transition(40, 20),
+        C.DenseBlock(20, growth=8, layers=2),
         nn.BatchNorm2d(36), nn.ReLU(), B.ClassifierHead(36, 10),
     )  # fmt: skip
 
@@ -191,16 +192,16 @@ def densenet() -> nn.Module:
 def inception() -> nn.Module:
     """Inception blocks: parallel 1x1 / 3x3 / 5x5 / pool-proj branches, concatenated."""
     return nn.Sequential(
-        B.ConvBNAct(3, 16, 3), B.InceptionBlock(16, (8, 8, 12, 4, 6, 6)), nn.MaxPool2d(2),
-        B.InceptionBlock(32, (12, 8, 16, 4, 8, 8)), B.ClassifierHead(44, 10),
+        B.ConvBNAct(3, 16, 3), C.InceptionBlock(16, (8, 8, 12, 4, 6, 6)), nn.MaxPool2d(2),
+        C.InceptionBlock(32, (12, 8, 16, 4, 8, 8)), B.ClassifierHead(44, 10),
     )  # fmt: skip
 
 
 def shufflenetv2() -> nn.Module:
     """ShuffleNetV2 units: chunk channel split, branch, concat, view/transpose/view shuffle."""
     return nn.Sequential(
-        B.ConvBNAct(3, 16, 3, stride=2), B.ShuffleUnit(16, 32, stride=2),
-        B.ShuffleUnit(32, 32), B.ShuffleUnit(32, 32), B.ConvBNAct(32, 48, 1),
+        B.ConvBNAct(3, 16, 3, stride=2), C.ShuffleUnit(16, 32, stride=2),
+        C.ShuffleUnit(32, 32), C.ShuffleUnit(32, 32), B.ConvBNAct(32, 48, 1),
         B.ClassifierHead(48, 10),
     )  # fmt: skip
 
