@@ -6,8 +6,8 @@ import argparse
 from pathlib import Path
 
 from onnxprune import ir
-from onnxprune.loading import load_with_data
 from onnxprune.data import Dataset, load_data
+from onnxprune.loading import load_with_data
 from onnxprune.model import Model, load
 from onnxprune.preprocess import PRESETS, Preprocess
 
