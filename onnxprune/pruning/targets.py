@@ -10,7 +10,7 @@ from onnxprune import metrics
 from onnxprune.errors import CannotPruneError
 from onnxprune.model import Model
 from onnxprune.pruning import allocation as alloc_mod
-from onnxprune.pruning import grid
+from onnxprune.pruning import grid, grid_guard
 from onnxprune.pruning.criteria import CRITERIA
 from onnxprune.pruning.options import PruneOptions
 from onnxprune.pruning.plan import Plan, make_plan
@@ -50,8 +50,13 @@ def target_plan(model: Model, target: float, opts: PruneOptions, analysis: Analy
     else:  # no grid lands within the tolerance: the closest one not above it
         step, result = min(tried, key=lambda t: (t[1].estimate > target + alloc_mod.TOLERANCE,
                                                  abs(t[1].estimate - target)))
+    guard = None
     if opts.round_to == grid.AUTO and opts.allocation == "hierarchical" and analysis is not None:
+        landed_step, landed = step, result
         step, result = _affordable_grid(model, target, opts, analysis, cost, grids, step, result)
+        if step != landed_step and grid_guard.enabled():
+            return _guarded(model, target, opts, analysis, (step, result),
+                            (landed_step, landed))
     if step != grids[0]:
         result.notes.append(
             f"round-to auto: on the latency-friendly grid of {grids[0]} channels the target "
@@ -61,6 +66,18 @@ def target_plan(model: Model, target: float, opts: PruneOptions, analysis: Analy
         result.notes.append(f"round-to auto: widths are multiples of {step} "
                             f"({opts.provider} provider's channel block on this machine)")
     return _plan(model, target, opts, analysis, result, step)
+
+
+def _guarded(model: Model, target: float, opts: PruneOptions, analysis: AnalysisResult,
+             fine: tuple[int, alloc_mod.Allocation], block: tuple[int, alloc_mod.Allocation]
+             ) -> tuple[Plan, alloc_mod.Allocation]:
+    """The loss rule's finer grid, unless it is measured slow (``pruning/grid_guard.py``)."""
+    fine_plan = _plan(model, target, opts, analysis, fine[1], fine[0])
+    block_plan = _plan(model, target, opts, analysis, block[1], block[0])
+    choice = grid_guard.measure(model, fine_plan[0], block_plan[0], fine[0], block[0], opts)
+    chosen = fine_plan if choice.keep_fine else block_plan
+    chosen[1].notes.append(choice.line())
+    return chosen
 
 
 GRID_SLACK = 0.02
