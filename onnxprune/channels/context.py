@@ -11,6 +11,7 @@ import onnx_graphsurgeon as gs
 
 from onnxprune.channels import qdq
 from onnxprune.channels.types import Space
+from onnxprune.numerics import flush_subnormals
 
 
 class Context:
@@ -107,7 +108,11 @@ class Context:
 
     # -- edits (surgery) -------------------------------------------------------------------
     def set_input_const(self, node: gs.Node, i: int, value: np.ndarray) -> None:
-        """Give the node's i-th input a new constant value without touching other readers."""
+        """Give the node's i-th input a new constant value without touching other readers.
+
+        Subnormal floats are written as zero (:func:`onnxprune.numerics.flush_subnormals`).
+        """
+        value = flush_subnormals(np.asarray(value))
         old = node.inputs[i] if i < len(node.inputs) else None
         base = old.name if old is not None and old.name else f"{node.name}_in{i}"
         shared = old is not None and len([n for n in old.outputs if n is not node]) > 0

@@ -9,6 +9,7 @@ import numpy as np
 import torch
 
 from onnxprune import ir
+from onnxprune.numerics import flush_subnormals
 
 __all__ = ["write_back"]
 
@@ -44,7 +45,7 @@ def write_back(model: ir.ModelProto, values: Mapping[str, torch.Tensor]) -> ir.M
 
 def _tensor(old: ir.TensorProto, value: torch.Tensor) -> ir.TensorProto:
     dtype = ir.np_dtype(old.data_type)
-    arr = value.detach().to("cpu", torch.float64).numpy().astype(dtype)
+    arr = flush_subnormals(value.detach().to("cpu", torch.float64).numpy().astype(dtype))
     return ir.from_array(arr, old.name)
 
 
