@@ -3,10 +3,10 @@
 ``round-to auto`` leaves the block grid (16 channels with AVX-512) for a finer one when the
 grid costs too much of the analysis' estimated loss (``targets._affordable_grid``: narrow nets
 such as MTCNN lose their task on a 16-channel grid). But widths off the block also take convs
-off onnxruntime's blocked (NCHWc) kernels, which is a latency cliff: measured, PP-OCRv4 rec at
-0.7 of the MACs ran 0.95x (1 thread) / 0.85x (2 threads) of the original's speed on the finer
-grid, 1.42x on the block grid. So when the loss rule picks a finer grid, both structures
-(surgery only: latency does not depend on the weights) are timed against the original,
+off onnxruntime's blocked (NCHWc) kernels (MLAS wants the channel counts in multiples of its
+block), with reorders around them: the MobileNet family ran 0.6-0.8x of the original's speed at
+exact widths (``benchmarks/results/speedup_2026-11-27.md``, ``--round-to 1``).
+So when the loss rule picks a finer grid, both structures (surgery only: latency does not depend on the weights) are timed against the original,
 interleaved, and the finer grid is kept only while it is faster than the original and keeps
 at least :data:`KEEP` of the block grid's speed-up. Timing noise can tip a close call either
 way; both choices meet the target, and the report says what was measured.
