@@ -26,7 +26,7 @@ MODELS = Path(__file__).resolve().parents[1] / "models"
 def test_decision(fine: float, block: float, keep_fine: bool) -> None:
     choice = grid_guard.GridChoice(4, 16, fine, block)
     assert choice.keep_fine is keep_fine
-    assert (f"kept multiples of 4" in choice.line()) is keep_fine
+    assert ("kept multiples of 4" in choice.line()) is keep_fine
     assert f"{fine:.2f}x" in choice.line() and f"{block:.2f}x" in choice.line()
 
 

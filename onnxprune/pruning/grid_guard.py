@@ -6,7 +6,8 @@ such as MTCNN lose their task on a 16-channel grid). But widths off the block al
 off onnxruntime's blocked (NCHWc) kernels (MLAS wants the channel counts in multiples of its
 block), with reorders around them: the MobileNet family ran 0.6-0.8x of the original's speed at
 exact widths (``benchmarks/results/speedup_2026-11-27.md``, ``--round-to 1``).
-So when the loss rule picks a finer grid, both structures (surgery only: latency does not depend on the weights) are timed against the original,
+So when the loss rule picks a finer grid, both structures (surgery only: latency does not
+depend on the weights) are timed against the original,
 interleaved, and the finer grid is kept only while it is faster than the original and keeps
 at least :data:`KEEP` of the block grid's speed-up. Timing noise can tip a close call either
 way; both choices meet the target, and the report says what was measured.

@@ -50,7 +50,6 @@ def target_plan(model: Model, target: float, opts: PruneOptions, analysis: Analy
     else:  # no grid lands within the tolerance: the closest one not above it
         step, result = min(tried, key=lambda t: (t[1].estimate > target + alloc_mod.TOLERANCE,
                                                  abs(t[1].estimate - target)))
-    guard = None
     if opts.round_to == grid.AUTO and opts.allocation == "hierarchical" and analysis is not None:
         landed_step, landed = step, result
         step, result = _affordable_grid(model, target, opts, analysis, cost, grids, step, result)
@@ -71,7 +70,7 @@ def target_plan(model: Model, target: float, opts: PruneOptions, analysis: Analy
 def _guarded(model: Model, target: float, opts: PruneOptions, analysis: AnalysisResult,
              fine: tuple[int, alloc_mod.Allocation], block: tuple[int, alloc_mod.Allocation]
              ) -> tuple[Plan, alloc_mod.Allocation]:
-    """The loss rule's finer grid, unless it is measured slow (``pruning/grid_guard.py``)."""
+    """Return the loss rule's finer grid, unless it is measured slow (``pruning/grid_guard.py``)."""
     fine_plan = _plan(model, target, opts, analysis, fine[1], fine[0])
     block_plan = _plan(model, target, opts, analysis, block[1], block[0])
     choice = grid_guard.measure(model, fine_plan[0], block_plan[0], fine[0], block[0], opts)
