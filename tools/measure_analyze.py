@@ -2,8 +2,11 @@
 
 Each configuration runs in a fresh subprocess so that its peak RSS (``resource.getrusage``,
 ``ru_maxrss`` of the child) is its own. ``analyze_s`` is wall time, ``analyze_cpu_s`` the
-process CPU time (less sensitive to other load on a shared machine). A model with a fixed
-batch runs that batch whatever ``--batch-size`` says. Prints a table (or JSON with ``--json``;
+process CPU time (less sensitive to other load on a shared machine). After the analysis (and
+after its peak RSS is read) the child times one onnxruntime forward pass over the same samples
+in the model's fixed batch or ``--batch-size``, with the same thread count (``ort_s``,
+``ort_cpu_s``); ``x_ort`` is ``analyze_cpu_s / ort_cpu_s``. A model with a fixed batch runs
+that batch whatever ``--batch-size`` says. Prints a table (or JSON with ``--json``;
 ``--table`` adds each configuration's analysis table).
 
 Usage::
@@ -51,6 +54,9 @@ def _child(args: argparse.Namespace) -> dict[str, Any]:
                      batch_size=args.batch_size[0], estimate=not args.no_estimate)
     t2 = time.perf_counter()
     c2 = time.process_time()
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    ort_s, ort_cpu_s = _ort_forward(args.model, data, _batch(model, args.batch_size[0]),
+                                    args.threads[0])
     analysed = [g for g in result.groups if g.analysed]
     est = result.estimate
     return {
@@ -58,7 +64,9 @@ def _child(args: argparse.Namespace) -> dict[str, Any]:
         "threads": args.threads[0], "directions": result.directions,
         "load_s": round(t1 - t0, 2), "analyze_s": round(t2 - t1, 2),
         "analyze_cpu_s": round(c2 - c1, 2),
-        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "ort_s": round(ort_s, 2), "ort_cpu_s": round(ort_cpu_s, 2),
+        "x_ort": round((c2 - c1) / max(ort_cpu_s, 1e-9), 1),
+        "peak_rss_mb": round(peak / 1024, 1),
         "rss_before_analyze_mb": round(rss_before / 1024, 1),
         "groups": len(result.groups), "analysed": len(analysed),
         "channels": sum(g.channels for g in analysed),
@@ -68,6 +76,21 @@ def _child(args: argparse.Namespace) -> dict[str, Any]:
         "statuses": _count(g.status for g in result.groups),
         "table": result.table() if args.table else None,
     }
+
+
+def _ort_forward(path: str, data: Any, batch: int, threads: int) -> tuple[float, float]:
+    """Wall and CPU seconds of one onnxruntime forward pass over ``data`` (session built first)."""
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = threads
+    opts.inter_op_num_threads = 1
+    sess = ort.InferenceSession(path, opts, providers=["CPUExecutionProvider"])
+    batches = [feeds for feeds, _ in data.batches(batch)]
+    t0, c0 = time.perf_counter(), time.process_time()
+    for feeds in batches:
+        sess.run(None, feeds)
+    return time.perf_counter() - t0, time.process_time() - c0
 
 
 def _batch(model: Any, asked: int) -> int:
@@ -124,7 +147,7 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(rows, indent=2))
         return 0
     cols = ["samples", "batch_size", "threads", "directions", "analyze_s", "analyze_cpu_s",
-            "peak_rss_mb",
+            "ort_cpu_s", "x_ort", "peak_rss_mb",
             "rss_before_analyze_mb", "analysed", "channels", "mean_max_rate", "macs_kept"]
     print(f"model: {args.model}")
     print("  ".join(f"{c:>10}" for c in cols))
