@@ -5,7 +5,8 @@ autograd for each Gauss–Newton direction r, stacks the rows of G_g explicitly 
 channel owns become extra rows) and forms GᵀG. The analysis, with the form forced, must give
 the same Gram to 1e-5 relative for every consumer kind: k×k convs with stride, padding and
 dilation, a conv reading through a depthwise conv, ConvTranspose (batch folded into groups),
-Conv1d, Gemm after Flatten (a channel owns H·W features) and MatMul over tokens.
+Conv1d, Gemm after Flatten (a channel owns H·W features) and MatMul over tokens; the positions
+form both with a conv's taps folded into M and unfolded.
 """
 
 from __future__ import annotations
@@ -68,16 +69,17 @@ class DepthwiseAdjacent(nn.Module):
 
 
 class Tokens(nn.Module):
-    """Conv1d (stride 2), then MatMul consumers over a token axis; a Gemm head."""
+    """Conv1d (stride 2) into a dilated Conv1d, then MatMul consumers over a token axis."""
 
     def __init__(self) -> None:
         super().__init__()
         self.conv = nn.Conv1d(4, 6, 3, stride=2, padding=1)
+        self.conv2 = nn.Conv1d(6, 6, 3, stride=2, padding=2, dilation=2)
         self.l1, self.l2 = nn.Linear(6, 7), nn.Linear(7, 5)
         self.head = nn.Linear(5, 2)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = torch.relu(self.conv(x)).transpose(1, 2)
+        h = torch.relu(self.conv2(torch.relu(self.conv(x)))).transpose(1, 2)
         h = self.l2(torch.relu(self.l1(h)))
         return self.head(torch.relu(h).mean(1))
 
@@ -130,13 +132,16 @@ def reference_grams(model: Model, x: np.ndarray) -> dict[tuple[int, str], torch.
 
 
 def _analysed(
-    model: Model, x: np.ndarray, form: str | None, monkeypatch: pytest.MonkeyPatch, batch: int = 2
+    model: Model, x: np.ndarray, form: str | None, monkeypatch: pytest.MonkeyPatch, batch: int = 2,
+    fold: bool | None = None,
 ) -> AnalysisResult:
     if form is not None:  # the grouped kind (ConvTranspose) only has the rows form
         monkeypatch.setattr(
             gradients, "choose_form",
             lambda spec, **kw: "rows" if spec.kind == "grouped" else form,
         )
+    if fold is not None:
+        monkeypatch.setattr(gradients, "fold_taps", lambda spec, **kw: fold)
     return analyze(model, Dataset({"input": x}), objective="gauss-newton", directions=DIRECTIONS,
                    batch_size=batch,
                    seed=SEED, estimate=False)
@@ -146,12 +151,13 @@ def _rel(a: np.ndarray, b: torch.Tensor) -> float:
     return float(np.linalg.norm(a - b.numpy()) / np.linalg.norm(b.numpy()))
 
 
-@pytest.mark.parametrize("form", ["rows", "positions", None])
+@pytest.mark.parametrize(("form", "fold"), [("rows", None), ("positions", False),
+                                           ("positions", True), (None, None)])
 @pytest.mark.parametrize("name", list(NETS))
-def test_gram_matches_per_sample_autograd(name: str, form: str | None, nets: dict,
-                                          monkeypatch: pytest.MonkeyPatch) -> None:
+def test_gram_matches_per_sample_autograd(name: str, form: str | None, fold: bool | None,
+                                          nets: dict, monkeypatch: pytest.MonkeyPatch) -> None:
     model, x = nets[name]
-    result = _analysed(model, x, form, monkeypatch)
+    result = _analysed(model, x, form, monkeypatch, fold=fold)
     want = reference_grams(model, x)
     got = {(g.id, c.node): c for g in result.groups if g.analysed for c in g.consumers}
     assert sorted(got) == sorted(want)
@@ -171,8 +177,9 @@ def test_forms_count_the_same_rows(name: str, nets: dict, monkeypatch: pytest.Mo
             np.testing.assert_allclose(ca.mean, cb.mean, rtol=1e-12)
 
 
-@pytest.mark.parametrize("form", ["rows", "positions"])
-def test_linear_redundancy_stays_at_round_off(form: str, tmp_path: Path,
+@pytest.mark.parametrize(("form", "fold"), [("rows", None), ("positions", False),
+                                           ("positions", True)])
+def test_linear_redundancy_stays_at_round_off(form: str, fold: bool | None, tmp_path: Path,
                                               monkeypatch: pytest.MonkeyPatch) -> None:
     """A channel that is an exact combination of two others: λ_min/λ_1 far below 1e-10."""
     torch.manual_seed(0)
@@ -183,7 +190,7 @@ def test_linear_redundancy_stays_at_round_off(form: str, tmp_path: Path,
         w[5], b[5] = 0.7 * w[0] - 1.3 * w[1], 0.7 * b[0] - 1.3 * b[1]
     model = load(export_onnx(net, (1, 3, 6, 6), tmp_path / "linear.onnx", dynamo=False))
     x = np.random.default_rng(2).standard_normal((8, 3, 6, 6)).astype(np.float32)
-    result = _analysed(model, x, form, monkeypatch, batch=4)
+    result = _analysed(model, x, form, monkeypatch, batch=4, fold=fold)
     group = next(g for g in result.groups if g.analysed and g.channels == 6)
     lam = np.linalg.eigvalsh(group.gram)
     assert abs(lam[0]) / lam[-1] < 1e-12 and lam[1] / lam[-1] > 1e-8

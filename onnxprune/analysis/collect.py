@@ -103,10 +103,10 @@ def _one_batch(
             acc.start_batch(watched, batch)
     hooked = _hooked(accs, watched, batch)
     handles = [t.register_hook(hook) for t, hook in hooked]
+    targets = [t for t, _ in hooked]
     try:
         for r, loss in enumerate(losses):
             if hooked:
-                targets = [t for t, _ in hooked]
                 torch.autograd.backward(loss, inputs=targets, retain_graph=r < len(losses) - 1)
                 _clear(hooked[0][1].stored)
             for acc in accs:

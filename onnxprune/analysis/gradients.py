@@ -15,6 +15,11 @@ to the Gram. Two ways to compute it, equal up to round-off:
 - ``positions``: accumulate the P×P matrix M over the directions (float32), then add
   X_qᵀ M X_q once per batch (float64). Cheap when R·O outnumbers P: late convs, a classifier
   Gemm (P = 1: the sample adds |δ|²·a aᵀ), where ``rows`` would form thousands of rows.
+  A conv's X_q are shifted copies of its input A (X_q = S_q A), so the taps can be folded
+  into M instead: Σ_q X_qᵀ M X_q = Aᵀ M̃ A with M̃ = Σ_q S_qᵀ M S_q over the input's positions
+  (:func:`folded`; a 3×3 conv then does one product with C where it did nine).
+
+The Gram is symmetric, so :class:`GramSum` forms only its upper block triangle.
 
 :func:`choose_form` picks the one with fewer flops. Products that decide exact redundancy
 (X against anything) are float64 or exact float32 products summed in float64, so a channel that
@@ -26,6 +31,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -116,28 +122,74 @@ def taps_of(spec: ConsumerSpec) -> int:
 
 
 def choose_form(
-    spec: ConsumerSpec, *, batch: int, outputs: int, positions: int, size: int, directions: int
+    spec: ConsumerSpec,
+    *,
+    batch: int,
+    outputs: int,
+    positions: int,
+    size: int,
+    directions: int,
+    inputs: Sequence[int] | None = None,
 ) -> str:
     """Pick ``rows`` or ``positions`` for a consumer: the one with fewer flops.
 
     ``positions`` also needs the batch's P×P matrices to fit in :data:`CHUNK`; the
-    ``grouped`` kind (ConvTranspose, 3-D Conv) always uses ``rows``.
+    ``grouped`` kind (ConvTranspose, 3-D Conv) always uses ``rows``. ``inputs`` (the spatial
+    size of a conv's input) lets ``positions`` be costed with the taps folded into M
+    (:func:`fold_taps`) where that is cheaper.
     """
     if spec.kind == "grouped" or batch * positions * positions > CHUNK:
         return "rows"
     q, c, p, ro = taps_of(spec) * spec.owned.shape[1], size, positions, directions * outputs
     rows = ro * p * q * c + _F64_COST * ro * q * c * c
     by_positions = ro * p * p + _F64_COST * q * (p * p * c + p * c * c)
+    folded = _folded_cost(spec, batch=batch, positions=positions, size=size, inputs=inputs)
+    if folded is not None:
+        by_positions = min(by_positions, ro * p * p + folded)
     return "positions" if by_positions < rows else "rows"
 
 
-def columns(spec: ConsumerSpec, a: torch.Tensor, size: int) -> torch.Tensor:
+def fold_taps(
+    spec: ConsumerSpec, *, batch: int, positions: int, size: int, inputs: Sequence[int]
+) -> bool:
+    """Tell whether the ``positions`` form is cheaper with the taps folded into M.
+
+    A conv's columns are shifted (strided) copies of its input A: X_t = S_t A, so
+    Σ_t X_tᵀ M X_t = Aᵀ M̃ A with M̃ = Σ_t S_tᵀ M S_t over the input positions
+    (:func:`folded`). For a k×k conv that replaces k² products with C by one, at the price of
+    M̃ being over the input's positions rather than the output's.
+    """
+    folded = _folded_cost(spec, batch=batch, positions=positions, size=size, inputs=inputs)
+    if folded is None:
+        return False
+    q, p = taps_of(spec) * spec.owned.shape[1], positions
+    return folded < _F64_COST * q * (p * p * size + p * size * size)
+
+
+def _folded_cost(
+    spec: ConsumerSpec, *, batch: int, positions: int, size: int, inputs: Sequence[int] | None
+) -> float | None:
+    """Flops of the folded ``positions`` Gram (None: not a conv, or M̃ does not fit)."""
+    if spec.kind != "unfold" or not inputs:
+        return None
+    geo = _geometry(spec, inputs)
+    padded = math.prod(geo.padded)
+    if batch * padded * padded > CHUNK:
+        return None
+    pin, m, c = math.prod(inputs), spec.owned.shape[1], size
+    return taps_of(spec) * positions * positions + _F64_COST * m * (pin * pin * c + pin * c * c)
+
+
+def columns(spec: ConsumerSpec, a: torch.Tensor, size: int, *, unfold: bool = True
+            ) -> torch.Tensor:
     """X of a chunk of samples: ``[b, C, Q, P]``, each group channel's Q columns over positions.
 
     Args:
         spec: the consumer (``unfold``, ``gemm`` or ``matmul`` kind).
         a: the activation from :func:`activation` (a chunk of samples).
         size: C, the group's channel count.
+        unfold: lay a conv's input out by kernel taps (False: over the input's positions,
+            Q = owned indices only, for the folded ``positions`` form).
 
     Returns:
         Q = taps × owned indices per channel (a channel owning fewer indices gets zeros).
@@ -150,14 +202,46 @@ def columns(spec: ConsumerSpec, a: torch.Tensor, size: int) -> torch.Tensor:
         if int(owned.max()) >= a.shape[1]:
             a = torch.cat([a, a.new_zeros((b, 1, *a.shape[2:]))], 1)
         a = a.index_select(1, owned.reshape(-1))
-    if spec.kind != "unfold":
-        return a.reshape(b, size, m, a.shape[-1])
+    if spec.kind != "unfold" or not unfold:
+        return a.reshape(b, size, m, -1)
     u = _unfold(spec, a)  # [b, C·m·T, P], channel-major
     return u.reshape(b, size, -1, u.shape[-1])
 
 
 def _ints(value: object, n: int, default: int) -> list[int]:
     return [int(v) for v in value] if value else [default] * n  # type: ignore[attr-defined]
+
+
+@dataclass(frozen=True)
+class _Geometry:
+    """A 1-D/2-D conv's geometry over its input, as two spatial axes (1-D: height 1)."""
+
+    kernel: tuple[int, int]
+    strides: tuple[int, int]
+    dilations: tuple[int, int]
+    begins: tuple[int, int]
+    padded: tuple[int, int]  # input size with the pads
+    out: tuple[int, int]
+
+
+def _geometry(spec: ConsumerSpec, spatial: Sequence[int]) -> _Geometry:
+    nd = len(spatial)
+    kernel = list(spec.kernel)
+    st = _ints(spec.attrs.get("strides"), nd, 1)
+    dil = _ints(spec.attrs.get("dilations"), nd, 1)
+    auto_pad = str(spec.attrs.get("auto_pad", "NOTSET"))
+    pads = resolve_pads(auto_pad, list(spatial), kernel, st, dil, spec.attrs.get("pads"))
+    begins, sizes = pads[:nd], [n + pads[i] + pads[i + nd] for i, n in enumerate(spatial)]
+    if nd == 1:
+        kernel, st, dil, begins, sizes = ([1, *v] for v in (kernel, st, dil, begins, sizes))
+        begins[0], sizes[0] = 0, 1
+    out = [(n - d * (k - 1) - 1) // s + 1
+           for n, k, s, d in zip(sizes, kernel, st, dil, strict=True)]
+
+    def two(v: list[int]) -> tuple[int, int]:
+        return int(v[0]), int(v[1])
+
+    return _Geometry(two(kernel), two(st), two(dil), two(begins), two(sizes), two(out))
 
 
 def _unfold(spec: ConsumerSpec, a: torch.Tensor) -> torch.Tensor:
@@ -177,39 +261,76 @@ def _unfold(spec: ConsumerSpec, a: torch.Tensor) -> torch.Tensor:
     return F.unfold(a, tuple(kernel), dilation=tuple(dil), stride=tuple(st))
 
 
+def folded(spec: ConsumerSpec, m: torch.Tensor, spatial: Sequence[int]) -> torch.Tensor:
+    """M̃ = Σ_t S_tᵀ M S_t: a conv's ``[b, P, P]`` matrices moved onto its input positions.
+
+    S_t picks, for tap t, the input position each output position reads (none in the
+    padding), so Σ_t X_tᵀ M X_t = Aᵀ M̃ A for the input A over its own positions. Each tap
+    adds M at its (strided) offset in the padded input grid; the pads are cut off at the end.
+
+    Args:
+        spec: a conv consumer (``unfold`` kind).
+        m: the batch's ``[b, P, P]`` from :func:`add_positions` (P over the conv's output).
+        spatial: the input's spatial size.
+
+    Returns:
+        ``[b, P_in, P_in]``.
+
+    """
+    g = _geometry(spec, spatial)
+    b = m.shape[0]
+    (hp, wp), (ho, wo) = g.padded, g.out
+    acc = m.new_zeros((b, hp, wp, hp, wp))
+    m4 = m.reshape(b, ho, wo, ho, wo)
+    for ky in range(g.kernel[0]):
+        y0 = ky * g.dilations[0]
+        ys = slice(y0, y0 + g.strides[0] * (ho - 1) + 1, g.strides[0])
+        for kx in range(g.kernel[1]):
+            x0 = kx * g.dilations[1]
+            xs = slice(x0, x0 + g.strides[1] * (wo - 1) + 1, g.strides[1])
+            acc[:, ys, xs, ys, xs] += m4
+    h, w = (spatial[0], spatial[1]) if len(spatial) == 2 else (1, spatial[0])
+    (y0, x0) = g.begins
+    crop = acc[:, y0 : y0 + h, x0 : x0 + w, y0 : y0 + h, x0 : x0 + w]
+    return crop.reshape(b, h * w, h * w)
+
+
 def positions_of(spec: ConsumerSpec, d: torch.Tensor) -> int:
     """P, the output positions of one sample (tokens for Gemm/MatMul)."""
     return int(d[0, 0].numel())
 
 
-def add_rows(gram: GramSum, spec: ConsumerSpec, a: torch.Tensor, d: torch.Tensor, size: int
-             ) -> int:
-    """``rows`` form: add one direction's per-sample gradient rows to ``gram``.
+def add_rows(gram: GramSum, spec: ConsumerSpec, a: torch.Tensor,
+             ds: torch.Tensor | Sequence[torch.Tensor], size: int) -> int:
+    """``rows`` form: add the per-sample gradient rows of one or more directions to ``gram``.
 
     Args:
         gram: the C×C float64 Gram.
         spec: the consumer (not ``grouped``).
         a: the activation from :func:`activation`.
-        d: the output gradient from :func:`output_grad`.
+        ds: the output gradients from :func:`output_grad`, one per direction (the activation
+            is laid out once for all of them).
         size: C.
 
     Returns:
-        The number of rows added (samples × outputs × Q).
+        The number of rows added (samples × outputs × Q, over the directions).
 
     """
-    n, outs = d.shape[0], d.shape[1]
-    p = positions_of(spec, d)
+    ds = [ds] if isinstance(ds, torch.Tensor) else list(ds)
+    n, outs = ds[0].shape[0], ds[0].shape[1]
+    p = positions_of(spec, ds[0])
     q = taps_of(spec) * spec.owned.shape[1]
     n_step, o_step = _steps(n, outs, fixed=size * q * p, per_out=3 * size * q + p)
     added = 0
     for i in range(0, n, n_step):
         x = columns(spec, a[i : i + n_step], size).reshape(-1, size * q, p)
-        for o in range(0, outs, o_step):
-            dd = d[i : i + n_step, o : o + o_step].reshape(x.shape[0], -1, p)
-            g = torch.bmm(dd, x.transpose(1, 2))  # [b, o, C·Q]
-            rows = _channel_last(g.reshape(-1, size, q)).T
-            gram.add(rows, rows)
-            added += rows.shape[1]
+        for d in ds:
+            for o in range(0, d.shape[1], o_step):
+                dd = d[i : i + n_step, o : o + o_step].reshape(x.shape[0], -1, p)
+                g = torch.bmm(dd, x.transpose(1, 2))  # [b, o, C·Q]
+                rows = _channel_last(g.reshape(-1, size, q)).T
+                gram.add(rows, rows)
+                added += rows.shape[1]
     return added
 
 
@@ -230,7 +351,8 @@ def add_positions(m: torch.Tensor | None, d: torch.Tensor) -> torch.Tensor:
 
 
 def add_positions_gram(
-    gram: GramSum, spec: ConsumerSpec, a: torch.Tensor, m: torch.Tensor, size: int
+    gram: GramSum, spec: ConsumerSpec, a: torch.Tensor, m: torch.Tensor, size: int, *,
+    fold: bool = False,
 ) -> None:
     """``positions`` form: add Σ_n Σ_q X_qᵀ M_n X_q of a batch to ``gram`` (float64).
 
@@ -240,14 +362,21 @@ def add_positions_gram(
         a: the activation from :func:`activation`.
         m: the batch's ``[B, P, P]`` matrices from :func:`add_positions`.
         size: C.
+        fold: fold a conv's taps into M first (:func:`folded`): X is then the input over
+            its own positions, not unfolded.
 
     """
-    n, p = m.shape[0], m.shape[1]
-    q = taps_of(spec) * spec.owned.shape[1]
-    n_step, _ = _steps(n, 1, fixed=9 * size * q * p + 2 * p * p, per_out=0)
+    n = m.shape[0]
+    p = int(a[0, 0].numel()) if fold else m.shape[1]
+    q = spec.owned.shape[1] if fold else taps_of(spec) * spec.owned.shape[1]
+    n_step, _ = _steps(n, 1, fixed=9 * size * q * p + 3 * p * p, per_out=0)
     for i in range(0, n, n_step):
-        x = columns(spec, a[i : i + n_step], size).double().reshape(-1, size * q, p)
-        w = torch.bmm(x, m[i : i + n_step].double())  # [b, C·Q, P]
+        mi = m[i : i + n_step]
+        if fold:
+            mi = folded(spec, mi, a.shape[2:])
+        x = columns(spec, a[i : i + n_step], size, unfold=not fold).double().reshape(
+            -1, size * q, p)
+        w = torch.bmm(x, mi.double())  # [b, C·Q, P]
         b = x.shape[0]
         xs = x.reshape(b, size, q * p).transpose(0, 1).reshape(size, -1)
         ws = w.reshape(b, size, q * p).transpose(0, 1).reshape(size, -1)

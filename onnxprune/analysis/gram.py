@@ -80,8 +80,11 @@ class ConsumerAccumulator:
     """Running sums of one consumer of one group.
 
     Per batch: :meth:`add_batch` with the activation, :meth:`add_gradient` per direction
-    (or :meth:`add_zero_rows`), then :meth:`end_batch`. The Gram is taken in the form
-    :func:`gradients.choose_form` finds cheaper for the consumer's shapes.
+    (or :meth:`add_zero_rows`), then :meth:`close_batch`. The Gram is taken in the form
+    :func:`gradients.choose_form` finds cheaper for the consumer's shapes. The ``rows`` form
+    keeps a batch's output gradients until :meth:`close_batch` (or until they reach
+    :data:`gradients.CHUNK` elements) and forms the rows of all its directions then: the
+    activation is laid out (constant channel, unfolded taps) once per batch, not per direction.
     """
 
     def __init__(self, spec: ConsumerSpec, size: int, directions: int, device: torch.device):
@@ -98,7 +101,10 @@ class ConsumerAccumulator:
         self.mean_sum = torch.zeros(spec.owned.shape, dtype=torch.float64, device=device)
         self.rows = self.capacity = self.positions = 0
         self.form = "rows"
+        self.fold = False  # positions form: taps folded into M (gradients.fold_taps)
         self._m: torch.Tensor | None = None  # positions form: Σ_r D_r D_rᵀ of the batch
+        self._pending: list[torch.Tensor] = []  # rows form: the batch's output gradients
+        self._pending_size = 0
 
     def add_batch(self, a: torch.Tensor, outputs: int, positions: int) -> None:
         """Add a batch's activation (from :func:`gradients.activation`) to means and capacity.
@@ -112,36 +118,53 @@ class ConsumerAccumulator:
         values = m * a[0, 0].numel()
         rows = self.directions * outputs * m * gradients.taps_of(self.spec)
         self.capacity += a.shape[0] * min(values, rows, self.size)
+        shape = dict(batch=a.shape[0], positions=positions, size=self.size)
+        inputs = tuple(a.shape[2:]) if self.spec.kind == "unfold" else None
         self.form = gradients.choose_form(
-            self.spec, batch=a.shape[0], outputs=outputs, positions=positions, size=self.size,
-            directions=self.directions,
-        )
+            self.spec, outputs=outputs, directions=self.directions, inputs=inputs, **shape)
+        self.fold = self.form == "positions" and inputs is not None and gradients.fold_taps(
+            self.spec, inputs=inputs, **shape)
         self._m = None
+        self._pending, self._pending_size = [], 0
 
     def add_gradient(self, a: torch.Tensor, d: torch.Tensor) -> None:
         """Add one direction's per-sample weight gradients of a batch (constant channel too)."""
-        a1 = _append_one(a)
         if self.form == "positions":
             self._m = gradients.add_positions(self._m, d)
             self.add_zero_rows(d.shape[0], d.shape[1])
-        elif self.spec.kind == "grouped":
-            owned = torch.as_tensor(self._one.owned, device=a.device)
+            return
+        self._pending.append(d)
+        self._pending_size += d.numel()
+        if self._pending_size >= gradients.CHUNK:
+            self._add_pending(a)
+
+    def _add_pending(self, a: torch.Tensor) -> None:
+        """Rows form: add the rows of the pending directions."""
+        pending, self._pending, self._pending_size = self._pending, [], 0
+        if not pending:
+            return
+        a1 = _append_one(a)
+        if self.spec.kind != "grouped":
+            self.rows += gradients.add_rows(self.gram, self._one, a1, pending, self.size + 1)
+            return
+        owned = torch.as_tensor(self._one.owned, device=a.device)
+        for d in pending:
             for g in gradients.grouped_chunks(self._one, a1, d):
                 x = _rows(g, owned, False)
                 self.gram.add(x.T, x.T)
                 self.rows += x.shape[0]
-        else:
-            self.rows += gradients.add_rows(self.gram, self._one, a1, d, self.size + 1)
 
     def add_zero_rows(self, batch: int, outputs: int) -> None:
         """Count the rows of a direction (whose gradient never reached the consumer)."""
         self.rows += batch * outputs * self.owned.shape[1] * gradients.taps_of(self.spec)
 
     def close_batch(self, a: torch.Tensor) -> None:
-        """Close a batch: the positions form adds its Gram now that every direction is in."""
+        """Close a batch: add what waited for every direction (rows, or the positions Gram)."""
+        self._add_pending(a)
         m, self._m = self._m, None
         if m is not None:
-            gradients.add_positions_gram(self.gram, self._one, _append_one(a), m, self.size + 1)
+            gradients.add_positions_gram(self.gram, self._one, _append_one(a), m, self.size + 1,
+                                         fold=self.fold)
 
     def result(self) -> ConsumerStats:
         """Return the consumer's totals as numpy."""
@@ -154,25 +177,28 @@ class ConsumerAccumulator:
         )
 
 
-def _gate_grad(
-    x: torch.Tensor, g: torch.Tensor, root: RootSpec, size: int, batch: int
-) -> torch.Tensor:
-    per = _per_sample_dot(x.detach(), g, root.axis % x.dim(), batch).double()  # [B, L]
-    owner = torch.as_tensor(root.owner, device=x.device)
-    keep = torch.nonzero(owner >= 0).flatten()
-    out = torch.zeros(batch, size, dtype=torch.float64, device=x.device)
-    return out.index_add_(1, owner[keep], per[:, keep])
-
-
 def _per_sample_dot(x: torch.Tensor, g: torch.Tensor, axis: int, batch: int) -> torch.Tensor:
     """Σ over every axis but the batch and ``axis`` of x·g: ``[B, L]`` (no x·g temporary)."""
     if x.dim() >= 2 and x.shape[0] == batch and axis == x.dim() - 1:
         return torch.einsum("bpc,bpc->bc", x.reshape(batch, -1, x.shape[-1]),
                             g.reshape(batch, -1, g.shape[-1]))
     if x.dim() >= 3 and x.shape[0] == batch and axis == 1:
-        return torch.einsum("bcp,bcp->bc", x.flatten(2), g.flatten(2))
+        if batch == 1:  # the fastest here; with more samples einsum copies both operands
+            return torch.einsum("bcp,bcp->bc", x.flatten(2), g.flatten(2))
+        return torch.linalg.vecdot(x.flatten(2), g.flatten(2))
     prod = (x * g).movedim(axis, -1)
     return prod.reshape(batch, -1, prod.shape[-1]).sum(1)
+
+
+class _Owner:
+    """Where a root's indices go in the group: all in order, or a subset by index."""
+
+    def __init__(self, root: RootSpec, size: int, device: torch.device):
+        owner = np.asarray(root.owner)
+        keep = np.flatnonzero(owner >= 0)
+        self.identity = len(owner) == size and np.array_equal(owner, np.arange(size))
+        self.keep = torch.as_tensor(keep, device=device)
+        self.to = torch.as_tensor(owner[keep], device=device)
 
 
 class TaylorAccumulator:
@@ -186,11 +212,18 @@ class TaylorAccumulator:
         self.abs_sum = torch.zeros(size, dtype=torch.float64, device=device)
         self.rows = 0
         self._t: torch.Tensor | None = None
+        self._owners = {id(r): _Owner(r, size, device) for r in roots}
 
     def add_root(self, root: RootSpec, x: torch.Tensor, g: torch.Tensor, batch: int) -> None:
         """Add one root's share Σ_positions x·∂ℓ/∂x to the current direction."""
-        part = _gate_grad(x, g, root, self.size, batch)
-        self._t = part if self._t is None else self._t + part
+        per = _per_sample_dot(x.detach(), g, root.axis % x.dim(), batch).double()  # [B, L]
+        own = self._owners[id(root)]
+        if self._t is None:
+            self._t = torch.zeros(batch, self.size, dtype=torch.float64, device=x.device)
+        if own.identity:
+            self._t += per
+        else:
+            self._t.index_add_(1, own.to, per.index_select(1, own.keep))
 
     def end_direction(self, batch: int) -> None:
         """Close a direction: t[n, c] summed over the roots goes into tᵀt and mean |t|."""
