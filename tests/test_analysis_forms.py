@@ -5,8 +5,9 @@ autograd for each Gauss–Newton direction r, stacks the rows of G_g explicitly 
 channel owns become extra rows) and forms GᵀG. The analysis, with the form forced, must give
 the same Gram to 1e-5 relative for every consumer kind: k×k convs with stride, padding and
 dilation, a conv reading through a depthwise conv, ConvTranspose (batch folded into groups),
-Conv1d, Gemm after Flatten (a channel owns H·W features) and MatMul over tokens; the positions
-form both with a conv's taps folded into M and unfolded.
+Conv1d, Gemm after Flatten (a channel owns H·W features) and MatMul over tokens; the rows
+form keeping the laid-out activation or the output gradients through a batch, the positions
+form with a conv's taps folded into M and unfolded.
 """
 
 from __future__ import annotations
@@ -133,7 +134,7 @@ def reference_grams(model: Model, x: np.ndarray) -> dict[tuple[int, str], torch.
 
 def _analysed(
     model: Model, x: np.ndarray, form: str | None, monkeypatch: pytest.MonkeyPatch, batch: int = 2,
-    fold: bool | None = None,
+    fold: bool | None = None, keep: bool | None = None,
 ) -> AnalysisResult:
     if form is not None:  # the grouped kind (ConvTranspose) only has the rows form
         monkeypatch.setattr(
@@ -142,6 +143,8 @@ def _analysed(
         )
     if fold is not None:
         monkeypatch.setattr(gradients, "fold_taps", lambda spec, **kw: fold)
+    if keep is not None:
+        monkeypatch.setattr(gradients, "keep_layout", lambda layout, held: keep)
     return analyze(model, Dataset({"input": x}), objective="gauss-newton", directions=DIRECTIONS,
                    batch_size=batch,
                    seed=SEED, estimate=False)
@@ -151,13 +154,15 @@ def _rel(a: np.ndarray, b: torch.Tensor) -> float:
     return float(np.linalg.norm(a - b.numpy()) / np.linalg.norm(b.numpy()))
 
 
-@pytest.mark.parametrize(("form", "fold"), [("rows", None), ("positions", False),
-                                           ("positions", True), (None, None)])
+@pytest.mark.parametrize(("form", "fold", "keep"), [
+    ("rows", None, False), ("rows", None, True), ("positions", False, None),
+    ("positions", True, None), (None, None, None)])
 @pytest.mark.parametrize("name", list(NETS))
 def test_gram_matches_per_sample_autograd(name: str, form: str | None, fold: bool | None,
-                                          nets: dict, monkeypatch: pytest.MonkeyPatch) -> None:
+                                          keep: bool | None, nets: dict,
+                                          monkeypatch: pytest.MonkeyPatch) -> None:
     model, x = nets[name]
-    result = _analysed(model, x, form, monkeypatch, fold=fold)
+    result = _analysed(model, x, form, monkeypatch, fold=fold, keep=keep)
     want = reference_grams(model, x)
     got = {(g.id, c.node): c for g in result.groups if g.analysed for c in g.consumers}
     assert sorted(got) == sorted(want)
@@ -177,9 +182,11 @@ def test_forms_count_the_same_rows(name: str, nets: dict, monkeypatch: pytest.Mo
             np.testing.assert_allclose(ca.mean, cb.mean, rtol=1e-12)
 
 
-@pytest.mark.parametrize(("form", "fold"), [("rows", None), ("positions", False),
-                                           ("positions", True)])
-def test_linear_redundancy_stays_at_round_off(form: str, fold: bool | None, tmp_path: Path,
+@pytest.mark.parametrize(("form", "fold", "keep"), [
+    ("rows", None, False), ("rows", None, True), ("positions", False, None),
+    ("positions", True, None)])
+def test_linear_redundancy_stays_at_round_off(form: str, fold: bool | None, keep: bool | None,
+                                              tmp_path: Path,
                                               monkeypatch: pytest.MonkeyPatch) -> None:
     """A channel that is an exact combination of two others: λ_min/λ_1 far below 1e-10."""
     torch.manual_seed(0)
@@ -190,7 +197,7 @@ def test_linear_redundancy_stays_at_round_off(form: str, fold: bool | None, tmp_
         w[5], b[5] = 0.7 * w[0] - 1.3 * w[1], 0.7 * b[0] - 1.3 * b[1]
     model = load(export_onnx(net, (1, 3, 6, 6), tmp_path / "linear.onnx", dynamo=False))
     x = np.random.default_rng(2).standard_normal((8, 3, 6, 6)).astype(np.float32)
-    result = _analysed(model, x, form, monkeypatch, batch=4, fold=fold)
+    result = _analysed(model, x, form, monkeypatch, batch=4, fold=fold, keep=keep)
     group = next(g for g in result.groups if g.analysed and g.channels == 6)
     lam = np.linalg.eigvalsh(group.gram)
     assert abs(lam[0]) / lam[-1] < 1e-12 and lam[1] / lam[-1] > 1e-8

@@ -75,12 +75,13 @@ def collect(
         start += batch
         if progress:
             log.info("analysis: batch %d/%d (%d samples)", i + 1, total, start)
-    stats = {
-        a.spec.id: GroupStats(
+    stats = {}
+    accs.reverse()
+    while accs:  # each group's running sums go as soon as its totals are out
+        a = accs.pop()
+        stats[a.spec.id] = GroupStats(
             a.spec.id, tuple(c.result() for c in a.consumers), a.taylor.result(), a.spec.skipped
         )
-        for a in accs
-    }
     return stats
 
 

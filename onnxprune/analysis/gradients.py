@@ -301,7 +301,8 @@ def positions_of(spec: ConsumerSpec, d: torch.Tensor) -> int:
 
 
 def add_rows(gram: GramSum, spec: ConsumerSpec, a: torch.Tensor,
-             ds: torch.Tensor | Sequence[torch.Tensor], size: int) -> int:
+             ds: torch.Tensor | Sequence[torch.Tensor], size: int,
+             x: torch.Tensor | None = None) -> int:
     """``rows`` form: add the per-sample gradient rows of one or more directions to ``gram``.
 
     Args:
@@ -311,6 +312,7 @@ def add_rows(gram: GramSum, spec: ConsumerSpec, a: torch.Tensor,
         ds: the output gradients from :func:`output_grad`, one per direction (the activation
             is laid out once for all of them).
         size: C.
+        x: the batch's :func:`columns` as ``[B, C·Q, P]`` if already laid out.
 
     Returns:
         The number of rows added (samples × outputs × Q, over the directions).
@@ -323,15 +325,25 @@ def add_rows(gram: GramSum, spec: ConsumerSpec, a: torch.Tensor,
     n_step, o_step = _steps(n, outs, fixed=size * q * p, per_out=3 * size * q + p)
     added = 0
     for i in range(0, n, n_step):
-        x = columns(spec, a[i : i + n_step], size).reshape(-1, size * q, p)
+        xi = (columns(spec, a[i : i + n_step], size).reshape(-1, size * q, p) if x is None
+              else x[i : i + n_step])
         for d in ds:
             for o in range(0, d.shape[1], o_step):
-                dd = d[i : i + n_step, o : o + o_step].reshape(x.shape[0], -1, p)
-                g = torch.bmm(dd, x.transpose(1, 2))  # [b, o, C·Q]
+                dd = d[i : i + n_step, o : o + o_step].reshape(xi.shape[0], -1, p)
+                g = torch.bmm(dd, xi.transpose(1, 2))  # [b, o, C·Q]
                 rows = _channel_last(g.reshape(-1, size, q)).T
                 gram.add(rows, rows)
                 added += rows.shape[1]
     return added
+
+
+def keep_layout(layout: int, held: int) -> bool:
+    """Tell whether the rows form keeps a batch's laid-out activation across directions.
+
+    The alternative holds the batch's output gradients until it closes: keep whichever is
+    smaller (``layout`` or ``held`` elements), the layout only within :data:`CHUNK`.
+    """
+    return layout <= min(CHUNK, held)
 
 
 def _channel_last(g: torch.Tensor) -> torch.Tensor:

@@ -82,9 +82,11 @@ class ConsumerAccumulator:
     Per batch: :meth:`add_batch` with the activation, :meth:`add_gradient` per direction
     (or :meth:`add_zero_rows`), then :meth:`close_batch`. The Gram is taken in the form
     :func:`gradients.choose_form` finds cheaper for the consumer's shapes. The ``rows`` form
-    keeps a batch's output gradients until :meth:`close_batch` (or until they reach
-    :data:`gradients.CHUNK` elements) and forms the rows of all its directions then: the
-    activation is laid out (constant channel, unfolded taps) once per batch, not per direction.
+    lays the activation out (constant channel, unfolded taps) once per batch, not once per
+    direction: it keeps either that layout through the batch, or the batch's output gradients
+    until :meth:`close_batch` (or until they reach :data:`gradients.CHUNK` elements), whichever
+    is smaller (an expanding 1×1 conv keeps its C+1 input channels rather than R·4C output
+    gradients, a 3×3 conv its R·O gradients rather than 9(C+1) unfolded columns).
     """
 
     def __init__(self, spec: ConsumerSpec, size: int, directions: int, device: torch.device):
@@ -105,6 +107,8 @@ class ConsumerAccumulator:
         self._m: torch.Tensor | None = None  # positions form: Σ_r D_r D_rᵀ of the batch
         self._pending: list[torch.Tensor] = []  # rows form: the batch's output gradients
         self._pending_size = 0
+        self._keep_columns = False  # rows form: keep the laid-out activation, not gradients
+        self._x: torch.Tensor | None = None  # ... which is this, [B, (C+1)·Q, P]
 
     def add_batch(self, a: torch.Tensor, outputs: int, positions: int) -> None:
         """Add a batch's activation (from :func:`gradients.activation`) to means and capacity.
@@ -124,14 +128,25 @@ class ConsumerAccumulator:
             self.spec, outputs=outputs, directions=self.directions, inputs=inputs, **shape)
         self.fold = self.form == "positions" and inputs is not None and gradients.fold_taps(
             self.spec, inputs=inputs, **shape)
-        self._m = None
+        self._m = self._x = None
         self._pending, self._pending_size = [], 0
+        q = m * gradients.taps_of(self.spec)
+        layout = a.shape[0] * (self.size + 1) * q * positions
+        held = a.shape[0] * self.directions * outputs * positions  # the gradients, if held
+        self._keep_columns = (self.form == "rows" and self.spec.kind != "grouped"
+                              and gradients.keep_layout(layout, held))
 
     def add_gradient(self, a: torch.Tensor, d: torch.Tensor) -> None:
         """Add one direction's per-sample weight gradients of a batch (constant channel too)."""
         if self.form == "positions":
             self._m = gradients.add_positions(self._m, d)
             self.add_zero_rows(d.shape[0], d.shape[1])
+            return
+        if self._keep_columns:
+            if self._x is None:
+                x = gradients.columns(self._one, _append_one(a), self.size + 1)
+                self._x = x.reshape(x.shape[0], -1, x.shape[-1])
+            self.rows += gradients.add_rows(self.gram, self._one, a, d, self.size + 1, self._x)
             return
         self._pending.append(d)
         self._pending_size += d.numel()
@@ -161,6 +176,7 @@ class ConsumerAccumulator:
     def close_batch(self, a: torch.Tensor) -> None:
         """Close a batch: add what waited for every direction (rows, or the positions Gram)."""
         self._add_pending(a)
+        self._x = None
         m, self._m = self._m, None
         if m is not None:
             gradients.add_positions_gram(self.gram, self._one, _append_one(a), m, self.size + 1,

@@ -9,10 +9,11 @@ class GramSum:
     """A symmetric float64 C×C sum of products L·Rᵀ, with thin updates batched into one matmul.
 
     Every update is one whose total is symmetric (a Gram GᵀG, or XᵀMX with M symmetric), so
-    only the upper block triangle is formed: C is split into blocks of about :data:`BLOCK`
-    rows, each block row takes the products with its own and the later columns, and
-    :meth:`value` copies the upper blocks onto the lower ones (the diagonal blocks are formed
-    whole). With 4 blocks that is 5/8 of the flops of the full product, with 8 blocks 9/16.
+    only the upper block triangle is formed and kept: C is split into blocks of about
+    :data:`BLOCK` rows, each block row holds (and takes the products with) its own and the
+    later columns, and :meth:`value` assembles the full matrix, copying the upper blocks onto
+    the lower ones (the diagonal blocks are formed whole). With 4 blocks that is 5/8 of the
+    flops and memory of the full matrix, with 8 blocks 9/16.
 
     Adding a rank-k update with small k (a classifier Gemm adds one row per sample, a gate
     gradient one per direction) reads and writes the whole C×C matrix for little work; such
@@ -25,11 +26,15 @@ class GramSum:
     BLOCK = 256
 
     def __init__(self, size: int, device: torch.device) -> None:
-        self._sum = torch.zeros(size, size, dtype=torch.float64, device=device)
-        self._pending: list[tuple[torch.Tensor, torch.Tensor]] = []
-        self._k = 0
         n = max(1, round(size / self.BLOCK))
         self._starts = [size * i // n for i in range(n)] + [size]
+        self._rows = [  # block row [a, b): columns a..C
+            torch.zeros(b - a, size - a, dtype=torch.float64, device=device)
+            for a, b in zip(self._starts[:-1], self._starts[1:], strict=True)
+        ]
+        self.size = size
+        self._pending: list[tuple[torch.Tensor, torch.Tensor]] = []
+        self._k = 0
 
     def add(self, left: torch.Tensor, right: torch.Tensor) -> None:
         """Add ``left @ right.T`` (both ``[C, k]`` float64; the total must be symmetric)."""
@@ -42,12 +47,8 @@ class GramSum:
             self._flush()
 
     def _addmm(self, left: torch.Tensor, right: torch.Tensor) -> None:
-        s = self._starts
-        if len(s) == 2:
-            self._sum.addmm_(left, right.T)
-            return
-        for a, b in zip(s[:-1], s[1:], strict=True):
-            self._sum[a:b, a:].addmm_(left[a:b], right[a:].T)
+        for a, b, row in zip(self._starts[:-1], self._starts[1:], self._rows, strict=True):
+            row.addmm_(left[a:b], right[a:].T)
 
     def _flush(self) -> None:
         if self._pending:
@@ -57,9 +58,16 @@ class GramSum:
         self._pending, self._k = [], 0
 
     def value(self) -> torch.Tensor:
-        """Return the sum so far (pending updates included), both triangles filled."""
+        """Return the sum so far (pending updates included) as a full C×C matrix.
+
+        With one block that is the running sum itself (do not edit it).
+        """
         self._flush()
-        s = self._starts
-        for a, b in zip(s[1:-1], s[2:], strict=True):  # block column [a, b): rows above a
-            self._sum[a:b, :a] = self._sum[:a, a:b].T
-        return self._sum
+        if len(self._rows) == 1:
+            return self._rows[0]
+        full = torch.empty(self.size, self.size, dtype=self._rows[0].dtype,
+                           device=self._rows[0].device)
+        for a, b, row in zip(self._starts[:-1], self._starts[1:], self._rows, strict=True):
+            full[a:b, a:] = row
+            full[b:, a:b] = row[:, b - a :].T
+        return full
