@@ -23,7 +23,7 @@ class GramSum:
     """
 
     FLUSH_ROWS = 32
-    BLOCK = 256
+    BLOCK = 128
 
     def __init__(self, size: int, device: torch.device) -> None:
         n = max(1, round(size / self.BLOCK))
