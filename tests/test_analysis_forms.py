@@ -234,3 +234,16 @@ def test_batch_lowered_to_the_activation_budget(monkeypatch: pytest.MonkeyPatch,
     assert any(m.startswith("batch size 4 -> 1") for m in messages)
     for a, b in zip(ones.groups, capped.groups, strict=True):
         np.testing.assert_array_equal(a.gram, b.gram)
+
+
+def test_backward_targets_are_the_tensors_below_all_others() -> None:
+    """Differentiating the lowest hooked tensors runs the hooks of every one above them."""
+    from onnxprune.analysis.collect import _sources
+
+    x = torch.randn(1, 3, requires_grad=True)
+    a = x * 2
+    b, side = a.exp(), torch.randn(1, 3, requires_grad=True) * 3
+    c = b + a + side
+    assert [t is b for t in _sources([b, c])] == [True]
+    assert [t is x for t in _sources([b, c, x])] == [True]
+    assert {id(t) for t in _sources([c, a, side])} == {id(a), id(side)}

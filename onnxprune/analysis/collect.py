@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+from torch.autograd.graph import get_gradient_edge
 
 from onnxprune.analysis.gram import ConsumerStats, GroupAccumulator, Route, TaylorStats
 from onnxprune.analysis.objectives import Objective
@@ -104,7 +105,7 @@ def _one_batch(
             acc.start_batch(watched, batch)
     hooked = _hooked(accs, watched, batch)
     handles = [t.register_hook(hook) for t, hook in hooked]
-    targets = [t for t, _ in hooked]
+    targets = _sources([t for t, _ in hooked])
     try:
         for r, loss in enumerate(losses):
             if hooked:
@@ -122,6 +123,35 @@ def _one_batch(
         for acc in accs:
             acc.end_batch()
         shim.watched = {}
+
+
+def _sources(tensors: Sequence[torch.Tensor]) -> list[torch.Tensor]:
+    """The tensors whose gradient reaches none of the others': the backward pass's targets.
+
+    Every other tensor lies between one of these and the loss, so differentiating only these
+    runs every hook, and only these have their gradient captured into ``.grad`` (a clone of
+    it: ResNet-50 cloned ~60 ms of gradients per sample when every hooked tensor was a
+    target). The autograd graph is walked once per batch, children before parents.
+    """
+    nodes = [t.grad_fn if t.grad_fn is not None else get_gradient_edge(t).node
+             for t in tensors]  # a leaf's node is its AccumulateGrad
+    marks = {id(n) for n in nodes}
+    kept: list[object] = list(nodes)  # node wrappers stay alive, so their ids stay theirs
+    reaches: dict[int, bool] = {}  # node -> some marked node lies below it
+    for root in nodes:
+        stack = [(root, False)]
+        while stack:
+            node, done = stack.pop()
+            if id(node) in reaches:
+                continue
+            children = [c for c, _ in node.next_functions if c is not None]
+            if done:
+                reaches[id(node)] = any(id(c) in marks or reaches[id(c)] for c in children)
+                continue
+            kept.extend(children)
+            stack.append((node, True))
+            stack.extend((c, False) for c in children if id(c) not in reaches)
+    return [t for t, n in zip(tensors, nodes, strict=True) if not reaches[id(n)]]
 
 
 def _malloc_trim() -> Callable[[], None]:

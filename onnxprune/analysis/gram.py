@@ -115,7 +115,12 @@ class ConsumerAccumulator:
 
         ``outputs`` and ``positions`` (O and P of the consumer's output) choose the form.
         """
-        sums = a.sum(dim=[0, *range(2, a.dim())], dtype=torch.float64)  # [S]
+        # per sample in float32 (a float64 sum converts the whole activation first), then
+        # over the samples in float64
+        own = a.dtype in (torch.float32, torch.float64)
+        per = (a.sum(dim=list(range(2, a.dim())), dtype=None if own else torch.float64)
+               if a.dim() > 2 else a)
+        sums = per.double().sum(0)  # [S]
         self.mean_sum += _arrange(sums, self.owned, 0)
         self.positions += a.numel() // max(1, a.shape[1])
         m = self.owned.shape[1]
