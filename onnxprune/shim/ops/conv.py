@@ -55,6 +55,12 @@ def Conv(
     if p[:nd] != p[nd:]:
         X = F.pad(X, onnx_pads_to_torch(p))
         p = [0] * (2 * nd)
+    if all(n == 1 for n in k) and not any(p) and any(n > 1 for n in st):
+        # a strided 1x1 conv reads every s-th position: subsample first. Same result; torch's
+        # strided backward copies its whole input to another layout (ResNet-50's 256->512
+        # shortcut at 56x56: 10.5 -> 3.6 ms per backward).
+        X = X[(slice(None), slice(None), *(slice(None, None, n) for n in st))]
+        st = [1] * nd
     return _CONV[nd](X, W, B, st, p[:nd], dil, group)
 
 
