@@ -108,9 +108,9 @@ def _one_batch(
     targets = _sources([t for t, _ in hooked])
     try:
         for r, loss in enumerate(losses):
-            if hooked:
-                torch.autograd.backward(loss, inputs=targets, retain_graph=r < len(losses) - 1)
-                _clear(hooked[0][1].stored)
+            if hooked:  # the targets' gradients are returned and dropped: only hooks matter
+                torch.autograd.grad(loss, targets, retain_graph=r < len(losses) - 1,
+                                    allow_unused=True)
             for acc in accs:
                 acc.end_direction(batch)
             trim_heap()
@@ -129,9 +129,9 @@ def _sources(tensors: Sequence[torch.Tensor]) -> list[torch.Tensor]:
     """The tensors whose gradient reaches none of the others': the backward pass's targets.
 
     Every other tensor lies between one of these and the loss, so differentiating only these
-    runs every hook, and only these have their gradient captured into ``.grad`` (a clone of
-    it: ResNet-50 cloned ~60 ms of gradients per sample when every hooked tensor was a
-    target). The autograd graph is walked once per batch, children before parents.
+    runs every hook, and only their gradients are captured (``backward(inputs=...)`` with
+    every hooked tensor as a target cloned ~60 ms of gradients per sample into ``.grad`` on
+    ResNet-50). The autograd graph is walked once per batch, children before parents.
     """
     nodes = [t.grad_fn if t.grad_fn is not None else get_gradient_edge(t).node
              for t in tensors]  # a leaf's node is its AccumulateGrad
@@ -175,36 +175,19 @@ def _hooked(
         for name, route in acc.routes(watched, batch):
             routes.setdefault(name, []).append(route)
     names = sorted(n for n in routes if n in watched and watched[n].requires_grad)
-    stored: list[torch.Tensor] = []
-    return [(watched[n], _Hook(routes[n], watched[n], stored)) for n in names]
+    return [(watched[n], _Hook(routes[n])) for n in names]
 
 
 class _Hook:
-    """Backward hook of one watched tensor: feed its gradient to the accumulators.
+    """Backward hook of one watched tensor: feed its gradient to the accumulators."""
 
-    ``backward(inputs=...)`` stores each target's gradient in ``.grad`` after its hooks ran;
-    every hook clears those stored since the previous one (``stored``, shared by the hooks of
-    a batch), so at most one is alive and the pass needs little more memory than a plain
-    backward.
-    """
-
-    def __init__(self, routes: list[Route], tensor: torch.Tensor, stored: list[torch.Tensor]):
+    def __init__(self, routes: list[Route]):
         self.routes = routes
-        self.tensor = tensor
-        self.stored = stored
 
     def __call__(self, grad: torch.Tensor) -> None:
         with torch.no_grad():
             for route in self.routes:
                 route(grad)
-        _clear(self.stored)
-        self.stored.append(self.tensor)
-
-
-def _clear(stored: list[torch.Tensor]) -> None:
-    for t in stored:
-        t.grad = None
-    stored.clear()
 
 
 def _feeds(inputs: Mapping[str, np.ndarray], device: torch.device) -> dict[str, torch.Tensor]:
