@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from onnxprune.analysis import AnalysisResult, analyze, gradients
+from onnxprune.analysis import gram as gram_module
 from onnxprune.analysis.objectives import gn_directions
 from onnxprune.analysis.specs import group_specs
 from onnxprune.data import Dataset
@@ -134,7 +135,7 @@ def reference_grams(model: Model, x: np.ndarray) -> dict[tuple[int, str], torch.
 
 def _analysed(
     model: Model, x: np.ndarray, form: str | None, monkeypatch: pytest.MonkeyPatch, batch: int = 2,
-    fold: bool | None = None, keep: bool | None = None,
+    fold: bool | None = None, keep: bool | None = None, held: int | None = None,
 ) -> AnalysisResult:
     if form is not None:  # the grouped kind (ConvTranspose) only has the rows form
         monkeypatch.setattr(
@@ -145,6 +146,8 @@ def _analysed(
         monkeypatch.setattr(gradients, "fold_taps", lambda spec, **kw: fold)
     if keep is not None:
         monkeypatch.setattr(gradients, "keep_layout", lambda layout, held: keep)
+    if held is not None:  # gradients held for the rows form before they are added
+        monkeypatch.setattr(gram_module, "HELD", held)
     return analyze(model, Dataset({"input": x}), objective="gauss-newton", directions=DIRECTIONS,
                    batch_size=batch,
                    seed=SEED, estimate=False)
@@ -154,15 +157,16 @@ def _rel(a: np.ndarray, b: torch.Tensor) -> float:
     return float(np.linalg.norm(a - b.numpy()) / np.linalg.norm(b.numpy()))
 
 
-@pytest.mark.parametrize(("form", "fold", "keep"), [
-    ("rows", None, False), ("rows", None, True), ("positions", False, None),
-    ("positions", True, None), (None, None, None)])
+@pytest.mark.parametrize(("form", "fold", "keep", "held"), [
+    ("rows", None, False, None), ("rows", None, False, 1), ("rows", None, True, None),
+    ("positions", False, None, None), ("positions", True, None, None),
+    (None, None, None, None)])
 @pytest.mark.parametrize("name", list(NETS))
 def test_gram_matches_per_sample_autograd(name: str, form: str | None, fold: bool | None,
-                                          keep: bool | None, nets: dict,
+                                          keep: bool | None, held: int | None, nets: dict,
                                           monkeypatch: pytest.MonkeyPatch) -> None:
     model, x = nets[name]
-    result = _analysed(model, x, form, monkeypatch, fold=fold, keep=keep)
+    result = _analysed(model, x, form, monkeypatch, fold=fold, keep=keep, held=held)
     want = reference_grams(model, x)
     got = {(g.id, c.node): c for g in result.groups if g.analysed for c in g.consumers}
     assert sorted(got) == sorted(want)

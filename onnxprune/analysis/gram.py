@@ -76,6 +76,11 @@ def _rows(g: torch.Tensor, owned: torch.Tensor, contiguous: bool) -> torch.Tenso
     return x.view(-1, c)
 
 
+HELD = 1 << 22
+"""Output-gradient elements one consumer holds for the rows form before it adds them (16 MB of
+float32: ResNet-50 at batch 1 holds all four directions of every 3×3 consumer)."""
+
+
 class ConsumerAccumulator:
     """Running sums of one consumer of one group.
 
@@ -84,7 +89,7 @@ class ConsumerAccumulator:
     :func:`gradients.choose_form` finds cheaper for the consumer's shapes. The ``rows`` form
     lays the activation out (constant channel, unfolded taps) once per batch, not once per
     direction: it keeps either that layout through the batch, or the batch's output gradients
-    until :meth:`close_batch` (or until they reach :data:`gradients.CHUNK` elements), whichever
+    until :meth:`close_batch` (or until they reach :data:`HELD` elements), whichever
     is smaller (an expanding 1×1 conv keeps its C+1 input channels rather than R·4C output
     gradients, a 3×3 conv its R·O gradients rather than 9(C+1) unfolded columns).
     """
@@ -155,7 +160,7 @@ class ConsumerAccumulator:
             return
         self._pending.append(d)
         self._pending_size += d.numel()
-        if self._pending_size >= gradients.CHUNK:
+        if self._pending_size >= HELD:
             self._add_pending(a)
 
     def _add_pending(self, a: torch.Tensor) -> None:
