@@ -53,7 +53,8 @@ def target_plan(model: Model, target: float, opts: PruneOptions, analysis: Analy
     if opts.round_to == grid.AUTO and opts.allocation == "hierarchical" and analysis is not None:
         landed_step, landed = step, result
         step, result = _affordable_grid(model, target, opts, analysis, cost, grids, step, result)
-        if step != landed_step and grid_guard.enabled():
+        if (step != landed_step and grid_guard.enabled()
+                and abs(landed.estimate - target) <= alloc_mod.TOLERANCE):
             return _guarded(model, target, opts, analysis, (step, result),
                             (landed_step, landed))
     if step != grids[0]:
