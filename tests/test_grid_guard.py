@@ -83,3 +83,21 @@ def test_not_asked_when_the_block_grid_is_kept(monkeypatch: pytest.MonkeyPatch, 
 
     monkeypatch.setattr(grid_guard, "measure", fail)
     onnxprune.prune(model, target_macs=0.5, data=data, refine=False)
+
+
+def test_untimeable_keeps_the_loss_rule_grid(monkeypatch: pytest.MonkeyPatch, digits) -> None:
+    """A structure that cannot be timed keeps the loss rule's grid and says why."""
+    from onnxprune.errors import InputError
+
+    model, data = digits
+    monkeypatch.setenv(grid_guard.SWITCH, "1")
+    block = grid.candidates(grid.AUTO, "cpu")[0]
+    monkeypatch.setattr(targets, "_loss", lambda r, a: float(
+        all(w % block == 0 for w in r.widths.values())))
+
+    def boom(*a, **k):  # type: ignore[no-untyped-def]
+        raise InputError("no concrete input shapes")
+
+    monkeypatch.setattr(grid_guard, "measure", boom)
+    res = onnxprune.prune(model, target_macs=0.5, data=data, refine=False)
+    assert any("could not time them: no concrete input shapes" in n for n in res.notes)

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from onnxprune import metrics
-from onnxprune.errors import CannotPruneError
+from onnxprune.errors import CannotPruneError, OnnxPruneError
 from onnxprune.model import Model
 from onnxprune.pruning import allocation as alloc_mod
 from onnxprune.pruning import grid, grid_guard
@@ -74,7 +74,12 @@ def _guarded(model: Model, target: float, opts: PruneOptions, analysis: Analysis
     """Return the loss rule's finer grid, unless it is measured slow (``pruning/grid_guard.py``)."""
     fine_plan = _plan(model, target, opts, analysis, fine[1], fine[0])
     block_plan = _plan(model, target, opts, analysis, block[1], block[0])
-    choice = grid_guard.measure(model, fine_plan[0], block_plan[0], fine[0], block[0], opts)
+    try:
+        choice = grid_guard.measure(model, fine_plan[0], block_plan[0], fine[0], block[0], opts)
+    except OnnxPruneError as e:  # cannot time it here (e.g. inputs without concrete shapes)
+        fine_plan[1].notes.append(f"round-to auto: widths in multiples of {fine[0]} (the grid "
+                                  f"guard could not time them: {e})")
+        return fine_plan
     chosen = fine_plan if choice.keep_fine else block_plan
     chosen[1].notes.append(choice.line())
     return chosen
