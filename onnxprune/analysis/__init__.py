@@ -19,13 +19,14 @@ import numpy as np
 from onnxprune import ir
 from onnxprune.analysis.collect import GroupStats, collect, freeze, trim_heap
 from onnxprune.analysis.estimate import network_estimate
-from onnxprune.analysis.gram import ConsumerStats, TaylorStats
+from onnxprune.analysis.gram import ConsumerStats
 from onnxprune.analysis.measure import output_measures
 from onnxprune.analysis.objectives import OBJECTIVES, Objective
 from onnxprune.analysis.result import STATUSES, AnalysisResult, GroupAnalysis, NetworkEstimate
 from onnxprune.analysis.specs import group_specs
 from onnxprune.analysis.spectrum import ENERGY_EPS, REL_TOL, Spectrum, spectrum
 from onnxprune.analysis.summary import summarise, warn
+from onnxprune.analysis.taylor import TaylorStats
 from onnxprune.data import Dataset, load_data
 from onnxprune.defaults import RANDOM_SAMPLES
 from onnxprune.errors import InputError

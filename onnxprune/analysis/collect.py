@@ -13,9 +13,11 @@ import numpy as np
 import torch
 from torch.autograd.graph import get_gradient_edge
 
-from onnxprune.analysis.gram import ConsumerStats, GroupAccumulator, Route, TaylorStats
+from onnxprune.analysis.gram import ConsumerStats
+from onnxprune.analysis.group import GroupAccumulator, Route
 from onnxprune.analysis.objectives import Objective
 from onnxprune.analysis.specs import GroupSpec
+from onnxprune.analysis.taylor import TaylorStats
 from onnxprune.data import Dataset
 from onnxprune.progress import track
 from onnxprune.shim.module import Shim

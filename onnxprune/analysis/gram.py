@@ -1,24 +1,25 @@
-"""Accumulate each group's Gram matrix K_g = G_gᵀG_g batch by batch, never materialising G_g.
+"""Accumulate each consumer's block of a group's Gram K_g = G_gᵀG_g by batches, never forming G_g.
 
 Rows of G_g are per-sample gradients ∂ℓ/∂W_cons[o, c, tap] over every consumer, output unit
 and kernel tap (indices a channel owns several of become extra rows, like taps); columns are
 the group's channels. Since Σ_n G_nᵀG_n is the Gram of all rows stacked, each chunk of rows is
-added as XᵀX (float64). Alongside: each consumer's own Gram block and input means (for
-compensation), and the roots' gate gradients (first-order Taylor) with their Gram.
+added as XᵀX (float64), and K_g is the sum of the consumers' blocks. Alongside each block: the
+consumer's rows, rank capacity, input means and bias column (for compensation). The roots' gate
+gradients are summed in :mod:`~onnxprune.analysis.taylor`; :mod:`~onnxprune.analysis.group`
+feeds both, group by group.
 """
-
 from __future__ import annotations
 
-import functools
-from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
 
 from onnxprune.analysis import gradients
+from onnxprune.analysis.forms import add_positions, add_positions_gram, add_rows, grouped_chunks
 from onnxprune.analysis.gramsum import GramSum
-from onnxprune.analysis.specs import ConsumerSpec, GroupSpec, RootSpec
+from onnxprune.analysis.layout import columns, taps_of
+from onnxprune.analysis.specs import ConsumerSpec
 
 
 @dataclass(frozen=True)
@@ -44,14 +45,6 @@ class ConsumerStats:
     mean: np.ndarray
     bias: np.ndarray | None = None
 
-
-@dataclass(frozen=True)
-class TaylorStats:
-    """Gate gradients t[n, c] = ∂ℓ_n/∂m_c summed over a group's roots: mean |t| and tᵀt."""
-
-    rows: int
-    abs_mean: np.ndarray
-    gram: np.ndarray
 
 
 def _arrange(t: torch.Tensor, owned: torch.Tensor, axis: int) -> torch.Tensor:
@@ -116,9 +109,10 @@ class ConsumerAccumulator:
         self._x: torch.Tensor | None = None  # ... which is this, [B, (C+1)·Q, P]
 
     def add_batch(self, a: torch.Tensor, outputs: int, positions: int) -> None:
-        """Add a batch's activation (from :func:`gradients.activation`) to means and capacity.
+        """Add a batch's activation to the means and the rank capacity.
 
-        ``outputs`` and ``positions`` (O and P of the consumer's output) choose the form.
+        ``a`` comes from :func:`~onnxprune.analysis.layout.activation`; ``outputs`` and
+        ``positions`` (O and P of the consumer's output) choose the form.
         """
         # per sample in float32 (a float64 sum converts the whole activation first), then
         # over the samples in float64
@@ -130,7 +124,7 @@ class ConsumerAccumulator:
         self.positions += a.numel() // max(1, a.shape[1])
         m = self.owned.shape[1]
         values = m * a[0, 0].numel()
-        rows = self.directions * outputs * m * gradients.taps_of(self.spec)
+        rows = self.directions * outputs * m * taps_of(self.spec)
         self.capacity += a.shape[0] * min(values, rows, self.size)
         shape = dict(batch=a.shape[0], positions=positions, size=self.size)
         inputs = tuple(a.shape[2:]) if self.spec.kind == "unfold" else None
@@ -140,7 +134,7 @@ class ConsumerAccumulator:
             self.spec, inputs=inputs, **shape)
         self._m = self._x = None
         self._pending, self._pending_size = [], 0
-        q = m * gradients.taps_of(self.spec)
+        q = m * taps_of(self.spec)
         layout = a.shape[0] * (self.size + 1) * q * positions
         held = a.shape[0] * self.directions * outputs * positions  # the gradients, if held
         self._keep_columns = (self.form == "rows" and self.spec.kind != "grouped"
@@ -149,14 +143,14 @@ class ConsumerAccumulator:
     def add_gradient(self, a: torch.Tensor, d: torch.Tensor) -> None:
         """Add one direction's per-sample weight gradients of a batch (constant channel too)."""
         if self.form == "positions":
-            self._m = gradients.add_positions(self._m, d)
+            self._m = add_positions(self._m, d)
             self.add_zero_rows(d.shape[0], d.shape[1])
             return
         if self._keep_columns:
             if self._x is None:
-                x = gradients.columns(self._one, _append_one(a), self.size + 1)
+                x = columns(self._one, _append_one(a), self.size + 1)
                 self._x = x.reshape(x.shape[0], -1, x.shape[-1])
-            self.rows += gradients.add_rows(self.gram, self._one, a, d, self.size + 1, self._x)
+            self.rows += add_rows(self.gram, self._one, a, d, self.size + 1, self._x)
             return
         self._pending.append(d)
         self._pending_size += d.numel()
@@ -170,18 +164,18 @@ class ConsumerAccumulator:
             return
         a1 = _append_one(a)
         if self.spec.kind != "grouped":
-            self.rows += gradients.add_rows(self.gram, self._one, a1, pending, self.size + 1)
+            self.rows += add_rows(self.gram, self._one, a1, pending, self.size + 1)
             return
         owned = torch.as_tensor(self._one.owned, device=a.device)
         for d in pending:
-            for g in gradients.grouped_chunks(self._one, a1, d):
+            for g in grouped_chunks(self._one, a1, d):
                 x = _rows(g, owned, False)
                 self.gram.add(x.T, x.T)
                 self.rows += x.shape[0]
 
     def add_zero_rows(self, batch: int, outputs: int) -> None:
         """Count the rows of a direction (whose gradient never reached the consumer)."""
-        self.rows += batch * outputs * self.owned.shape[1] * gradients.taps_of(self.spec)
+        self.rows += batch * outputs * self.owned.shape[1] * taps_of(self.spec)
 
     def close_batch(self, a: torch.Tensor) -> None:
         """Close a batch: add what waited for every direction (rows, or the positions Gram)."""
@@ -189,7 +183,7 @@ class ConsumerAccumulator:
         self._x = None
         m, self._m = self._m, None
         if m is not None:
-            gradients.add_positions_gram(self.gram, self._one, _append_one(a), m, self.size + 1,
+            add_positions_gram(self.gram, self._one, _append_one(a), m, self.size + 1,
                                          fold=self.fold)
 
     def result(self) -> ConsumerStats:
@@ -202,138 +196,6 @@ class ConsumerAccumulator:
             full[:, -1].copy(),
         )
 
-
-def _per_sample_dot(x: torch.Tensor, g: torch.Tensor, axis: int, batch: int) -> torch.Tensor:
-    """Σ over every axis but the batch and ``axis`` of x·g: ``[B, L]`` (no x·g temporary)."""
-    if x.dim() >= 2 and x.shape[0] == batch and axis == x.dim() - 1:
-        return torch.einsum("bpc,bpc->bc", x.reshape(batch, -1, x.shape[-1]),
-                            g.reshape(batch, -1, g.shape[-1]))
-    if x.dim() >= 3 and x.shape[0] == batch and axis == 1:
-        if batch == 1:  # the fastest here; with more samples einsum copies both operands
-            return torch.einsum("bcp,bcp->bc", x.flatten(2), g.flatten(2))
-        return torch.linalg.vecdot(x.flatten(2), g.flatten(2))
-    prod = (x * g).movedim(axis, -1)
-    return prod.reshape(batch, -1, prod.shape[-1]).sum(1)
-
-
-class _Owner:
-    """Where a root's indices go in the group: all in order, or a subset by index."""
-
-    def __init__(self, root: RootSpec, size: int, device: torch.device):
-        owner = np.asarray(root.owner)
-        keep = np.flatnonzero(owner >= 0)
-        self.identity = len(owner) == size and np.array_equal(owner, np.arange(size))
-        self.keep = torch.as_tensor(keep, device=device)
-        self.to = torch.as_tensor(owner[keep], device=device)
-
-
-class TaylorAccumulator:
-    """Running gate-gradient sums of one group over all its roots (one shared gate)."""
-
-    def __init__(self, roots: tuple[RootSpec, ...], size: int, device: torch.device):
-        self.roots = roots
-        self.size = size
-        self.device = device
-        self.gram = GramSum(size, device)
-        self.abs_sum = torch.zeros(size, dtype=torch.float64, device=device)
-        self.rows = 0
-        self._t: torch.Tensor | None = None
-        self._owners = {id(r): _Owner(r, size, device) for r in roots}
-
-    def add_root(self, root: RootSpec, x: torch.Tensor, g: torch.Tensor, batch: int) -> None:
-        """Add one root's share Σ_positions x·∂ℓ/∂x to the current direction."""
-        per = _per_sample_dot(x.detach(), g, root.axis % x.dim(), batch).double()  # [B, L]
-        own = self._owners[id(root)]
-        if self._t is None:
-            self._t = torch.zeros(batch, self.size, dtype=torch.float64, device=x.device)
-        if own.identity:
-            self._t += per
-        else:
-            self._t.index_add_(1, own.to, per.index_select(1, own.keep))
-
-    def end_direction(self, batch: int) -> None:
-        """Close a direction: t[n, c] summed over the roots goes into tᵀt and mean |t|."""
-        t = self._t
-        if t is None:
-            t = torch.zeros(batch, self.size, dtype=torch.float64, device=self.device)
-        self.gram.add(t.T, t.T)
-        self.abs_sum += t.abs().sum(0)
-        self.rows += batch
-        self._t = None
-
-    def result(self) -> TaylorStats:
-        """Return the totals as numpy."""
-        mean = (self.abs_sum / max(1, self.rows)).cpu().numpy()
-        return TaylorStats(self.rows, mean, self.gram.value().cpu().numpy())
-
-
-Route = Callable[[torch.Tensor], None]
-
-
-class GroupAccumulator:
-    """Everything accumulated for one prunable group.
-
-    Per batch: :meth:`start_batch`, then per direction the gradients arrive through
-    :meth:`routes` (called from backward hooks) and :meth:`end_direction` closes it.
-    """
-
-    def __init__(self, spec: GroupSpec, directions: int, device: torch.device):
-        self.spec = spec
-        self.consumers = [
-            ConsumerAccumulator(c, spec.size, directions, device) for c in spec.consumers
-        ]
-        self.taylor = TaylorAccumulator(spec.roots, spec.size, device)
-        self._acts: list[torch.Tensor] = []
-        self._outputs: list[int] = []
-        self._inputs: list[list[torch.Tensor | None]] = []
-        self._seen: set[int] = set()
-
-    def start_batch(self, watched: Mapping[str, torch.Tensor], batch: int) -> None:
-        """Read the batch's activations (shared by every direction) into means and capacity."""
-        self._acts, self._outputs, self._inputs = [], [], []
-        for acc in self.consumers:
-            a = gradients.activation(acc.spec, watched[acc.spec.x].detach(), batch)
-            y = watched[acc.spec.y]
-            outputs = gradients.outputs_of(acc.spec, y)
-            acc.add_batch(a, outputs, y.numel() // max(1, batch * outputs))
-            self._acts.append(a)
-            self._outputs.append(outputs)
-            recurrent = acc.spec.kind == "recurrent"
-            names = acc.spec.step.inputs if recurrent else ()
-            self._inputs.append([watched[n].detach() if n else None for n in names])
-
-    def routes(self, watched: Mapping[str, torch.Tensor], batch: int) -> list[tuple[str, Route]]:
-        """(tensor, callback) pairs: what to do with the gradient of each watched tensor."""
-        out: list[tuple[str, Route]] = []
-        for i, acc in enumerate(self.consumers):
-            out.append((acc.spec.y, functools.partial(self._consumer, i, batch)))
-        for root in self.spec.roots:
-            x = watched[root.tensor].detach()
-            out.append((root.tensor, functools.partial(self.taylor.add_root, root, x, batch=batch)))
-        return out
-
-    def _consumer(self, i: int, batch: int, d: torch.Tensor) -> None:
-        acc = self.consumers[i]
-        d = gradients.output_grad(acc.spec, d, batch, self._inputs[i])
-        acc.add_gradient(self._acts[i], d)
-        self._seen.add(i)
-
-    def end_direction(self, batch: int) -> None:
-        """Close a direction: consumers no gradient reached add zero rows."""
-        for i, acc in enumerate(self.consumers):
-            if i not in self._seen:
-                acc.add_zero_rows(batch, self._outputs[i])
-        self._seen = set()
-        self.taylor.end_direction(batch)
-
-    def close_batch(self) -> None:
-        """Close a batch once every direction is in (the positions form adds its Gram now)."""
-        for acc, a in zip(self.consumers, self._acts, strict=True):
-            acc.close_batch(a)
-
-    def end_batch(self) -> None:
-        """Drop the batch's activations."""
-        self._acts, self._outputs, self._inputs = [], [], []
 
 
 def _with_constant(spec: ConsumerSpec) -> ConsumerSpec:
