@@ -26,11 +26,14 @@ block triangle.
 This module chooses between the forms: :func:`choose_form` picks the one with fewer flops,
 :func:`fold_taps` whether ``positions`` folds the taps, :func:`keep_layout` what ``rows`` keeps
 through a batch. :mod:`~onnxprune.analysis.layout` lays out X and D,
-:mod:`~onnxprune.analysis.forms` computes each form; their names are re-exported here, where
-the accumulators (:mod:`~onnxprune.analysis.gram`) call them. Products that decide exact
-redundancy (X against anything) are float64 or exact float32 products summed in float64, so a
-channel that is a linear combination of others leaves an eigenvalue at float32 round-off
-squared (≲1e-14·λ_1) in both forms. Work is split into chunks bounded by :data:`CHUNK` elements.
+:mod:`~onnxprune.analysis.forms` computes each form (their names are re-exported here, their
+old home). :mod:`~onnxprune.analysis.gram` calls the three choices through this module, where
+tests patch them to force a form.
+
+Products that decide exact redundancy (X against anything) are float64 or exact float32
+products summed in float64, so a channel that is a linear combination of others leaves an
+eigenvalue at float32 round-off squared (≲1e-14·λ_1) in both forms. Work is split into chunks
+bounded by :data:`CHUNK` elements.
 """
 
 from __future__ import annotations
