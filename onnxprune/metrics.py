@@ -54,7 +54,7 @@ def cost(model: ir.ModelProto, shapes: Mapping[str, tuple[int, ...]] | None = No
 
     """
     if shapes is None:
-        shapes = ir.static_shapes(ir.infer_shapes(model))
+        shapes = ir.inferred_shapes(model)
     consts = {t.name: tuple(t.dims) for t in model.graph.initializer}
     per_node: dict[str, int] = {}
     for i, node in enumerate(model.graph.node):

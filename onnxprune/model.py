@@ -92,5 +92,5 @@ def load(
     else:
         proto, where = ir.load_model(path), Path(path)
     shapes = ir.resolve_input_shapes(proto, input_shapes)
-    fixed = ir.infer_shapes(ir.with_input_shapes(proto, shapes))
-    return Model(proto=proto, input_shapes=shapes, path=where, shapes=ir.static_shapes(fixed))
+    return Model(proto=proto, input_shapes=shapes, path=where,
+                 shapes=ir.inferred_shapes(proto, shapes))

@@ -128,3 +128,22 @@ def test_dynamic_spatial_dims_need_shapes() -> None:
     with pytest.raises(InputError, match="--input-shapes x:\\?,3,\\?,8"):
         ir.resolve_input_shapes(m)
     assert ir.resolve_input_shapes(m, {"x": (2, 3, 8, 8)}) == {"x": (2, 3, 8, 8)}
+
+
+def test_inferred_shapes_from_the_weightless_copy(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Above SHAPES_LIGHT_BYTES static shapes come from a weightless copy when it resolves
+    every node output (the same shapes as inferring the whole model), else from the model."""
+    import onnxprune.ir.shapes as shapes
+
+    m, at = _conv_model(), {"x": (2, 3, 8, 8)}
+    full = ir.static_shapes(ir.infer_shapes(ir.with_input_shapes(m, at)))
+    assert ir.inferred_shapes(m, at) == full  # small: the whole model, as before
+    monkeypatch.setattr(ir.limits, "SHAPES_LIGHT_BYTES", 0)
+    calls = []
+    infer = shapes.infer_shapes
+    monkeypatch.setattr(shapes, "infer_shapes", lambda *a, **k: calls.append(1) or infer(*a, **k))
+    assert ir.inferred_shapes(m, at) == full and not calls
+    m.graph.node.append(helper.make_node("NonZero", ["y"], ["nz"], name="nz"))
+    m.graph.output.append(helper.make_tensor_value_info("nz", onnx.TensorProto.INT64, None))
+    ir.inferred_shapes(m, at)
+    assert calls == [1]  # a run-time shape left unknown: the whole model is inferred

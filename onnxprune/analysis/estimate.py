@@ -36,7 +36,7 @@ def network_estimate(model: Model, widths: Mapping[int, int]) -> NetworkEstimate
         return NetworkEstimate(before.macs, before.macs, before.params, before.params, kept)
     try:
         pruned = apply_plan(model, plan)
-        shapes = ir.static_shapes(ir.infer_shapes(ir.with_input_shapes(pruned, model.input_shapes)))
+        shapes = ir.inferred_shapes(pruned, model.input_shapes)
         after = metrics.cost(pruned, shapes)
     except OnnxPruneError as e:
         log.warning("network estimate failed: %s", e)

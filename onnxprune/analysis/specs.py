@@ -150,12 +150,15 @@ def _consumer(
         return None, "node not found in the graph"
     y = node.outputs[0].name
     step = steps.get(y)
-    weight = ctx.const(ref.weight.name)
-    if step is None or weight is None:
+    if step is None or not ctx.is_const(ref.weight.name):
         return None, "not executed by the shim with a constant weight"
-    kind = _kind(ref.op, weight.ndim, int(step.attrs.get("group", 1)))
+    # the shape only: reading the value would load (and keep) the weight in the graph
+    wshape = ctx.shape(ref.weight.name)
+    if wshape is None:
+        wshape = ctx.const(ref.weight.name).shape  # type: ignore[union-attr]
+    kind = _kind(ref.op, len(wshape), int(step.attrs.get("group", 1)))
     if kind is None:
-        return None, f"{ref.op} with weight rank {weight.ndim} is not supported"
+        return None, f"{ref.op} with weight rank {len(wshape)} is not supported"
     if kind == "recurrent":
         why = _recurrent_problem(model, node)
         if why:
@@ -164,7 +167,7 @@ def _consumer(
     spec = ConsumerSpec(
         node=ref.node, op=ref.op, kind=kind, x=ref.space.tensor, axis=ref.space.axis, y=y,
         weight=ref.weight.name, sel=sel, owned=owned, step=step,
-        kernel=tuple(int(k) for k in weight.shape[2:]) if ref.op.startswith("Conv") else (),
+        kernel=tuple(int(k) for k in wshape[2:]) if ref.op.startswith("Conv") else (),
         whole=len(sel) == len(group.members[ref.space]),
     )
     return spec, ""

@@ -43,7 +43,7 @@ class Context:
         """Static shape of a tensor, or None when unknown."""
         t = self.tensors.get(name)
         if isinstance(t, gs.Constant):
-            return tuple(t.values.shape)
+            return tuple(t.shape)  # not .values: that loads (and keeps) the weight
         return self.shapes.get(name)
 
     def dim(self, space: Space) -> int | None:
@@ -65,6 +65,12 @@ class Context:
         dq = qdq.dequantizer(self, name)
         return None if dq is None else qdq.dequantized(self, dq)
 
+    def is_const(self, name: str) -> bool:
+        """Tell whether :meth:`const` would return a value (without loading it)."""
+        if isinstance(self.tensors.get(name), gs.Constant):
+            return True
+        return qdq.dequantizer(self, name) is not None
+
     def quantised(self, name: str) -> bool:
         """True when ``name`` is a weight stored quantised (a DequantizeLinear of constants)."""
         return qdq.dequantizer(self, name) is not None
@@ -79,6 +85,11 @@ class Context:
         """Value of the node's i-th input when it is a constant."""
         name = self.input_name(node, i)
         return None if name is None else self.const(name)
+
+    def input_is_const(self, node: gs.Node, i: int) -> bool:
+        """Tell whether the node's i-th input is a constant (without loading its value)."""
+        name = self.input_name(node, i)
+        return name is not None and self.is_const(name)
 
     def producer(self, name: str) -> gs.Node | None:
         """The node that writes a tensor, or None for inputs and constants."""

@@ -54,6 +54,7 @@ from onnxprune.ir.shapes import (
     adopt_shapes,
     infer_shapes,
     infer_shapes_plain,
+    inferred_shapes,
     light_copy,
     static_shapes,
 )
@@ -92,6 +93,7 @@ __all__ = [
     "holds_graph",
     "infer_shapes",
     "infer_shapes_plain",
+    "inferred_shapes",
     "inline_functions",
     "io_specs",
     "light_copy",

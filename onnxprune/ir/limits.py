@@ -11,6 +11,9 @@ EXTERNAL_DATA_BYTES = _TWO_GB
 """Models larger than this are written (and verified) with their weights in a ``.data`` file."""
 LIGHT_BYTES = 2**28
 """Above this size, shape inference and the checker work on a copy without the weights."""
+SHAPES_LIGHT_BYTES = 2**20
+"""Above this size (and up to ``LIGHT_BYTES``) static shapes are tried on a weightless copy
+first (``ir.inferred_shapes``)."""
 LIGHT_TENSOR_BYTES = 1024
 STRIPPED = "__onnxprune_weights_not_loaded__"
 MIN_OPSET = 7

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import copy
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import onnx
 import onnx_graphsurgeon as gs
@@ -12,6 +12,7 @@ from google.protobuf.message import Message
 
 from onnxprune.ir import limits, symbolic
 from onnxprune.ir.load import has_tensor_attr, model_bytes
+from onnxprune.ir.specs import with_input_shapes
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +46,33 @@ def infer_shapes_plain(model: onnx.ModelProto, *, strict: bool = False) -> onnx.
     :func:`infer_shapes` for those): what ``onnx.shape_inference.infer_shapes`` alone gives.
     """
     return onnx.shape_inference.infer_shapes(model, strict_mode=strict)
+
+
+def inferred_shapes(
+    model: onnx.ModelProto, input_shapes: Mapping[str, Sequence[int]] | None = None
+) -> dict[str, tuple[int, ...]]:
+    """``static_shapes(infer_shapes(with_input_shapes(model, input_shapes)))``, lighter.
+
+    Shape inference of a whole model serialises it, parses it back and copies it (a 100 MB
+    ResNet-50 peaked 400 MB above the loaded model), and new input shapes copy it once more.
+    Above :data:`limits.SHAPES_LIGHT_BYTES` the weightless copy is inferred first; when that
+    gives every node output a static shape it is the answer (weights enter shape inference
+    only through their values, and a stripped tensor's values are unknown, never different).
+    Otherwise the whole model is inferred as before (folding ``Shape`` subgraphs and data
+    propagation may need the values).
+    """
+    size = model_bytes(model)
+    if limits.SHAPES_LIGHT_BYTES < size <= limits.LIGHT_BYTES:
+        m = light_copy(model)
+        if input_shapes is not None:
+            m = with_input_shapes(m, input_shapes)
+        del m.graph.value_info[:]
+        light = onnx.shape_inference.infer_shapes(m, check_type=True, data_prop=True)
+        shapes = static_shapes(light)
+        if all(o in shapes for n in model.graph.node for o in n.output if o):
+            return shapes
+    full = model if input_shapes is None else with_input_shapes(model, input_shapes)
+    return static_shapes(infer_shapes(full))
 
 
 def adopt_shapes(model: onnx.ModelProto, inferred: onnx.ModelProto) -> onnx.ModelProto:

@@ -143,6 +143,6 @@ def pruned_shapes(pruned: ir.ModelProto, model: Model) -> dict[str, tuple[int, .
         known = ir.static_shapes(pruned)
         if all(o in known for n in pruned.graph.node for o in n.output if o):
             return known
-    return ir.static_shapes(ir.infer_shapes(ir.with_input_shapes(pruned, model.input_shapes)))
+    return ir.inferred_shapes(pruned, model.input_shapes)
 
 

@@ -29,7 +29,7 @@ class ConcatRule(Rule):
         links, absorbs, offset = [], False, 0
         for t, shape in zip(node.inputs, [s or () for s in shapes]):
             if space.axis == axis:
-                if ctx.const(t.name) is None:
+                if not ctx.is_const(t.name):
                     links.append(Link(Space(t.name, axis), Space(y, axis), Offset(offset)))
                 offset += shape[axis]
             elif ctx.const(t.name) is not None:

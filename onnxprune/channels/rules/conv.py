@@ -88,13 +88,10 @@ class ConvRule(Rule):
         # (weight axis of output channels, weight axis of input channels)
         return (1, 0) if node.op == "ConvTranspose" else (0, 1)
 
-    def _weight(self, ctx: Context, node: gs.Node) -> np.ndarray | None:
-        return ctx.input_const(node, 1)
-
     def roots(self, ctx: Context, node: gs.Node) -> list[tuple[Space, Coupling]]:
         """Return the output channel space (a barrier when the weights are not constant)."""
         space = Space(node.outputs[0].name, 1)
-        if self._weight(ctx, node) is None:
+        if not ctx.input_is_const(node, 1):
             # Reported rather than left out, so inspect says why (QDQ weights, typically).
             out_ax, _ = self._axes(node)
             maker = ctx.producer(node.inputs[1].name)
@@ -106,9 +103,8 @@ class ConvRule(Rule):
 
     def couple(self, ctx: Context, node: gs.Node, space: Space) -> Coupling:
         """Root on output axis 1, consumer on input axis 1, grouped link when group > 1."""
-        w = self._weight(ctx, node)
         x, y = node.inputs[0].name, node.outputs[0].name
-        if w is None:
+        if not ctx.input_is_const(node, 1):
             return barrier(f"{ctx.describe(node)} has weights computed at run time")
         if ctx.positions(node, space.tensor) not in ([0], []) or space.axis != 1:
             return barrier(f"channels reach axis {space.axis} of {ctx.describe(node)}")
@@ -130,7 +126,7 @@ class ConvRule(Rule):
         x, y = node.inputs[0].name, node.outputs[0].name
         out_ax, in_ax = self._axes(node)
         group = int(ctx.attr(node, "group", 1))
-        if self._weight(ctx, node) is None:
+        if not ctx.input_is_const(node, 1):
             raise RuntimeError(f"{ctx.describe(node)}: weights vanished during surgery")
         keep_out, keep_in = keep.get(Space(y, 1)), keep.get(Space(x, 1))
         # take_input also slices weights stored quantised (with their per-axis scales).

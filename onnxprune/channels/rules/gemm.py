@@ -67,7 +67,7 @@ class GemmRule(Rule):
 
     def roots(self, ctx: Context, node: gs.Node) -> list[tuple[Space, Coupling]]:
         """The output feature space, when B is constant."""
-        if ctx.input_const(node, 1) is None:
+        if not ctx.input_is_const(node, 1):
             return []
         space = Space(node.outputs[0].name, 1)
         return [(space, self.couple(ctx, node, space))]
@@ -77,7 +77,7 @@ class GemmRule(Rule):
         a, y = node.inputs[0].name, node.outputs[0].name
         b = node.inputs[1].name
         trans_a, trans_b = int(ctx.attr(node, "transA", 0)), int(ctx.attr(node, "transB", 0))
-        if ctx.const(b) is None or ctx.positions(node, space.tensor) not in ([0], []):
+        if not ctx.is_const(b) or ctx.positions(node, space.tensor) not in ([0], []):
             return barrier(f"{ctx.describe(node)} multiplies two run-time tensors")
         feat_axis, row_axis = (0, 1) if trans_a else (1, 0)
         if space.tensor == y and space.axis == 1:
@@ -94,7 +94,7 @@ class GemmRule(Rule):
         """Slice B (and C) by the kept output features and input features."""
         a, y = node.inputs[0].name, node.outputs[0].name
         trans_a, trans_b = int(ctx.attr(node, "transA", 0)), int(ctx.attr(node, "transB", 0))
-        if ctx.input_const(node, 1) is None:
+        if not ctx.input_is_const(node, 1):
             raise RuntimeError(f"{ctx.describe(node)}: weights vanished during surgery")
         keep_out, keep_in = keep.get(Space(y, 1)), keep.get(Space(a, 0 if trans_a else 1))
         if keep_out is not None:

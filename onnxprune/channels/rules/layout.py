@@ -173,7 +173,7 @@ class ExpandRule(AxisRule):
         if space.tensor == y and xs is not None and ys is not None:
             ax = space.axis - (len(ys) - len(xs))
             if ax < 0 or xs[ax] == 1:
-                if ctx.input_const(node, 1) is None:
+                if not ctx.input_is_const(node, 1):
                     return barrier(f"{ctx.describe(node)} broadcasts to a run-time shape")
                 return Coupling(absorbs=True)
         c = super().couple(ctx, node, space)

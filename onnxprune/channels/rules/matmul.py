@@ -100,7 +100,7 @@ class MatMulRule(Rule):
         x, y = node.inputs[0].name, node.outputs[0].name
         w = ctx.input_const(node, 1)
         xs, ys = ctx.shape(x), ctx.shape(y)
-        if w is None and ctx.const(x) is None:
+        if w is None and not ctx.is_const(x):
             return batched_coupling(ctx, node, space)
         if w is None or w.ndim != 2 or ctx.positions(node, space.tensor) not in ([0], []):
             return barrier(f"{ctx.describe(node)} multiplies two run-time tensors")
@@ -120,9 +120,9 @@ class MatMulRule(Rule):
         """Slice W's columns (kept outputs) and rows (kept inputs)."""
         x, y = node.inputs[0].name, node.outputs[0].name
         xs, ys = ctx.shape(x), ctx.shape(y)
-        if ctx.input_const(node, 1) is None and ctx.const(x) is None:
+        if not ctx.input_is_const(node, 1) and not ctx.is_const(x):
             return  # two run-time tensors: nothing of its own to shrink
-        if ctx.input_const(node, 1) is None or xs is None or ys is None:
+        if not ctx.input_is_const(node, 1) or xs is None or ys is None:
             raise RuntimeError(f"{ctx.describe(node)}: weights vanished during surgery")
         keep_out, keep_in = keep.get(Space(y, len(ys) - 1)), keep.get(Space(x, len(xs) - 1))
         if keep_out is not None:

@@ -32,7 +32,7 @@ class QuantDequantRule(AxisRule):
 
     def couple(self, ctx: Context, node: gs.Node, space: Space) -> Coupling:
         """Identity on input 0 / output 0; blocked when the scale is computed at run time."""
-        if ctx.input_const(node, 1) is None:
+        if not ctx.input_is_const(node, 1):
             return barrier(f"{ctx.describe(node)} has a scale computed at run time")
         if int(ctx.attr(node, "block_size", 0)):
             return barrier(f"{ctx.describe(node)} quantises in blocks along an axis")

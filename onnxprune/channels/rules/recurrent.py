@@ -84,7 +84,7 @@ class RecurrentRule(Rule):
     def roots(self, ctx: Context, node: gs.Node) -> list[tuple[Space, Coupling]]:
         """Y's hidden axis as a root that is always blocked, so that inspect names why."""
         y = node.outputs[0].name if node.outputs else ""
-        if not y or not ctx.consumers(y) or ctx.input_const(node, 1) is None:
+        if not y or not ctx.consumers(y) or not ctx.input_is_const(node, 1):
             return []
         space = Space(y, 3)  # Y is [T, D, N, H] (layout 1: [N, T, D, H])
         reason = self.couple(ctx, node, space).barrier
@@ -102,7 +102,7 @@ class RecurrentRule(Rule):
             return barrier(f"channels reach a state or weight input of {ctx.describe(node)}")
         if space.axis != FEATURES:
             return barrier(f"{ctx.describe(node)} runs along axis {space.axis} (steps or batch)")
-        if ctx.input_const(node, 1) is None:
+        if not ctx.input_is_const(node, 1):
             return barrier(f"{ctx.describe(node)} has input weights W computed at run time")
         return Coupling(absorbs=True, weight=WeightUse(node.inputs[1].name, 2, "consumer"))
 
