@@ -44,15 +44,32 @@ class Model:
         """Return a channel graph safe to edit: :attr:`groups` over a copy of its graph.
 
         The model is imported and its groups derived once (:attr:`groups`); each editable
-        graph is a clone of that one, not a new import.
+        graph is a clone of that one, not a new import. A clone keeps the weights it reads
+        (surgery edits them); :attr:`groups` keeps none, so the clone reads them afresh.
         """
         return self.groups.clone()
 
+    @property
+    def unchanged_file(self) -> Path | None:
+        """The file the model was loaded from, when ``proto`` is that file's model as is.
+
+        Only a model older than ``ir.MIN_OPSET`` is converted on load (to that opset), so a
+        newer opset says the file holds ``proto``.
+        """
+        if self.path is None or ir.opset_version(self.proto) <= ir.MIN_OPSET:
+            return None
+        return self.path
+
     @cached_property
     def groups(self) -> ChannelGraph:
-        """The model's channel graph, kept for read-only questions (do not edit its graph)."""
+        """The model's channel graph, kept for read-only questions (do not edit its graph).
+
+        Weights read through it are not kept in it: it lives as long as the model, and would
+        otherwise end up holding a copy of every weight a criterion or the analysis read.
+        """
         graph = ir.to_graph(self.proto)
-        return ChannelGraph(Context(graph, self.shapes, ir.opset_version(self.proto)))
+        return ChannelGraph(Context(graph, self.shapes, ir.opset_version(self.proto),
+                                    keep_values=False))
 
 
 def unknown_shape_nodes(cost: metrics.Cost) -> tuple[str, ...]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 from collections.abc import Callable, Mapping, Sequence
 
@@ -92,6 +93,14 @@ def apply_plan(
         VerificationError: the pruned model failed a check; nothing should be written.
 
     """
+    pruned = _surgery(model, plan, edit)
+    gc.collect()  # the channel graph (reference cycles) and its weights go before onnxruntime
+    return verify(pruned, model.proto, model.input_shapes) if check else pruned
+
+
+def _surgery(
+    model: Model, plan: Mapping[int, Sequence[int]], edit: Callable[[ChannelGraph], None] | None
+) -> ir.ModelProto:
     cg = model.channel_graph()
     check_plan(cg, plan)
     if edit is not None:
@@ -111,8 +120,7 @@ def apply_plan(
             raise VerificationError(
                 f"surgery failed at {ctx.describe(node)}: {e}; this is a bug - please report it"
             ) from e
-    pruned = _export(ctx.graph, model.proto)
-    return verify(pruned, model.proto, model.input_shapes) if check else pruned
+    return _export(ctx.graph, model.proto)
 
 
 def _touched_nodes(cg: ChannelGraph, keep: Mapping[Space, np.ndarray]) -> list[gs.Node]:

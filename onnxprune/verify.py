@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import logging
-import tempfile
 from collections.abc import Mapping
-from pathlib import Path
 
 import numpy as np
 
@@ -39,7 +37,7 @@ def verify(
         VerificationError: a check failed; the message names the stage and the node.
 
     """
-    large = ir.model_bytes(model) > ir.limits.LIGHT_BYTES
+    large = ir.model_bytes(model) > min(ir.limits.LIGHT_BYTES, ir.limits.HEAVY_BYTES)
     try:
         if large:
             ir.check_light(model)
@@ -48,7 +46,7 @@ def verify(
     except Exception as e:  # noqa: BLE001 - the checker raises several types
         raise VerificationError(f"pruned model fails onnx.checker: {_first_line(e)}") from e
     try:
-        inferred = ir.infer_shapes(model, strict=True)
+        inferred = ir.infer_shapes(model, strict=True, light=large)
     except Exception as e:  # noqa: BLE001
         raise VerificationError(f"pruned model fails strict shape inference: {_first_line(e)}") from e
     if large:  # inferred without the weights: put the shapes on the model instead
@@ -122,14 +120,10 @@ def _custom_ops(model: ir.ModelProto) -> list[str]:
 
 
 def _session(model: ir.ModelProto) -> object:
-    """Open an onnxruntime session; a model over 2 GB goes through a temp external-data file."""
+    """Open an onnxruntime session (a large model goes through a temp external-data file)."""
     from onnxprune.bench import make_session
 
-    if ir.model_bytes(model) <= ir.limits.EXTERNAL_DATA_BYTES:
-        return make_session(model)
-    with tempfile.TemporaryDirectory(prefix="onnxprune-verify-") as folder:
-        path = ir.save_external(model, Path(folder) / "model.onnx")
-        return make_session(path)
+    return make_session(model)
 
 
 def _run(model: ir.ModelProto, shapes: Mapping[str, tuple[int, ...]]) -> None:

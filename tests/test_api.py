@@ -164,3 +164,49 @@ def test_readme_python_example_runs_as_written(tmp_path: Path) -> None:
     assert "top-1 agreement logits" in proc.stdout
     onnx.checker.check_model(str(tmp_path / "pruned.onnx"))
     assert json.loads((tmp_path / "plan.json").read_text())
+
+
+def test_read_only_channel_graph_keeps_no_weights(tmp_path: Path) -> None:
+    """Weights read through ``model.groups`` (L1 scores, analysis specs) are not kept in it."""
+    import onnx_graphsurgeon as gs
+
+    from onnxprune.model import load
+
+    model = load(Path(__file__).resolve().parents[1] / "models" / "digits_cnn.onnx")
+    onnxprune.prune(model, ratio=0.3)
+    consts = [t for t in model.groups.ctx.graph.tensors().values() if isinstance(t, gs.Constant)]
+    assert consts and all(isinstance(t._values, gs.ir.tensor.LazyValues) for t in consts)
+
+
+@pytest.mark.parametrize("external", [False, True], ids=["inline", "external-data"])
+def test_heavy_model_is_timed_from_a_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                          capsys: pytest.CaptureFixture[str],
+                                          external: bool) -> None:
+    """Over HEAVY_BYTES, prune's speed check opens the original from its own file when that
+    keeps the weights in a data file, else from a temporary external-data copy (gone after)."""
+    import onnxprune.commands.prune as command
+    from onnxprune import ir
+    from onnxprune.cli import main
+
+    src = Path(__file__).resolve().parents[1] / "models" / "digits_cnn.onnx"
+    if external:
+        model = tmp_path / "m.onnx"
+        onnx.save_model(onnx.load(str(src)), str(model), save_as_external_data=True,
+                        location="m.onnx.data", size_threshold=0)
+        src = model
+    monkeypatch.setattr(ir.limits, "HEAVY_BYTES", 1000)
+    timed, check = [], command.speed_check
+
+    def spy(original: object, *args: object, **kwargs: object) -> object:
+        timed.append(original)
+        return check(original, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(command, "speed_check", spy)
+    out = tmp_path / "out.onnx"
+    assert main(["prune", str(src), "-o", str(out), "--ratio", "0.3"]) == 0
+    assert "speed-up" in capsys.readouterr().out
+    assert len(timed) == 1 and isinstance(timed[0], Path)
+    if external:
+        assert timed[0] == src
+    else:
+        assert timed[0].name == "original.onnx" and not timed[0].exists()

@@ -128,7 +128,7 @@ def _one_batch(
 
 
 def _sources(tensors: Sequence[torch.Tensor]) -> list[torch.Tensor]:
-    """The tensors whose gradient reaches none of the others': the backward pass's targets.
+    """Return the tensors whose gradient reaches none of the others' (the backward targets).
 
     Every other tensor lies between one of these and the loss, so differentiating only these
     runs every hook, and only their gradients are captured (``backward(inputs=...)`` with

@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -86,7 +87,7 @@ def random_feeds(model: ir.ModelProto, input_shapes: Mapping[str, Sequence[int]]
 
 
 def speed_check(
-    original: ir.ModelProto,
+    original: ir.ModelProto | str | Path,
     pruned: ir.ModelProto,
     input_shapes: Mapping[str, Sequence[int]],
     *,
@@ -98,13 +99,15 @@ def speed_check(
     """Time ``original`` and ``pruned`` alternately (A, B, A, B, ...) and return their p50s.
 
     Runs at least ``MIN_PAIRS`` and at most ``MAX_PAIRS`` pairs, stopping once ``seconds``
-    have passed.
+    have passed. ``original`` may be the file the model was loaded from (onnxruntime opens it
+    without a serialised copy of its weights); the feeds follow ``pruned``'s inputs, which
+    verification made the original's.
 
     Raises:
         InputError: onnxruntime cannot load or run a model.
 
     """
-    feeds = random_feeds(original, input_shapes)
+    feeds = random_feeds(pruned, input_shapes)
     sessions = [make_session(m, threads=threads, optimization=optimization, provider=provider)
                 for m in (original, pruned)]
     for _ in range(WARMUP):

@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 import onnx_graphsurgeon as gs
 
+from onnxprune import ir
 from onnxprune.channels import qdq
 from onnxprune.channels.types import Space
 from onnxprune.numerics import flush_subnormals
@@ -22,11 +23,16 @@ class Context:
         shapes: static shape of every tensor whose shape is known (inferred with concrete
             input shapes).
         opset: the model's default-domain opset.
+        keep_values: keep a weight's value in the graph once read (what surgery edits);
+            False reads it afresh each time, so a read-only graph never holds a second copy
+            of the model's weights.
 
     """
 
-    def __init__(self, graph: gs.Graph, shapes: Mapping[str, tuple[int, ...]], opset: int):
+    def __init__(self, graph: gs.Graph, shapes: Mapping[str, tuple[int, ...]], opset: int,
+                 *, keep_values: bool = True):
         self.graph = graph
+        self.keep_values = keep_values
         self.shapes = dict(shapes)
         self.opset = opset
         self.tensors: dict[str, gs.Tensor] = graph.tensors()
@@ -35,7 +41,10 @@ class Context:
         self._fresh = count()
 
     def clone(self) -> Context:
-        """Return a context over a copy of the graph (nodes and tensors copied, arrays shared)."""
+        """Return a context over a copy of the graph (nodes and tensors copied, arrays shared).
+
+        The copy keeps the values it reads (``keep_values``): it is the graph surgery edits.
+        """
         return Context(self.graph.copy(), self.shapes, self.opset)
 
     # -- questions -------------------------------------------------------------------------
@@ -61,7 +70,7 @@ class Context:
         """
         t = self.tensors.get(name)
         if isinstance(t, gs.Constant):
-            return np.asarray(t.values)
+            return np.asarray(t.values) if self.keep_values else ir.peek_constant(t)
         dq = qdq.dequantizer(self, name)
         return None if dq is None else qdq.dequantized(self, dq)
 

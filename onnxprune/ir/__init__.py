@@ -22,9 +22,10 @@ from onnxprune.ir import limits
 from onnxprune.ir.build import make_graph, make_model, make_node, make_value_info, parse_model
 from onnxprune.ir.checker import CheckerError, check_light, check_model
 from onnxprune.ir.edit import node_inputs, set_node_inputs
-from onnxprune.ir.graph import from_graph, to_graph
+from onnxprune.ir.graph import from_graph, peek_constant, to_graph
 from onnxprune.ir.limits import (
     EXTERNAL_DATA_BYTES,
+    HEAVY_BYTES,
     LIGHT_BYTES,
     MAX_OPSET,
     MIN_OPSET,
@@ -71,6 +72,7 @@ __all__ = [
     "CheckerError",
     "EXTERNAL_DATA_BYTES",
     "GraphProto",
+    "HEAVY_BYTES",
     "LIGHT_BYTES",
     "MAX_OPSET",
     "MIN_OPSET",
@@ -110,6 +112,7 @@ __all__ = [
     "opset_version",
     "parse_input_shapes",
     "parse_model",
+    "peek_constant",
     "plain_value",
     "resolve_input_shapes",
     "save_external",

@@ -37,6 +37,26 @@ def to_graph(model: onnx.ModelProto) -> gs.Graph:
     return graph
 
 
+def peek_constant(const: gs.Constant) -> np.ndarray:
+    """Return the value of a graph constant without loading it into the graph.
+
+    A weight not yet loaded is read from its tensor (one copy of its data, read-only);
+    ``const.values`` would keep it in the graph, and onnx-graphsurgeon copies it once more.
+    """
+    lazy = getattr(const, "_values", None)
+    if isinstance(lazy, gs.ir.tensor.LazyValues) and lazy.tensor.data_type in _PLAIN_TYPES:
+        return onnx.numpy_helper.to_array(lazy.tensor)
+    return np.asarray(const.values if not isinstance(lazy, gs.ir.tensor.LazyValues)
+                      else lazy.load())
+
+
+_PLAIN_TYPES = {
+    onnx.TensorProto.FLOAT, onnx.TensorProto.DOUBLE, onnx.TensorProto.INT64,
+    onnx.TensorProto.INT32, onnx.TensorProto.INT8, onnx.TensorProto.UINT8,
+}
+"""Element types whose ``numpy_helper.to_array`` is what onnx-graphsurgeon's load gives."""
+
+
 def _constant_value(node: gs.Node) -> np.ndarray | None:
     attrs = node.attrs
     if "value" in attrs:

@@ -11,6 +11,10 @@ EXTERNAL_DATA_BYTES = _TWO_GB
 """Models larger than this are written (and verified) with their weights in a ``.data`` file."""
 LIGHT_BYTES = 2**28
 """Above this size, shape inference and the checker work on a copy without the weights."""
+HEAVY_BYTES = 2**26
+"""In-memory models larger than this are never serialised whole: onnxruntime opens them from a
+temporary copy with external data (``bench.make_session``), and verification checks and
+infers their shapes on a weightless copy."""
 SHAPES_LIGHT_BYTES = 2**20
 """Above this size (and up to ``LIGHT_BYTES``) static shapes are tried on a weightless copy
 first (``ir.inferred_shapes``)."""

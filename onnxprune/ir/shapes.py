@@ -16,15 +16,17 @@ from onnxprune.ir.specs import with_input_shapes
 
 log = logging.getLogger(__name__)
 
-def infer_shapes(model: onnx.ModelProto, *, strict: bool = False) -> onnx.ModelProto:
+def infer_shapes(
+    model: onnx.ModelProto, *, strict: bool = False, light: bool | None = None
+) -> onnx.ModelProto:
     """Run ONNX shape inference (with data propagation) and return the inferred copy.
 
-    Models over ``limits.LIGHT_BYTES`` are inferred on a copy without their weights (shape
-    inference needs only the weights' dims), so the returned model holds no weights; the ``Shape``
-    folding pass is skipped for them. Unless ``strict``, shapes it leaves unknown are
-    filled in by :func:`onnxprune.ir.symbolic.fill_missing`.
+    Models over ``limits.LIGHT_BYTES`` (or any, with ``light``) are inferred on a copy
+    without their weights (shape inference needs only the weights' dims), so the returned
+    model holds no weights; the ``Shape`` folding pass is skipped for them. Unless ``strict``,
+    shapes it leaves unknown are filled in by :func:`onnxprune.ir.symbolic.fill_missing`.
     """
-    if model_bytes(model) > limits.LIGHT_BYTES:
+    if light if light is not None else model_bytes(model) > limits.LIGHT_BYTES:
         m = light_copy(model)
         del m.graph.value_info[:]
         light = onnx.shape_inference.infer_shapes(

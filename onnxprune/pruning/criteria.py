@@ -44,6 +44,10 @@ def criterion(name: str, *, analysis: bool = False) -> Callable[[Criterion], Cri
     return wrap
 
 
+_CHUNK = 1 << 22
+"""Weight elements converted to float64 at once by the norm criteria."""
+
+
 def _norm_scores(cg: ChannelGraph, group: Group, order: int) -> np.ndarray:
     """Sum over the group's roots of each filter's L_order weight norm."""
     scores = np.zeros(group.size, dtype=np.float64)
@@ -51,9 +55,12 @@ def _norm_scores(cg: ChannelGraph, group: Group, order: int) -> np.ndarray:
         w = cg.ctx.const(ref.weight.name)
         if w is None:
             continue
-        w = np.moveaxis(np.abs(w.astype(np.float64)), ref.weight.axis, 0)
-        w = w.reshape(w.shape[0], -1)
-        per = w.sum(1) if order == 1 else np.sqrt((w**2).sum(1))
+        w = np.moveaxis(w, ref.weight.axis, 0)
+        per = np.empty(w.shape[0], dtype=np.float64)
+        step = max(1, _CHUNK // max(1, w[0].size))  # float64 copies a few filters at a time
+        for i in range(0, w.shape[0], step):
+            part = np.abs(w[i : i + step].astype(np.float64)).reshape(len(w[i : i + step]), -1)
+            per[i : i + step] = part.sum(1) if order == 1 else np.sqrt((part**2).sum(1))
         owner = group.members[ref.space]
         if len(owner) != len(per):
             continue

@@ -67,7 +67,8 @@ def measure(model: Model, fine: Plan, block: Plan, fine_step: int, block_step: i
     speedups = []
     for plan in (fine, block):
         pruned = apply_plan(model, plan.keep(), check=False)
-        speed = speed_check(model.proto, pruned, model.input_shapes, threads=opts.threads,
-                            provider=opts.provider, optimization=opts.optimization)
+        speed = speed_check(model.unchanged_file or model.proto, pruned, model.input_shapes,
+                            threads=opts.threads, provider=opts.provider,
+                            optimization=opts.optimization)
         speedups.append(speed.speedup)
     return GridChoice(fine_step, block_step, speedups[0], speedups[1], opts.provider)

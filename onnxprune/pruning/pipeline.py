@@ -250,8 +250,8 @@ def _latency_step(model: Model, opts: PruneOptions, data: Dataset | None,
             break
         result = finish(model, plan, opts, analysis, allocation, [table.line()], data,
                         teacher)
-        speed = speed_check(model.proto, result.model, model.input_shapes,
-                            threads=opts.threads, provider=opts.provider,
+        speed = speed_check(model.unchanged_file or model.proto, result.model,
+                            model.input_shapes, threads=opts.threads, provider=opts.provider,
                             optimization=opts.optimization)
         aim.measured(allocation.estimate, speed.ratio)
         if best is None or aim.closer(speed.ratio, best[1].ratio):
