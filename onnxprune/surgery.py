@@ -138,4 +138,4 @@ def _export(graph: gs.Graph, like: ir.ModelProto) -> ir.ModelProto:
         if isinstance(tensor, gs.Variable) and tensor.name not in io:
             tensor.shape = None
     graph.cleanup(remove_unused_graph_inputs=False).toposort()
-    return ir.from_graph(graph, like)
+    return ir.from_graph(graph, like, consume=True)

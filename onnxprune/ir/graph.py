@@ -70,9 +70,17 @@ def _constant_value(node: gs.Node) -> np.ndarray | None:
     return None
 
 
-def from_graph(graph: gs.Graph, like: onnx.ModelProto) -> onnx.ModelProto:
-    """Export a graph back to a model keeping ``like``'s opsets, IR version and metadata."""
-    model = gs.export_onnx(graph, do_type_check=False)
+def from_graph(graph: gs.Graph, like: onnx.ModelProto, *, consume: bool = False
+               ) -> onnx.ModelProto:
+    """Export a graph back to a model keeping ``like``'s opsets, IR version and metadata.
+
+    The weights are written into the model once each: onnx-graphsurgeon's export holds three
+    copies of them at its peak (tensors, a graph, the model), so it runs on weightless
+    stand-ins and each initializer is filled in afterwards. With ``consume`` every constant
+    of ``graph`` gives up its value once written (the graph must not be used again), so the
+    weights are never held twice.
+    """
+    model = _export_lean(graph, consume)
     model.ir_version = like.ir_version
     del model.opset_import[:]
     model.opset_import.extend(like.opset_import)
@@ -91,3 +99,33 @@ def from_graph(graph: gs.Graph, like: onnx.ModelProto) -> onnx.ModelProto:
     return model
 
 
+def _export_lean(graph: gs.Graph, consume: bool) -> onnx.ModelProto:
+    """``gs.export_onnx`` with every initializer's data filled in after the export."""
+    from onnx_graphsurgeon.exporters.onnx_exporter import OnnxExporter
+    from onnx_graphsurgeon.ir.tensor import LazyValues, SparseValues
+
+    consts = [t for t in graph.tensors().values()
+              if isinstance(t, gs.Constant) and not isinstance(t._values, SparseValues)]
+    values = [t._values for t in consts]
+    try:
+        for t in consts:
+            stub = onnx.TensorProto()  # what the export copies; replaced below
+            stub.name, stub.data_type = t.name, onnx.TensorProto.FLOAT
+            stub.dims.append(0)
+            t._values = LazyValues(stub)
+        model = gs.export_onnx(graph, do_type_check=False)
+    finally:
+        for t, v in zip(consts, values, strict=True):
+            t._values = v
+    del values
+    written = {init.name: init for init in model.graph.initializer}
+    for t in consts:
+        dst = written.get(t.name)
+        if dst is None:
+            continue
+        lazy = t._values if isinstance(t._values, LazyValues) else None
+        dst.CopyFrom(lazy.tensor if lazy is not None else OnnxExporter.export_tensor_proto(t))
+        dst.name = t.name
+        if consume:
+            t._values = LazyValues(dst)
+    return model
