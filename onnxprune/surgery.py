@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import gc
 import logging
+import tempfile
 from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
 
 import numpy as np
 import onnx_graphsurgeon as gs
@@ -15,7 +17,7 @@ from onnxprune.channels.rules import rule_for
 from onnxprune.channels.types import Space
 from onnxprune.errors import CannotPruneError, InputError, VerificationError
 from onnxprune.model import Model
-from onnxprune.verify import verify
+from onnxprune.verify import verify, verify_saved
 
 log = logging.getLogger(__name__)
 
@@ -95,7 +97,17 @@ def apply_plan(
     """
     pruned = _surgery(model, plan, edit)
     gc.collect()  # the channel graph (reference cycles) and its weights go before onnxruntime
-    return verify(pruned, model.proto, model.input_shapes) if check else pruned
+    if not check:
+        return pruned
+    if ir.model_bytes(pruned) <= min(ir.limits.HEAVY_BYTES, ir.limits.EXTERNAL_DATA_BYTES):
+        return verify(pruned, model.proto, model.input_shapes)
+    # A large model is verified from a file, so that onnxruntime holds its weights alone
+    # (not beside the model's own copy): they are read back once it passed.
+    with tempfile.TemporaryDirectory(prefix="onnxprune-pruned-",
+                                     ignore_cleanup_errors=True) as folder:
+        path = ir.save_external(pruned, Path(folder) / "pruned.onnx")
+        del pruned
+        return verify_saved(path, model.proto, model.input_shapes)
 
 
 def _surgery(

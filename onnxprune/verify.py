@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
+from pathlib import Path
 
 import numpy as np
 
@@ -38,22 +39,60 @@ def verify(
 
     """
     large = ir.model_bytes(model) > min(ir.limits.LIGHT_BYTES, ir.limits.HEAVY_BYTES)
+    inferred = _checked(model, light=large)
+    if large:  # inferred without the weights: put the shapes on the model instead
+        inferred = ir.adopt_shapes(model, inferred)
+    _same_io(inferred, original)
+    _run(inferred, shapes)
+    return inferred
+
+
+def verify_saved(
+    path: Path,
+    original: ir.ModelProto,
+    shapes: Mapping[str, tuple[int, ...]],
+) -> ir.ModelProto:
+    """:func:`verify` a model saved with its weights in a data file (``ir.save_external``).
+
+    The checks run on the file and its weightless skeleton and onnxruntime opens the file,
+    so the weights are held once (by onnxruntime) while it runs them; they are read back
+    into the returned model only once every check passed. For large models whose caller
+    can drop the model before verifying it (surgery does).
+
+    Returns:
+        The model read back from ``path``, with re-inferred ``value_info``.
+
+    Raises:
+        VerificationError: a check failed; the message names the stage and the node.
+
+    """
+    skeleton = ir.load_model(path, weights=False)
+    shaped = _checked(skeleton, light=True, path=path)  # weightless too
+    ir.adopt_shapes(skeleton, shaped)
+    _same_io(skeleton, original)
+    _run(skeleton, shapes, source=path)
+    return ir.adopt_shapes(ir.load_model(path), shaped)
+
+
+def _checked(model: ir.ModelProto, *, light: bool, path: Path | None = None) -> ir.ModelProto:
+    """Run the checker and strict shape inference; return the inferred copy.
+
+    The checker reads ``path`` (where the model is saved) when given; the copy holds no
+    weights when ``light``.
+    """
     try:
-        if large:
+        if path is not None:
+            ir.check_model(path, full_check=True)
+        elif light:
             ir.check_light(model)
         else:
             ir.check_model(model, full_check=True)
     except Exception as e:  # noqa: BLE001 - the checker raises several types
         raise VerificationError(f"pruned model fails onnx.checker: {_first_line(e)}") from e
     try:
-        inferred = ir.infer_shapes(model, strict=True, light=large)
+        return ir.infer_shapes(model, strict=True, light=light)
     except Exception as e:  # noqa: BLE001
         raise VerificationError(f"pruned model fails strict shape inference: {_first_line(e)}") from e
-    if large:  # inferred without the weights: put the shapes on the model instead
-        inferred = ir.adopt_shapes(model, inferred)
-    _same_io(inferred, original)
-    _run(inferred, shapes)
-    return inferred
 
 
 def reweighted(model: ir.ModelProto, verified: ir.ModelProto) -> ir.ModelProto:
@@ -119,16 +158,18 @@ def _custom_ops(model: ir.ModelProto) -> list[str]:
     return list(dict.fromkeys(found))
 
 
-def _session(model: ir.ModelProto) -> object:
+def _session(model: ir.ModelProto | Path) -> object:
     """Open an onnxruntime session (a large model goes through a temp external-data file)."""
     from onnxprune.bench import make_session
 
     return make_session(model)
 
 
-def _run(model: ir.ModelProto, shapes: Mapping[str, tuple[int, ...]]) -> None:
+def _run(model: ir.ModelProto, shapes: Mapping[str, tuple[int, ...]], *,
+         source: Path | None = None) -> None:
+    """Run ``model`` (opened from ``source`` when given) once on random inputs."""
     try:
-        sess = _session(model)
+        sess = _session(model if source is None else source)
         feeds = {}
         rng = np.random.default_rng(0)
         for spec in ir.io_specs(model):

@@ -179,12 +179,15 @@ def test_read_only_channel_graph_keeps_no_weights(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("external", [False, True], ids=["inline", "external-data"])
-def test_heavy_model_is_timed_from_a_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                          capsys: pytest.CaptureFixture[str],
-                                          external: bool) -> None:
-    """Over HEAVY_BYTES, prune's speed check opens the original from its own file when that
-    keeps the weights in a data file, else from a temporary external-data copy (gone after)."""
+def test_heavy_model_is_verified_and_timed_from_files(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+        external: bool) -> None:
+    """Over HEAVY_BYTES the pruned model is verified from a temporary external-data copy and
+    timed from another (its weights read back after), and the original is timed from its
+    own file when that keeps the weights in a data file, else from a temporary copy; the
+    written model is the same bytes as without these detours."""
     import onnxprune.commands.prune as command
+    import onnxprune.surgery as surgery
     from onnxprune import ir
     from onnxprune.cli import main
 
@@ -194,19 +197,33 @@ def test_heavy_model_is_timed_from_a_file(tmp_path: Path, monkeypatch: pytest.Mo
         onnx.save_model(onnx.load(str(src)), str(model), save_as_external_data=True,
                         location="m.onnx.data", size_threshold=0)
         src = model
+    plain = tmp_path / "plain.onnx"
+    assert main(["prune", str(src), "-o", str(plain), "--ratio", "0.3"]) == 0
     monkeypatch.setattr(ir.limits, "HEAVY_BYTES", 1000)
-    timed, check = [], command.speed_check
+    timed: list[tuple[object, object]] = []
+    saved: list[Path] = []
+    check, verify_saved = command.speed_check, surgery.verify_saved
 
-    def spy(original: object, *args: object, **kwargs: object) -> object:
-        timed.append(original)
-        return check(original, *args, **kwargs)  # type: ignore[arg-type]
+    def spy(original: object, pruned: object, *args: object, **kwargs: object) -> object:
+        timed.append((original, pruned))
+        return check(original, pruned, *args, **kwargs)  # type: ignore[arg-type]
+
+    def spy_saved(path: Path, *args: object) -> object:
+        saved.append(path)
+        return verify_saved(path, *args)  # type: ignore[arg-type]
 
     monkeypatch.setattr(command, "speed_check", spy)
+    monkeypatch.setattr(surgery, "verify_saved", spy_saved)
     out = tmp_path / "out.onnx"
+    capsys.readouterr()
     assert main(["prune", str(src), "-o", str(out), "--ratio", "0.3"]) == 0
     assert "speed-up" in capsys.readouterr().out
-    assert len(timed) == 1 and isinstance(timed[0], Path)
+    assert out.read_bytes() == plain.read_bytes()
+    assert len(saved) == 1 and not saved[0].exists()
+    [(original, pruned)] = timed
+    assert isinstance(pruned, Path) and pruned.name == "pruned.onnx" and not pruned.exists()
     if external:
-        assert timed[0] == src
+        assert original == src
     else:
-        assert timed[0].name == "original.onnx" and not timed[0].exists()
+        assert isinstance(original, Path) and original.name == "original.onnx"
+        assert not original.exists()

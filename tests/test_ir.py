@@ -147,3 +147,22 @@ def test_inferred_shapes_from_the_weightless_copy(monkeypatch: pytest.MonkeyPatc
     m.graph.output.append(helper.make_tensor_value_info("nz", onnx.TensorProto.INT64, None))
     ir.inferred_shapes(m, at)
     assert calls == [1]  # a run-time shape left unknown: the whole model is inferred
+
+
+def test_verify_saved_checks_the_file_and_reads_the_weights_back(tmp_path: Path) -> None:
+    from onnxprune.errors import VerificationError
+    from onnxprune.verify import verify, verify_saved
+
+    m, at = _conv_model(), {"x": (1, 3, 8, 8)}
+    path = ir.save_external(m, tmp_path / "m.onnx")
+    got = verify_saved(path, m, at)
+    assert got.SerializeToString() == verify(_conv_model(), m, at).SerializeToString()
+    bad = _conv_model()
+    bad.graph.initializer[1].CopyFrom(numpy_helper.from_array(
+        np.zeros((4, 5, 1, 1), np.float32), "w2"))  # 5 input channels for 8
+    path = ir.save_external(bad, tmp_path / "bad.onnx")
+    with pytest.raises(VerificationError) as in_memory:
+        verify(bad, m, at)
+    with pytest.raises(VerificationError, match="fails in onnxruntime") as saved:
+        verify_saved(path, m, at)
+    assert str(saved.value) == str(in_memory.value)

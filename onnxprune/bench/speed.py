@@ -88,7 +88,7 @@ def random_feeds(model: ir.ModelProto, input_shapes: Mapping[str, Sequence[int]]
 
 def speed_check(
     original: ir.ModelProto | str | Path,
-    pruned: ir.ModelProto,
+    pruned: ir.ModelProto | str | Path,
     input_shapes: Mapping[str, Sequence[int]],
     *,
     threads: int = 1,
@@ -99,15 +99,16 @@ def speed_check(
     """Time ``original`` and ``pruned`` alternately (A, B, A, B, ...) and return their p50s.
 
     Runs at least ``MIN_PAIRS`` and at most ``MAX_PAIRS`` pairs, stopping once ``seconds``
-    have passed. ``original`` may be the file the model was loaded from (onnxruntime opens it
-    without a serialised copy of its weights); the feeds follow ``pruned``'s inputs, which
-    verification made the original's.
+    have passed. Either model may be given as a file (onnxruntime opens it without a
+    serialised copy of its weights); the feeds follow ``pruned``'s inputs, which verification
+    made the original's.
 
     Raises:
         InputError: onnxruntime cannot load or run a model.
 
     """
-    feeds = random_feeds(pruned, input_shapes)
+    io = pruned if isinstance(pruned, ir.ModelProto) else ir.load_model(pruned, weights=False)
+    feeds = random_feeds(io, input_shapes)
     sessions = [make_session(m, threads=threads, optimization=optimization, provider=provider)
                 for m in (original, pruned)]
     for _ in range(WARMUP):

@@ -8,6 +8,7 @@ import logging
 import sys
 import tempfile
 from collections.abc import Mapping
+from dataclasses import replace
 from pathlib import Path
 
 from onnxprune import ir
@@ -184,9 +185,12 @@ def run(args: argparse.Namespace) -> int:
         shapes = model.input_shapes
         timed = not args.no_speed_check and result.speed is None  # else measured already
         original = _reopenable(model, Path(folder)) if timed else None
+        pruned, result = _parked(result, Path(folder)) if timed else (None, result)
         del model, data  # the original's weights go before onnxruntime opens it
         gc.collect()  # (the model's channel graph holds reference cycles)
-        speed = None if args.no_speed_check else _speed(original, shapes, result, args)
+        speed = None if args.no_speed_check else _speed(original, pruned, shapes, result, args)
+        if isinstance(pruned, Path):  # the weights, back once both sessions are closed
+            result = replace(result, model=ir.load_model(pruned))
     write(result.model, args)
     sidecar = result.plan.save(args.save_plan) if args.save_plan else None
     print(result.groups_table())
@@ -230,17 +234,32 @@ def _reopenable(model: Model, folder: Path) -> ir.ModelProto | Path:
     return ir.save_external(model.proto, folder / "original.onnx")
 
 
-def _speed(original: ir.ModelProto | Path | None, shapes: Mapping[str, tuple[int, ...]],
-           result: PruneResult, args: argparse.Namespace) -> SpeedCheck:
+def _parked(result: PruneResult, folder: Path) -> tuple[ir.ModelProto | Path, PruneResult]:
+    """Return what the speed check opens the pruned model from, and the result meanwhile.
+
+    A large pruned model is saved with its weights in a data file in ``folder``, and the
+    result keeps only its weightless skeleton until the timing is over: onnxruntime then
+    holds the only copy of the pruned weights while both models are timed.
+    """
+    if ir.model_bytes(result.model) <= ir.limits.HEAVY_BYTES:
+        return result.model, result
+    path = ir.save_external(result.model, folder / "pruned.onnx")
+    return path, replace(result, model=ir.load_model(path, weights=False))
+
+
+def _speed(original: ir.ModelProto | Path | None, pruned: ir.ModelProto | Path | None,
+           shapes: Mapping[str, tuple[int, ...]], result: PruneResult,
+           args: argparse.Namespace) -> SpeedCheck:
     """Measure original vs pruned (reusing --target-latency's measurement); enforce the floor.
 
-    ``original`` is what :func:`_reopenable` gave (None when --target-latency measured).
+    ``original`` and ``pruned`` are what :func:`_reopenable` and :func:`_parked` gave (None
+    when --target-latency measured).
     """
     if result.speed is not None:
         speed = result.speed
     else:
-        assert original is not None
-        speed = speed_check(original, result.model, shapes, threads=args.threads,
+        assert original is not None and pruned is not None
+        speed = speed_check(original, pruned, shapes, threads=args.threads,
                             provider=args.provider)
     if args.min_speedup is not None and speed.speedup < args.min_speedup:
         aim = min(0.95, 1 / args.min_speedup)

@@ -15,14 +15,16 @@ from onnxprune.ir.limits import MAX_OPSET, MIN_OPSET
 
 log = logging.getLogger(__name__)
 
-def load_model(path: str | os.PathLike[str]) -> onnx.ModelProto:
+def load_model(path: str | os.PathLike[str], *, weights: bool = True) -> onnx.ModelProto:
     """Load an ONNX model with its external data, refusing anything suspicious.
 
     Args:
         path: the ``.onnx`` file.
+        weights: load the external data; False leaves those tensors referring to their
+            files (a weightless model that the checker and shape inference accept).
 
     Returns:
-        The model, external data loaded into memory.
+        The model, external data loaded into memory unless ``weights`` is False.
 
     Raises:
         InputError: the path is missing, a directory, empty, not ONNX, its external data is
@@ -47,7 +49,8 @@ def load_model(path: str | os.PathLike[str]) -> onnx.ModelProto:
         ) from e
     if not model.graph.node and not model.graph.output:
         raise InputError(f"{p}: not an ONNX model (no graph found); pass an exported .onnx file")
-    _load_external(model, p.parent.resolve(), p)
+    if weights:
+        _load_external(model, p.parent.resolve(), p)
     return _check_opset(model, p)
 
 
@@ -57,9 +60,8 @@ def _load_external(model: onnx.ModelProto, base: Path, p: Path) -> None:
         uses_external_data,
     )
 
-    for t in all_tensors(model):
-        if not uses_external_data(t):
-            continue
+    external = [t for t in all_tensors(model) if uses_external_data(t)]
+    for t in external:
         loc = next((e.value for e in t.external_data if e.key == "location"), "")
         target = (base / loc).resolve()
         if base not in target.parents:
@@ -76,6 +78,8 @@ def _load_external(model: onnx.ModelProto, base: Path, p: Path) -> None:
         load_external_data_for_model(model, str(base))
     except (OSError, ValueError) as e:
         raise InputError(f"{p}: cannot read external data ({e}); check the data files") from e
+    for t in external:  # loaded as if it had been inline (onnx sets it to DEFAULT explicitly)
+        t.ClearField("data_location")
 
 
 def all_tensors(model: onnx.ModelProto) -> list[onnx.TensorProto]:
