@@ -99,7 +99,7 @@ def apply_plan(
     gc.collect()  # the channel graph (reference cycles) and its weights go before onnxruntime
     if not check:
         return pruned
-    if ir.model_bytes(pruned) <= min(ir.limits.HEAVY_BYTES, ir.limits.EXTERNAL_DATA_BYTES):
+    if not ir.heavy(pruned):
         return verify(pruned, model.proto, model.input_shapes)
     # A large model is verified from a file, so that onnxruntime holds its weights alone
     # (not beside the model's own copy): they are read back once it passed.

@@ -38,7 +38,7 @@ def verify(
         VerificationError: a check failed; the message names the stage and the node.
 
     """
-    large = ir.model_bytes(model) > min(ir.limits.LIGHT_BYTES, ir.limits.HEAVY_BYTES)
+    large = ir.heavy(model)
     inferred = _checked(model, light=large)
     if large:  # inferred without the weights: put the shapes on the model instead
         inferred = ir.adopt_shapes(model, inferred)

@@ -74,9 +74,7 @@ def make_session(
     so.graph_optimization_level = OPTIMIZATION[optimization]
     providers = list(dict.fromkeys([PROVIDERS[provider], PROVIDERS["cpu"]]))
     try:
-        heavy = isinstance(model, ir.ModelProto) and ir.model_bytes(model) > min(
-            ir.limits.HEAVY_BYTES, ir.limits.EXTERNAL_DATA_BYTES)
-        if heavy:
+        if isinstance(model, ir.ModelProto) and ir.heavy(model):
             return _session_via_file(model, so, providers)  # type: ignore[arg-type]
         source = model.SerializeToString() if isinstance(model, ir.ModelProto) else str(model)
         return ort.InferenceSession(source, so, providers=providers)

@@ -225,11 +225,10 @@ def _reopenable(model: Model, folder: Path) -> ir.ModelProto | Path:
     ``folder``: onnxruntime opens external weights with 2x their size above the session,
     inline ones with 3x (a 0.45 GB conv stack at full optimisation).
     """
-    size = ir.model_bytes(model.proto)
     path = model.unchanged_file
-    if size <= ir.limits.HEAVY_BYTES:
+    if not ir.heavy(model.proto):
         return path or model.proto
-    if path is not None and path.stat().st_size < size // 2:
+    if path is not None and path.stat().st_size < ir.model_bytes(model.proto) // 2:
         return path
     return ir.save_external(model.proto, folder / "original.onnx")
 
@@ -241,7 +240,7 @@ def _parked(result: PruneResult, folder: Path) -> tuple[ir.ModelProto | Path, Pr
     result keeps only its weightless skeleton until the timing is over: onnxruntime then
     holds the only copy of the pruned weights while both models are timed.
     """
-    if ir.model_bytes(result.model) <= ir.limits.HEAVY_BYTES:
+    if not ir.heavy(result.model):
         return result.model, result
     path = ir.save_external(result.model, folder / "pruned.onnx")
     return path, replace(result, model=ir.load_model(path, weights=False))

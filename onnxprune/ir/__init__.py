@@ -31,7 +31,7 @@ from onnxprune.ir.limits import (
     MIN_OPSET,
     STRIPPED,
 )
-from onnxprune.ir.load import file_metadata, load_model, model_bytes, opset_version
+from onnxprune.ir.load import file_metadata, heavy, load_model, model_bytes, opset_version
 from onnxprune.ir.proto import (
     AttributeProto,
     GraphProto,
@@ -92,6 +92,7 @@ __all__ = [
     "file_metadata",
     "from_array",
     "from_graph",
+    "heavy",
     "holds_graph",
     "infer_shapes",
     "infer_shapes_plain",

@@ -129,6 +129,17 @@ def opset_version(model: onnx.ModelProto) -> int:
     return 1
 
 
+def heavy(model: onnx.ModelProto) -> bool:
+    """Tell whether ``model`` is too large to be handed around serialised or checked whole.
+
+    Over :data:`limits.HEAVY_BYTES` (or a lower ``LIGHT_BYTES``/``EXTERNAL_DATA_BYTES``, which
+    already treat it as large), onnxruntime opens it from a temporary external-data copy,
+    verification checks a weightless copy, and ``prune`` times it from files.
+    """
+    return model_bytes(model) > min(limits.HEAVY_BYTES, limits.LIGHT_BYTES,
+                                    limits.EXTERNAL_DATA_BYTES)
+
+
 def model_bytes(model: onnx.ModelProto) -> int:
     """Return the size the model takes when serialised (weights included).
 
