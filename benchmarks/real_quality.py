@@ -23,6 +23,10 @@ Methods (``--methods``; a method the current API cannot express is printed as n/
 - ``distill`` (with ``--distill SECONDS``): the default plus distillation, ``distill_time=SECONDS``
   when ``prune`` has that option, else ``distill_epochs=--distill-epochs``.
 
+``--set KEY=VALUE`` (repeatable) adds a ``prune`` option to every onnxprune method of the run
+(VALUE read as JSON when it parses, else as text), e.g. ``--set allocation=global``,
+``--set steps=2``, ``--set ridge=1e-3``; the rows say which (``default allocation=global``).
+
 By default the analysis is run once per model and objective and shared by the methods that
 use it (``prune(..., analysis=...)`` gives the same model as letting each call run it);
 ``--fresh-analysis`` lets every call run its own.
@@ -94,7 +98,14 @@ def option_defaults() -> dict[str, Any]:
 
 def prune_options(method: str, args: argparse.Namespace) -> tuple[dict[str, Any] | None, str]:
     """``prune`` keyword arguments for an onnxprune method, or (None, why it is n/a)."""
+    opts, note = _method_options(method, args)
+    if opts is not None:
+        opts = {**opts, **args.set}
+    return opts, note
 
+
+def _method_options(method: str, args: argparse.Namespace
+                    ) -> tuple[dict[str, Any] | None, str]:  # fmt: skip
     params = option_defaults()
     default_objective = params.get("objective")
     if method == "default":
@@ -240,7 +251,9 @@ def run_model(name: str, args: argparse.Namespace) -> list[dict[str, Any]]:
     sim_memo: dict[str, Any] = {}
     for method in args.methods:
         for target in args.targets:
-            rec: dict[str, Any] = {"model": name, "method": method, "target": target}
+            label = method if method.startswith("onnxsim-") else " ".join(
+                [method, *(f"{k}={v}" for k, v in args.set.items())])
+            rec: dict[str, Any] = {"model": name, "method": label, "target": target}
             t1 = time.perf_counter()
             try:
                 rec.update(_run_method(case, method, target, args, analyses, sim_memo))
@@ -369,12 +382,15 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--wanda-samples", type=int, default=32, help="onnxsim Wanda calib samples")
     ap.add_argument("--threads", type=int, default=1, help="torch and onnxruntime threads")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="a prune() option for every onnxprune method (repeatable)")
     ap.add_argument("--quick", action="store_true", help="small smoke run: " + str(QUICK))
     ap.add_argument("--merge", nargs="+", type=Path, default=None, metavar="JSON",
                     help="run nothing: print/plot the records of earlier --json files")
     ap.add_argument("--json", type=Path, default=None)
     ap.add_argument("--plot", type=Path, default=None)
     args = ap.parse_args(argv)
+    args.set = _settings(ap, args.set)
     if args.methods is None:
         args.methods = [m for m in METHODS if m != "distill" or args.distill]
     if args.quick:
@@ -386,6 +402,23 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
             args.methods = list(QUICK["methods"])
     args.echo = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
     return args
+
+
+def _settings(ap: argparse.ArgumentParser, items: list[str]) -> dict[str, Any]:
+    """``--set KEY=VALUE`` items as prune() keyword arguments (VALUE as JSON when it parses)."""
+    fields = option_defaults()
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, text = item.partition("=")
+        key = key.strip().replace("-", "_")
+        if not sep or key not in fields:
+            ap.error(f"--set {item}: expected KEY=VALUE with KEY one of prune()'s options "
+                     f"({', '.join(sorted(fields))})")
+        try:
+            out[key] = json.loads(text)
+        except json.JSONDecodeError:
+            out[key] = text
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -121,3 +121,24 @@ def test_benchmark_quick_run(fetched: dict[str, Any], tmp_path: Path) -> None:
     assert "no refine option" in cells["no-refine"].get("na", "no refine option")
     assert "value" in cells["onnxsim-l2"] or "na" in cells["onnxsim-l2"]
     assert "| mtcnn_rnet (face agreement) | default |" in done.stdout
+
+
+def test_set_adds_prune_options_to_onnxprune_methods() -> None:
+    """--set KEY=VALUE reaches every onnxprune method's options (JSON values), not onnxsim's;
+    an unknown option is refused with the list of prune()'s options."""
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    try:
+        import real_quality as RQ
+    finally:
+        sys.path.pop(0)
+    args = RQ.parse(["--only", "ppocr_cls", "--set", "allocation=global", "--set", "steps=2",
+                     "--set", "ridge=1e-3"])
+    assert args.set == {"allocation": "global", "steps": 2, "ridge": 1e-3}
+    assert RQ.prune_options("default", args) == ({"allocation": "global", "steps": 2,
+                                                   "ridge": 1e-3}, "")
+    opts, _ = RQ.prune_options("no-refine", args)
+    assert opts == {"refine": False, "allocation": "global", "steps": 2, "ridge": 1e-3}
+    with pytest.raises(SystemExit):
+        RQ.parse(["--set", "no_such_option=1"])
+    with pytest.raises(SystemExit):
+        RQ.parse(["--set", "allocation"])
