@@ -166,3 +166,21 @@ def test_verify_saved_checks_the_file_and_reads_the_weights_back(tmp_path: Path)
     with pytest.raises(VerificationError, match="fails in onnxruntime") as saved:
         verify_saved(path, m, at)
     assert str(saved.value) == str(in_memory.value)
+
+
+
+def test_export_falls_back_without_graphsurgeon_internals(monkeypatch, caplog) -> None:
+    """An onnx-graphsurgeon without the private storage the lean export uses gets the plain
+    export: the same model."""
+    import onnx_graphsurgeon.ir.tensor as gs_tensor
+
+    from onnxprune.testing.wide import wide_conv_stack
+
+    model = wide_conv_stack(channels=8, layers=2)
+    lean = ir.from_graph(ir.to_graph(model), model)
+    monkeypatch.delattr(gs_tensor, "SparseValues")
+    with caplog.at_level("DEBUG", logger="onnxprune.ir.graph"):
+        plain = ir.from_graph(ir.to_graph(model), model)
+    assert "lean export unavailable" in caplog.text
+    assert plain.SerializeToString() == lean.SerializeToString()
+    assert len(plain.graph.initializer) == len(model.graph.initializer) > 0

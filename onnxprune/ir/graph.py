@@ -100,12 +100,20 @@ def from_graph(graph: gs.Graph, like: onnx.ModelProto, *, consume: bool = False
 
 
 def _export_lean(graph: gs.Graph, consume: bool) -> onnx.ModelProto:
-    """``gs.export_onnx`` with every initializer's data filled in after the export."""
-    from onnx_graphsurgeon.exporters.onnx_exporter import OnnxExporter
-    from onnx_graphsurgeon.ir.tensor import LazyValues, SparseValues
+    """``gs.export_onnx`` with every initializer's data filled in after the export.
 
-    consts = [t for t in graph.tensors().values()
-              if isinstance(t, gs.Constant) and not isinstance(t._values, SparseValues)]
+    This reaches into onnx-graphsurgeon's private tensor storage (``Constant._values``); an
+    onnx-graphsurgeon without it gets the plain export (same model, more peak memory).
+    """
+    try:
+        from onnx_graphsurgeon.exporters.onnx_exporter import OnnxExporter
+        from onnx_graphsurgeon.ir.tensor import LazyValues, SparseValues
+
+        consts = [t for t in graph.tensors().values()
+                  if isinstance(t, gs.Constant) and not isinstance(t._values, SparseValues)]
+    except (ImportError, AttributeError) as e:
+        log.debug("lean export unavailable (%s): plain onnx-graphsurgeon export", e)
+        return gs.export_onnx(graph, do_type_check=False)
     values = [t._values for t in consts]
     try:
         for t in consts:
