@@ -31,6 +31,7 @@ from onnxprune.pruning import grid, prune
 from onnxprune.pruning.allocation import ALLOCATIONS
 from onnxprune.pruning.compensation import RIDGE
 from onnxprune.pruning.criteria import CRITERIA
+from onnxprune.pruning.mixup import ALPHA as MIX
 from onnxprune.pruning.options import PruneOptions
 from onnxprune.pruning.result import PruneResult
 
@@ -91,6 +92,10 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
                    "first limit reached stops it")
     p.add_argument("--distill-lr", type=float, default=None, metavar="LR",
                    help="Adam learning rate of distillation (1e-4)")
+    p.add_argument("--distill-mix", type=float, default=MIX, metavar="A",
+                   help=f"label-free distillation mixes each sample with a random other one "
+                   f"(weight ~ Beta(A, A)) and asks the original about the mix ({MIX:g}; 0: "
+                   "train on the samples as they are)")
     p.add_argument("--steps", type=int, default=1, metavar="K",
                    help="reach the target in K steps, re-analysing in between")
     p.add_argument("--check", action="store_true",
@@ -134,7 +139,7 @@ def options_from(args: argparse.Namespace) -> PruneOptions:
         output_weights=tuple(args.output_weight),
         compensate=False if args.no_compensation else None, refine=not args.no_refine,
         ridge=args.ridge, distill_epochs=args.distill_epochs, distill_time=args.distill_time,
-        distill_lr=args.distill_lr,
+        distill_lr=args.distill_lr, distill_mix=args.distill_mix,
         distill_labels=args.labels is not None, round_to=args.round_to,
         min_channels=args.min_channels, exclude=tuple(args.exclude), steps=args.steps,
         seed=args.seed, device=args.device, progress=args.progress,

@@ -16,6 +16,7 @@ from onnxprune.pruning import allocation as alloc_mod
 from onnxprune.pruning import grid
 from onnxprune.pruning.compensation import RIDGE
 from onnxprune.pruning.criteria import CRITERIA, NEEDS_ANALYSIS
+from onnxprune.pruning.mixup import ALPHA as MIX
 
 
 @dataclass(frozen=True)
@@ -49,6 +50,9 @@ class PruneOptions:
         distill_lr: Adam learning rate of distillation (None: 1e-4).
         distill_batch: distillation batch size (None: 32).
         distill_labels: distil with cross-entropy on the data's labels instead.
+        distill_mix: Beta(α, α) of the consistent-teacher mixup of label-free distillation
+            (each training sample mixed with a random other one, the teacher run on the
+            mix; ``pruning/mixup.py``); 0 trains on the samples as they are.
         round_to: widths are multiples of this (the full width is always allowed);
             ``auto`` (default): the grid the provider's fast kernels want (``pruning/grid.py``),
             relaxed only where the target cannot be reached on it; 1: exact MACs.
@@ -83,6 +87,7 @@ class PruneOptions:
     distill_lr: float | None = None
     distill_batch: int | None = None
     distill_labels: bool = False
+    distill_mix: float = MIX
     round_to: int | str = grid.AUTO
     min_channels: int = 1
     exclude: tuple[str, ...] = ()
@@ -214,6 +219,9 @@ class PruneOptions:
         check_drop_limit(self.max_drop)
         if self.distill_epochs < 0:
             raise InputError(f"--distill-epochs {self.distill_epochs}: must be 0 (none) or more")
+        if not self.distill_mix >= 0:
+            raise InputError(f"--distill-mix {self.distill_mix:g}: must be 0 (no mixing) or "
+                             f"more, e.g. {MIX:g}")
         if self.distill_time is not None and not self.distill_time > 0:
             raise InputError(f"--distill-time {self.distill_time:g} s: must be positive, "
                              "e.g. 5m")

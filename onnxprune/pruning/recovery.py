@@ -65,7 +65,7 @@ def distil(model: Model, result: PruneResult, data: Dataset, opts: PruneOptions,
         batch_size=opts.distill_batch or BATCH, labels=opts.distill_labels, seed=opts.seed,
         device=opts.device, progress=opts.progress,
         output_weights=dict(opts.output_weights),
-        teacher=None if teacher is None else teacher.shim(),
+        teacher=None if teacher is None else teacher.shim(), mix=opts.distill_mix,
     )
     # the verified model with new weight values: verify's checks hold, its shapes too
     tuned = reweighted(tuned, result.model)

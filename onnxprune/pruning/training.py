@@ -1,0 +1,65 @@
+"""The small training kit of distillation: the held-out split, weight snapshots, Adam."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from onnxprune.data import Dataset
+
+HOLD_OUT = 8
+"""Every HOLD_OUT-th calibration sample is held out for early stopping."""
+
+
+def split(data: Dataset, unit: int) -> tuple[Dataset, Dataset]:
+    """Every HOLD_OUT-th sample (in whole batches of ``unit``) held out, the rest to train on."""
+    n = len(data) - len(data) % unit
+    blocks = np.arange(n // unit)
+    held_blocks = blocks[HOLD_OUT - 1 :: HOLD_OUT] if len(blocks) >= 2 else blocks[:0]
+    if len(blocks) >= 2 and not held_blocks.size:
+        held_blocks = blocks[-1:]
+    mask = np.zeros(n, bool)
+    for b in held_blocks:
+        mask[b * unit:(b + 1) * unit] = True
+    held_idx, train_idx = np.flatnonzero(mask), np.flatnonzero(~mask)
+    if not held_idx.size:  # too few samples to hold any out: measure on the training data
+        held_idx = train_idx
+    return subset(data, train_idx), subset(data, held_idx)
+
+
+def subset(data: Dataset, idx: np.ndarray) -> Dataset:
+    """Return the samples ``idx`` of ``data`` (inputs and labels)."""
+    labels = None if data.labels is None else data.labels[idx]
+    return Dataset({k: v[idx] for k, v in data.inputs.items()}, labels, data.source)
+
+
+def snapshot(params: list[torch.nn.Parameter]) -> list[torch.Tensor]:
+    """Return detached copies of ``params``."""
+    return [p.detach().clone() for p in params]
+
+
+class Adam:
+    """Adam (Kingma & Ba), β = (0.9, 0.999), ε = 1e-8 — the update of ``torch.optim.Adam``.
+
+    Written out because creating a ``torch.optim`` optimizer imports ``torch._dynamo``,
+    which costs seconds on every ``prune`` call.
+    """
+
+    def __init__(self, params: list[torch.nn.Parameter], lr: float) -> None:
+        self.params, self.lr, self.t = params, lr, 0
+        self.m = [torch.zeros_like(p) for p in params]
+        self.v = [torch.zeros_like(p) for p in params]
+
+    @torch.no_grad()
+    def step(self) -> None:
+        """Apply one update from the parameters' gradients, then clear them."""
+        self.t += 1
+        b1, b2 = 0.9, 0.999
+        c1, c2 = 1 - b1**self.t, 1 - b2**self.t
+        for p, m, v in zip(self.params, self.m, self.v, strict=True):
+            if p.grad is None:
+                continue
+            m.mul_(b1).add_(p.grad, alpha=1 - b1)
+            v.mul_(b2).addcmul_(p.grad, p.grad, value=1 - b2)
+            p.addcdiv_(m / c1, (v / c2).sqrt_().add_(1e-8), value=-self.lr)
+            p.grad = None

@@ -1,0 +1,77 @@
+"""Distillation's schedule: cosine decay, which state is kept, when it stops early."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from onnx import numpy_helper
+
+import onnxprune
+from onnxprune import ir
+from onnxprune.data import load_data
+from onnxprune.pruning import distill as D
+
+MODELS = Path(__file__).resolve().parents[1] / "models"
+
+
+@pytest.fixture(scope="module")
+def setup() -> tuple[onnx.ModelProto, onnx.ModelProto, object]:
+    model = onnxprune.load(MODELS / "digits_resnet.onnx")
+    data = load_data(MODELS / "digits_calib.npz", ir.io_specs(model.proto), model.input_shapes,
+                     limit=64)
+    pruned = onnxprune.prune(model, target_macs=0.5, data=data, compensate=False).model
+    return model.proto, pruned, data
+
+
+def _weights(m: onnx.ModelProto) -> dict[str, np.ndarray]:
+    return {t.name: numpy_helper.to_array(t) for t in m.graph.initializer}
+
+
+def _scripted(monkeypatch, losses: list[float]) -> None:
+    """Make the held-out measurements return ``losses`` in turn (the last one repeats)."""
+    it = iter(losses)
+    last = [losses[-1]]
+
+    def fake(self, data, targets, batch):  # type: ignore[no-untyped-def]
+        last[0] = next(it, last[0])
+        return last[0]
+
+    monkeypatch.setattr(D._Run, "epoch_loss", fake)
+
+
+def test_cosine_decay() -> None:
+    assert D._decay(0.0, 10.0, 0.0, 0) == pytest.approx(1.0)
+    assert D._decay(5.0, 10.0, 0.0, 0) == pytest.approx(0.5)
+    assert D._decay(1.0, math.inf, 3.0, 4) == pytest.approx(0.5 * (1 + math.cos(0.75 * math.pi)))
+    assert D._decay(20.0, 10.0, 0.0, 0) == pytest.approx(0.0)  # past the budget: 0, not up
+
+
+def test_the_end_state_is_kept_when_no_worse_than_the_start(setup, monkeypatch) -> None:
+    original, pruned, data = setup
+    _scripted(monkeypatch, [1.0, 0.5, 0.8])  # start, epoch 1 (best), epoch 2 (the end)
+    tuned, rep = D.distill(original, pruned, data, epochs=2)
+    assert rep.loss_after == 0.8 and rep.stopped == "epochs done"
+    # not the epoch-1 state: one more epoch moved the weights again
+    _scripted(monkeypatch, [1.0, 0.5, 0.8])
+    one, _ = D.distill(original, pruned, data, epochs=1)
+    w_end, w_one = _weights(tuned), _weights(one)
+    assert any(not np.array_equal(w_end[k], w_one[k]) for k in w_end)
+
+
+def test_a_worse_end_falls_back_and_a_diverging_run_stops(setup, monkeypatch) -> None:
+    original, pruned, data = setup
+    _scripted(monkeypatch, [1.0, 2.0])
+    tuned, rep = D.distill(original, pruned, data, epochs=50)
+    # above the start PATIENCE times in a row: stopped, and the start state written back
+    assert rep.stopped.startswith("early stop") and rep.epochs == pytest.approx(D.PATIENCE)
+    assert rep.loss_after == 1.0
+    w0, w1 = _weights(pruned), _weights(tuned)
+    assert all(np.array_equal(w0[k], w1[k]) for k in w0)
+    # one dip below the start resets the count: the run goes on to its epochs
+    _scripted(monkeypatch, [1.0, 2.0, 2.0, 2.0, 0.9, 2.0, 2.0, 2.0, 0.95])
+    _, rep = D.distill(original, pruned, data, epochs=8)
+    assert rep.stopped == "epochs done" and rep.loss_after == 0.95
