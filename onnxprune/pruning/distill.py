@@ -146,7 +146,7 @@ def distill(
     rng = np.random.default_rng(seed)
     n = len(train)
     run = _Run(student, measures, labels)
-    mixed = _Run(teacher, measures, labels)
+    asked = _Run(teacher, measures, labels)  # the teacher, on the mixed inputs
     before = run.epoch_loss(held, t_held, batch_size)
     best, best_state, stale, done, stopped = before, snapshot(params), 0, 0.0, ""
     limit = float("inf") if seconds is None else seconds
@@ -161,7 +161,7 @@ def distill(
             if mixer.active:  # the teacher answers on the very inputs the student sees
                 feeds = mixer.feeds(idx)
                 with torch.no_grad():
-                    targets = mixed.measure(feeds)
+                    targets = asked.measure(feeds)
                 run.loss(feeds, targets).backward()
             else:
                 run.loss(*_pick(train, t_train, idx)).backward()
