@@ -10,9 +10,9 @@ Measured on PP-OCR's angle classifier (224 training lines, 300 s, 1000 evaluatio
 ``benchmarks/results/distill_mix_2026-11-27.md``): at 0.7 of the MACs the angle agreement went
 from 0.895 to 0.933 with mixing, while without it the held-out loss rose above the start's and
 the run stopped at 0.895 (the student memorised its lines: training loss ~0); at 0.5 (peak
-learning rate 3e-4) 0.844
-with and 0.828 without (start 0.830). Only float inputs of rank >= 3 (images, feature maps,
-sequences) are mixed; other inputs (sizes, scale factors, token ids) keep the sample's own.
+learning rate 3e-4) 0.844 with and 0.828 without (start 0.830). Only float inputs of rank >= 3
+(images, feature maps, sequences) are mixed; other inputs (sizes, scale factors, token ids)
+keep the sample's own.
 """
 
 from __future__ import annotations
