@@ -9,7 +9,7 @@ running the teacher on the mixed batch gives every step new inputs near the data
 Measured on PP-OCR's angle classifier (224 training lines, 300 s, 1000 evaluation lines;
 ``benchmarks/results/distill_mix_2026-11-27.md``): at 0.7 of the MACs the angle agreement went
 from 0.895 to 0.933 with mixing, while without it the held-out loss rose above the start's and
-the run stopped at 0.895 (the student memorised its lines: training loss ~0); at 0.5 (peak
+the run stopped at 0.895 (a prototype loop showed why: its training loss fell to ~0); at 0.5 (peak
 learning rate 3e-4) 0.844 with and 0.828 without (start 0.830). Only float inputs of rank >= 3
 (images, feature maps, sequences) are mixed; other inputs (sizes, scale factors, token ids)
 keep the sample's own.
