@@ -88,6 +88,8 @@ def test_distill_mix_is_checked_and_reaches_the_cli(tmp_path: Path) -> None:
     data = Dataset({"input": np.zeros((4, 1, 8, 8), np.float32)})
     with pytest.raises(onnxprune.InputError, match="--distill-mix -1"):
         onnxprune.prune(model, target_macs=0.5, data=data, distill_epochs=1, distill_mix=-1.0)
+    with pytest.raises(onnxprune.InputError, match="--distill-mix -1"):  # the library call too
+        D.distill(model.proto, model.proto, data, epochs=1, mix=-1.0)
     proc = subprocess.run(
         [sys.executable, "-m", "onnxprune.cli", "prune", str(MODELS / "digits_resnet.onnx"),
          "-o", str(tmp_path / "o.onnx"), "--target-macs", "0.5", "--data",

@@ -123,9 +123,10 @@ def distill(
                          "--distill-time)")
     if seconds is not None and not seconds > 0:
         raise InputError(f"--distill-time {seconds:g} s: must be positive")
-    if lr <= 0 or batch_size < 1 or not mix >= 0:
-        raise InputError("distillation needs a positive learning rate and batch size, and a "
-                         "mixing alpha of 0 or more")
+    if lr <= 0 or batch_size < 1:
+        raise InputError("distillation needs a positive learning rate and batch size")
+    if not mix >= 0:
+        raise InputError(f"--distill-mix {mix:g}: must be 0 (no mixing) or more, e.g. {ALPHA:g}")
     if labels and data.labels is None:
         raise InputError("supervised distillation needs labels: pass --labels or store "
                          "'labels' in the .npz")
@@ -243,9 +244,7 @@ def _batch(model: ir.ModelProto, batch_size: int) -> int:
 def _teacher(teacher: Shim, data: Dataset, batch: int, measures: tuple[OutputMeasure, ...]
              ) -> list[torch.Tensor]:
     run = _Run(teacher, measures, False)
-    outs = [[v.detach() for v in run.measure({k: v[i:i + batch] for k, v in
-                                              data.inputs.items()})]
-            for i in range(0, len(data), batch)]
+    outs = [[v.detach() for v in run.measure(feeds)] for feeds, _ in data.batches(batch)]
     return [torch.cat([o[k] for o in outs]) for k in range(len(outs[0]))]
 
 
