@@ -16,7 +16,7 @@ from onnxprune.cli import main
 from onnxprune.commands import prune as prune_cmd
 from onnxprune.data import Dataset
 from onnxprune.pruning import allocation as alloc_mod
-from onnxprune.pruning import grid, latency
+from onnxprune.pruning import cost_model, grid, latency
 from onnxprune.pruning.latency import Curve, LatencyTable
 from onnxprune.pruning.latency_cost import LatencyCost, interpolate
 from onnxprune.pruning.options import PruneOptions
@@ -318,6 +318,54 @@ def test_uniform_lands_on_the_coarse_grid_by_moving_single_groups() -> None:
     alloc = alloc_mod.uniform(cm, allowed, 0.39, "macs")
     assert sorted(alloc.widths.values()) == [32, 48]
     assert abs(alloc.estimate - 0.39) <= alloc_mod.TOLERANCE
+
+
+def _stem_and_body() -> onnxprune.Model:
+    """Three groups of 32: a stem at 32x32, then two at 16x16, with equal MACs in A, B, C."""
+    rng = np.random.default_rng(0)
+    text = """
+    <ir_version: 8, opset_import: ["" : 17]>
+    g (float[1, 8, 32, 32] x) => (float[1, 8, 16, 16] y) {
+        a = Conv <pads = [1, 1, 1, 1]> (x, w1)
+        ra = Relu (a)
+        b = Conv <pads = [1, 1, 1, 1], strides = [2, 2]> (ra, w2)
+        rb = Relu (b)
+        c = Conv <pads = [1, 1, 1, 1]> (rb, w3)
+        rc = Relu (c)
+        y = Conv (rc, w4)
+    }
+    """
+    model = onnx.parser.parse_model(text)
+    for i, node in enumerate(model.graph.node):
+        node.name = f"{node.op_type}_{i}"
+    for name, shape in (("w1", (32, 8, 3, 3)), ("w2", (32, 32, 3, 3)), ("w3", (32, 32, 3, 3)),
+                        ("w4", (8, 32, 1, 1))):
+        model.graph.initializer.append(onnx.numpy_helper.from_array(
+            rng.standard_normal(shape).astype(np.float32), name))
+    return onnxprune.load(model)
+
+
+def test_uniform_landing_brings_back_the_group_with_the_fewest_elements_per_mac() -> None:
+    # All three at 16 keep 0.335 of the MACs; stepping one back to 32 lands at 0.58 (the
+    # 32x32 stem: 32,768 more activation elements for 1.77 M MACs), 0.50 (b: 8,192 for
+    # 1.18 M) or 0.42 (c: 8,192 for 0.62 M). At equal shares the landing picks by elements
+    # moved per MAC: b (the stem is memory-bound: its latency does not follow its MACs).
+    model = _stem_and_body()
+    cm = alloc_mod.CostModel(model.groups, "macs", model.cost.macs)
+    allowed = {g.id: alloc_mod.Widths(g.size, 16, 16) for g in model.groups.groups
+               if g.prunable}
+    assert len(allowed) == 3
+    stem, b, c = sorted(allowed)
+    touched = cost_model.touched(model.groups)
+    col = {g.id: i for i, g in enumerate(model.groups.groups)}
+    assert touched[col[stem]] == 4 * touched[col[b]] == 4 * touched[col[c]]
+    alloc = alloc_mod.uniform(cm, allowed, 0.5, "macs", touched)
+    assert alloc.widths == {stem: 16, c: 16}
+    assert abs(alloc.estimate - 0.5) <= alloc_mod.TOLERANCE
+    # Without the elements the first group of equal share (the stem) comes back first,
+    # overshoots to 0.58, and the landing, crossing back, ends far below the target.
+    blind = alloc_mod.uniform(cm, allowed, 0.5, "macs")
+    assert blind.estimate < 0.5 - alloc_mod.TOLERANCE
 
 
 # -- the grid's cost in estimated loss (round-to auto on narrow nets) ------------------------------

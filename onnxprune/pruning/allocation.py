@@ -32,6 +32,7 @@ import numpy as np
 from onnxprune.channels.graph import Group
 from onnxprune.errors import CannotPruneError, InputError
 from onnxprune.pruning.cost_model import CostModel, Pricing
+from onnxprune.pruning.landing import land
 
 __all__ = [  # CostModel and Pricing live in cost_model.py; callers reach them here too
     "ALLOCATIONS", "METRICS", "TOLERANCE", "Allocation", "CostModel", "GroupBudget", "Pricing",
@@ -171,8 +172,8 @@ def _best_step(cm: Pricing, w: np.ndarray, by_col: Mapping[int, GroupBudget], ph
     return best
 
 
-def uniform(cm: Pricing, allowed: Mapping[int, Widths], target: float, metric: str
-            ) -> Allocation:
+def uniform(cm: Pricing, allowed: Mapping[int, Widths], target: float, metric: str,
+            touched: np.ndarray | None = None) -> Allocation:
     """One ratio for every allowed group, bisected on the cost model to meet the target."""
     col = {gid: i for i, gid in enumerate(cm.ids)}
 
@@ -192,47 +193,11 @@ def uniform(cm: Pricing, allowed: Mapping[int, Widths], target: float, metric: s
         if best_key is None or key < best_key:
             best, best_key = float(ratio), key
     hi = best
-    w = _land(cm, at(hi), {col[gid]: wd for gid, wd in allowed.items()}, goal)
+    w = land(cm, at(hi), {col[gid]: wd for gid, wd in allowed.items()}, goal,
+             TOLERANCE * cm.total, touched)
     alloc = Allocation(_pruned(cm, w, allowed), cm.cost(w) / cm.total, target, metric)
     alloc.notes.append(f"uniform ratio {hi:.3f} of every group's channels removed")
     return alloc
-
-
-def _land(cm: Pricing, w: np.ndarray, allowed: Mapping[int, Widths], goal: float
-          ) -> np.ndarray:
-    """Move single groups one grid step until the cost is within the tolerance of ``goal``.
-
-    One ratio for all groups moves every width at once: on a coarse grid (``round_to auto``)
-    no ratio may land within :data:`TOLERANCE`, and a finer grid would cost speed. So the
-    group that keeps the largest share steps down (the smallest share steps up) until it
-    lands; a step that would cross back stops it.
-    """
-    band = TOLERANCE * cm.total
-    last, prev = 0, w
-    for _ in range(10 * len(allowed) + 10):
-        gap = cm.cost(w) - goal
-        if abs(gap) <= band:
-            break
-        share = {i: w[i] / wd.size for i, wd in allowed.items()}
-        if gap > 0:
-            steps = {i: allowed[i].below(int(w[i])) for i in allowed}
-            cand = [i for i, n in steps.items() if n is not None]
-            pick = max(cand, key=lambda i: share[i], default=None)
-            direction = -1
-        else:
-            steps = {i: min(int(w[i]) + allowed[i].round_to, allowed[i].size) for i in allowed}
-            cand = [i for i in allowed if w[i] < allowed[i].size]
-            pick = min(cand, key=lambda i: share[i], default=None)
-            direction = 1
-        if pick is None:
-            break
-        if last == -direction:  # crossed the goal: keep the better of the last two
-            return min((w, prev), key=lambda x: (cm.cost(x) > goal + band,
-                                                 abs(cm.cost(x) - goal)))
-        prev, w = w, w.copy()
-        w[pick] = steps[pick]
-        last = direction
-    return w
 
 
 def global_ranking(

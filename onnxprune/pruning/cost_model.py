@@ -122,6 +122,25 @@ def owned_spaces(cg: ChannelGraph) -> dict[Space, list[tuple[int, int]]]:
     return owned
 
 
+def touched(cg: ChannelGraph) -> np.ndarray:
+    """Activation elements each group's channels carry, model-wide (aligned with the groups).
+
+    A latency proxy that needs no measuring: a channel of a 160x160 stem map moves as many
+    elements as 64 channels at 20x20 for far fewer MACs, and such memory-bound layers do not
+    get faster in proportion to the MACs they lose.
+    """
+    out = np.zeros(len(cg.groups))
+    for col, g in enumerate(cg.groups):
+        for space, owner in g.members.items():
+            if cg.ctx.const(space.tensor) is not None:
+                continue
+            shape = cg.ctx.shape(space.tensor)
+            if not shape or not all(isinstance(d, int) and d > 0 for d in shape):
+                continue
+            out[col] += float(np.prod(shape)) * int((owner >= 0).sum()) / shape[space.axis]
+    return out
+
+
 class Pricing(Protocol):
     """What an allocation needs of a cost.
 

@@ -11,6 +11,7 @@ from onnxprune.errors import CannotPruneError, OnnxPruneError
 from onnxprune.model import Model
 from onnxprune.pruning import allocation as alloc_mod
 from onnxprune.pruning import grid, grid_guard
+from onnxprune.pruning.cost_model import touched
 from onnxprune.pruning.criteria import CRITERIA
 from onnxprune.pruning.options import PruneOptions
 from onnxprune.pruning.plan import Plan, make_plan
@@ -154,7 +155,7 @@ def _allocate(model: Model, target: float, opts: PruneOptions, analysis: Analysi
                 budgets.append(b)
         result = alloc_mod.hierarchical(cm, budgets, target, opts.metric)
     elif opts.allocation == "uniform":
-        result = alloc_mod.uniform(cm, allowed, target, opts.metric)
+        result = alloc_mod.uniform(cm, allowed, target, opts.metric, touched(cg))
     else:
         # The effective criterion's scores are pivot ranks; across groups compare the energy
         # each channel adds when it is taken instead.
