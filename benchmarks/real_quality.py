@@ -152,14 +152,19 @@ def _analysis(case: Case, opts: dict[str, Any], cache: dict[str, Any], args: arg
 
 
 def run_onnxprune(case: Case, target: float, opts: dict[str, Any], analysis: Any,
-                  args: argparse.Namespace) -> tuple[bytes, float]:  # fmt: skip
+                  args: argparse.Namespace) -> tuple[bytes, float, dict[str, Any]]:  # fmt: skip
+    """The pruned model, its MACs kept and what distillation did (empty without it)."""
+    import dataclasses
+
     import onnxprune
 
     kw = dict(opts)
     if analysis is not None:
         kw["analysis"] = analysis
     res = onnxprune.prune(case.model, target_macs=target, data=case.calib, seed=args.seed, **kw)
-    return res.model.SerializeToString(), res.after.macs / res.before.macs
+    report = getattr(res, "distillation", None)
+    story = dataclasses.asdict(report) if dataclasses.is_dataclass(report) else {}
+    return res.model.SerializeToString(), res.after.macs / res.before.macs, story
 
 
 def _macs_kept(case: Case, proto: Any) -> float:
@@ -271,6 +276,7 @@ def run_model(name: str, args: argparse.Namespace) -> list[dict[str, Any]]:
 
 def _run_method(case: Case, method: str, target: float, args: argparse.Namespace,
                 analyses: dict[str, Any], sim_memo: dict[str, Any]) -> dict[str, Any]:  # fmt: skip
+    story: dict[str, Any] = {}
     if method.startswith("onnxsim-"):
         try:
             import onnxsim  # noqa: F401
@@ -284,10 +290,13 @@ def _run_method(case: Case, method: str, target: float, args: argparse.Namespace
         if opts is None:
             return {"na": note}
         analysis = _analysis(case, opts, analyses, args)
-        model, kept = run_onnxprune(case, target, opts, analysis, args)
+        model, kept, story = run_onnxprune(case, target, opts, analysis, args)
     score = evaluate(case, model, args)
-    return {"macs_kept": kept, "metric": score.metric, "value": score.value, "note": note,
-            "detail": score.detail}  # fmt: skip
+    rec = {"macs_kept": kept, "metric": score.metric, "value": score.value, "note": note,
+           "detail": score.detail}  # fmt: skip
+    if not story:
+        return rec
+    return {**rec, "distillation": story}  # held-out loss before/after, epochs, why it stopped
 
 
 # ----------------------------------------------------------------------------- output
