@@ -20,10 +20,11 @@ def land(cm: Pricing, w: np.ndarray, allowed: Mapping[int, Widths], goal: float,
     One ratio for all groups moves every width at once: on a coarse grid (``round_to auto``)
     no ratio may land within ``band`` (the allocation's tolerance), and a finer grid would
     cost speed. So the group that keeps the largest share steps down (the smallest share
-    steps up) until it lands; a step that would cross back stops it. Among groups at the same share, ``touched``
-    (activation elements per group, :func:`~onnxprune.pruning.cost_model.touched`) picks the
-    step with the most elements per unit of cost: down, the memory-bound layers that cost
-    latency beyond their MACs go first; up, they come back last.
+    steps up) until it lands; a step that would cross back stops it. Among groups at the
+    same share, ``touched`` (activation elements per group,
+    :func:`~onnxprune.pruning.cost_model.touched`) picks the step with the most elements per
+    unit of cost: down, the memory-bound layers that cost latency beyond their MACs go first;
+    up, they come back last.
     """
     last, prev = 0, w
     for _ in range(10 * len(allowed) + 10):
