@@ -241,6 +241,25 @@ def test_speedup_warning_text() -> None:
     assert SpeedCheck(2.0, 1.0, 5, 1, "cpu").warning(1) is None
 
 
+def test_a_faster_model_short_of_its_macs_gets_a_hint() -> None:
+    check = SpeedCheck(10.0, 6.5, 5, 1, "cpu", 0.65)  # 1.54x at half the MACs: 0.77
+    line = check.hint(0.5) or ""
+    assert "efficiency 0.77" in line and "--target-latency" in line and "--per-node" in line
+    assert check.hint(0.7) is None  # 1.54x x 0.7 = 1.08: as fast as the MACs promise
+    assert check.hint(None) is None
+    assert SpeedCheck(1.0, 2.0, 5, 1, "cpu").hint(0.5) is None  # slower: the warning's job
+
+
+def test_prune_prints_the_hint_for_a_macs_target_only(monkeypatch: pytest.MonkeyPatch,
+                                                       tmp_path: Path,
+                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setattr(prune_cmd, "speed_check", _fake_speed(2.0, 1.9))
+    assert main(["prune", str(MODELS / "digits_cnn.onnx"), "-o", str(tmp_path / "p.onnx"),
+                 *ARGS]) == 0
+    got = capsys.readouterr()
+    assert "latency fell less than the MACs" in got.out and "SLOWER" not in got.err
+
+
 def test_structure_hash_ignores_weight_values_not_shapes() -> None:
     model = _chain()
     proto = onnx.ModelProto()

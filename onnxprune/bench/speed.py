@@ -24,6 +24,10 @@ MAX_PAIRS = 200
 WARMUP = 2
 
 
+EFFICIENT = 0.8
+"""Efficiency (speed-up x MACs kept) below which ``prune`` says where the rest of the time is."""
+
+
 @dataclass(frozen=True)
 class SpeedCheck:
     """p50 latency of the original and the pruned model, measured interleaved.
@@ -60,6 +64,19 @@ class SpeedCheck:
         return (f"speed-up {self.speedup:.2f}x (p50 {self.original_ms:.3f} ms -> "
                 f"{self.pruned_ms:.3f} ms, {self.provider}, {self.threads} thread(s), "
                 f"{self.pairs} interleaved runs{eff})")
+
+    def hint(self, macs_kept: float | None) -> str | None:
+        """Return a plain line when a faster model gained much less than its MACs, else None."""
+        if macs_kept is None or not 0 < macs_kept < 1 or self.speedup < 1.0:
+            return None
+        efficiency = self.speedup * macs_kept
+        if efficiency >= EFFICIENT:
+            return None
+        return (f"latency fell less than the MACs (efficiency {efficiency:.2f}): work that "
+                "does not shrink with the channels (softmax, concat/split, elementwise ops, "
+                "narrow layers on the channel grid) keeps its time. To ask for a speed, prune "
+                "with --target-latency F; 'onnxprune bench ORIGINAL PRUNED --per-node 20' "
+                "shows which nodes did not get faster")
 
     def warning(self, round_to: int | str) -> str | None:
         """Return the loud line when the pruned model is slower than the original, else None."""

@@ -214,11 +214,13 @@ def run(args: argparse.Namespace) -> int:
     print(f"pruned {plural(len(result.plan.groups), 'group')}; "
           f"{plural(len(result.skipped), 'group')} left unpruned (barriers); wrote {args.output}")
     if speed is not None:
-        print(speed.line(result.after.macs / result.before.macs if result.before.macs
-                         else None))
+        kept = result.after.macs / result.before.macs if result.before.macs else None
+        print(speed.line(kept))
         loud = speed.warning(args.round_to)
-        if loud:
-            print(loud, file=sys.stderr)
+        hint = None if args.target_latency else speed.hint(kept)
+        for line, stream in ((loud, sys.stderr), (hint, sys.stdout)):
+            if line:
+                print(line, file=stream)
     return 0
 
 
