@@ -26,10 +26,21 @@ MODELS = Path(__file__).resolve().parents[1] / "models"
 AVX512 = frozenset({"fpu", "avx", "avx2", "avx512f"})
 
 
+def _parsed(text: str, weights: dict[str, tuple[int, ...]]) -> onnxprune.Model:
+    """A model from ONNX text, its nodes named, its weights seeded normal."""
+    rng = np.random.default_rng(0)
+    model = onnx.parser.parse_model(text)
+    for i, node in enumerate(model.graph.node):
+        node.name = f"{node.op_type}_{i}"
+    for name, shape in weights.items():
+        model.graph.initializer.append(onnx.numpy_helper.from_array(
+            rng.standard_normal(shape).astype(np.float32), name))
+    return onnxprune.load(model)
+
+
 def _chain() -> onnxprune.Model:
     """Conv 3->64, Relu, Conv 64->64, Relu, Conv 64->8: two prunable groups of 64."""
-    rng = np.random.default_rng(0)
-    text = """
+    return _parsed("""
     <ir_version: 8, opset_import: ["" : 17]>
     g (float[1, 3, 8, 8] x) => (float[1, 8, 8, 8] y) {
         a = Conv <pads = [1, 1, 1, 1]> (x, w1)
@@ -38,14 +49,7 @@ def _chain() -> onnxprune.Model:
         rb = Relu (b)
         y = Conv (rb, w3)
     }
-    """
-    model = onnx.parser.parse_model(text)
-    for i, node in enumerate(model.graph.node):
-        node.name = f"{node.op_type}_{i}"
-    for name, shape in (("w1", (64, 3, 3, 3)), ("w2", (64, 64, 3, 3)), ("w3", (8, 64, 1, 1))):
-        model.graph.initializer.append(onnx.numpy_helper.from_array(
-            rng.standard_normal(shape).astype(np.float32), name))
-    return onnxprune.load(model)
+    """, {"w1": (64, 3, 3, 3), "w2": (64, 64, 3, 3), "w3": (8, 64, 1, 1)})
 
 
 def _table(model: onnxprune.Model, *, steps: bool = True) -> LatencyTable:
@@ -341,8 +345,7 @@ def test_uniform_lands_on_the_coarse_grid_by_moving_single_groups() -> None:
 
 def _stem_and_body() -> onnxprune.Model:
     """Three groups of 32: a stem at 32x32, then two at 16x16, with equal MACs in A, B, C."""
-    rng = np.random.default_rng(0)
-    text = """
+    return _parsed("""
     <ir_version: 8, opset_import: ["" : 17]>
     g (float[1, 8, 32, 32] x) => (float[1, 8, 16, 16] y) {
         a = Conv <pads = [1, 1, 1, 1]> (x, w1)
@@ -353,15 +356,7 @@ def _stem_and_body() -> onnxprune.Model:
         rc = Relu (c)
         y = Conv (rc, w4)
     }
-    """
-    model = onnx.parser.parse_model(text)
-    for i, node in enumerate(model.graph.node):
-        node.name = f"{node.op_type}_{i}"
-    for name, shape in (("w1", (32, 8, 3, 3)), ("w2", (32, 32, 3, 3)), ("w3", (32, 32, 3, 3)),
-                        ("w4", (8, 32, 1, 1))):
-        model.graph.initializer.append(onnx.numpy_helper.from_array(
-            rng.standard_normal(shape).astype(np.float32), name))
-    return onnxprune.load(model)
+    """, {"w1": (32, 8, 3, 3), "w2": (32, 32, 3, 3), "w3": (32, 32, 3, 3), "w4": (8, 32, 1, 1)})
 
 
 def test_uniform_landing_brings_back_the_group_with_the_fewest_elements_per_mac() -> None:
