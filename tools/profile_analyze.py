@@ -2,7 +2,7 @@
 the inner one), for one model and its calibration data.
 
 Stages: the shim's forward passes (the calibration pass of the output scales runs without
-gradients, the analysis pass with them), the backward passes (one per direction), the
+gradients, the analysis pass with them; timed apart), the backward passes (one per direction), the
 consumer hooks, the Taylor hooks, the per-position Grams (``close_batch``), the Gram sums,
 handing freed memory back to the OS (``trim_heap``), the spectra and summary; ``other`` is
 what no stage claims. ``--no-trim`` skips handing memory back (faster, larger peak RSS).
@@ -70,7 +70,9 @@ def main() -> None:
         f: Callable[..., Any] = getattr(owner, attr)
 
         def timed(*a: Any, **k: Any) -> Any:
-            enter(name)
+            enter(name if name != "forward" else
+                  "forward, with gradients" if torch.is_grad_enabled() else
+                  "forward, without (output scales)")
             try:
                 return f(*a, **k)
             finally:
