@@ -73,10 +73,10 @@ class SpeedCheck:
         if efficiency >= EFFICIENT:
             return None
         return (f"latency fell less than the MACs (efficiency {efficiency:.2f}): work that "
-                "does not shrink with the channels (softmax, concat/split, elementwise ops, "
-                "narrow layers on the channel grid) keeps its time. To ask for a speed, prune "
-                "with --target-latency F; 'onnxprune bench ORIGINAL PRUNED --per-node 20' "
-                "shows which nodes did not get faster")
+                "does not shrink with the channels (per-run and per-op overhead, softmax, "
+                "concat/split, elementwise ops, narrow layers on the channel grid) keeps its "
+                "time. To ask for a speed, prune with --target-latency F; 'onnxprune bench "
+                "ORIGINAL PRUNED --per-node 20' shows which nodes did not get faster")
 
     def warning(self, round_to: int | str) -> str | None:
         """Return the loud line when the pruned model is slower than the original, else None."""
