@@ -240,6 +240,24 @@ def test_batch_lowered_to_the_activation_budget(monkeypatch: pytest.MonkeyPatch,
         np.testing.assert_array_equal(a.gram, b.gram)
 
 
+def test_a_gpu_batch_is_capped_by_a_share_of_its_free_memory(monkeypatch: pytest.MonkeyPatch
+                                                            ) -> None:
+    """On the CPU budget a 320x320 detector ran one sample per pass, too few to fill a GPU."""
+    from onnxprune.analysis import _capped, activation_budget
+
+    free = 8 << 30
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device=None: (free, 80 << 30))
+    assert activation_budget("cpu") == analysis_module.ACTIVATION_BUDGET
+    assert activation_budget("cuda") == int(analysis_module.GPU_SHARE * free)
+    free = 1 << 20  # an almost full card still gets the CPU's budget
+    assert activation_budget("cuda:0") == analysis_module.ACTIVATION_BUDGET
+    model = load(MODELS / "digits_cnn.onnx")
+    produced = {o for n in model.proto.graph.node for o in n.output}
+    per_sample = 4 * sum(int(np.prod(s)) for k, s in model.shapes.items() if k in produced)
+    assert _capped(model, 64, 3 * per_sample) == 3
+    assert _capped(model, 2, 3 * per_sample) == 2
+
+
 def test_backward_targets_are_the_tensors_below_all_others() -> None:
     """Differentiating the lowest hooked tensors runs the hooks of every one above them."""
     from onnxprune.analysis.collect import _sources

@@ -1,5 +1,7 @@
 """Where ``analyze``'s time goes: CPU seconds per stage (self time; a nested stage is charged to
-the inner one), for one model and its calibration data.
+the inner one), for one model and its calibration data (its dynamic input dims are read from the
+data, as the CLI does). With ``--device cuda`` the stages are wall seconds, the GPU synchronised
+at each stage boundary (CPU time would miss the work queued on the GPU).
 
 Stages: the shim's forward passes (the calibration pass of the output scales runs without
 gradients, the analysis pass with them; timed apart), the backward passes (one per direction), the
@@ -10,7 +12,7 @@ what no stage claims. ``--no-trim`` skips handing memory back (faster, larger pe
 Usage::
 
     python tools/profile_analyze.py MODEL.onnx DATA.npz [--samples 16] [--threads 1]
-        [--objective output-aware] [--no-trim]
+        [--objective output-aware] [--no-trim] [--device cuda]
 
 ``--samples N`` repeats the calibration samples cyclically when the file holds fewer.
 """
@@ -35,15 +37,15 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--objective", default="output-aware")
     p.add_argument("--no-trim", action="store_true", help="never hand freed memory back")
+    p.add_argument("--device", default="cpu", help="torch device of the analysis (cpu, cuda)")
     args = p.parse_args()
 
     import numpy as np
     import torch
 
     import onnxprune.analysis as A
-    from onnxprune import ir
-    from onnxprune.data import Dataset, load_data
-    from onnxprune.model import load
+    from onnxprune.data import Dataset
+    from onnxprune.loading import load_with_data
 
     torch.set_num_threads(args.threads)
     collect = importlib.import_module("onnxprune.analysis.collect")
@@ -53,14 +55,22 @@ def main() -> None:
     spent: collections.Counter[str] = collections.Counter()
     stack: list[list[Any]] = []
 
+    gpu = torch.device(args.device).type == "cuda"
+
+    def clock() -> float:
+        if not gpu:
+            return time.process_time()
+        torch.cuda.synchronize()
+        return time.perf_counter()
+
     def enter(name: str) -> None:
-        now = time.process_time()
+        now = clock()
         if stack:
             spent[stack[-1][0]] += now - stack[-1][1]
         stack.append([name, now])
 
     def leave() -> None:
-        now = time.process_time()
+        now = clock()
         name, t0 = stack.pop()
         spent[name] += now - t0
         if stack:
@@ -96,22 +106,23 @@ def main() -> None:
     wrap(A, "Shim", "shim build")
     wrap(A, "output_measures", "output scales (besides its forward)")
 
-    model = load(args.model)
-    data = load_data(args.data, ir.io_specs(model.proto), model.input_shapes)
+    model, data = load_with_data(args.model, args.data)
+    assert data is not None
     have = len(data)
     data = Dataset({k: np.concatenate([v] * -(-args.samples // have))[:args.samples]
                     for k, v in data.inputs.items()}, None, data.source)
     enter("other")
-    t0, w0 = time.process_time(), time.perf_counter()
-    A.analyze(model, data, objective=args.objective, estimate=False)
+    t0, w0 = clock(), time.perf_counter()
+    A.analyze(model, data, objective=args.objective, estimate=False, device=args.device)
     leave()
-    total, wall = time.process_time() - t0, time.perf_counter() - w0
+    total, wall = clock() - t0, time.perf_counter() - w0
     n = args.samples
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(f"{args.model}: {n} samples, {args.threads} thread(s), {args.objective}: "
-          f"{total:.2f} s CPU, {wall:.2f} s wall, peak RSS {rss:.0f} MiB; "
+    unit = "wall (GPU synchronised)" if gpu else "CPU"
+    print(f"{args.model}: {n} samples, {args.threads} thread(s), {args.objective}, "
+          f"{args.device}: {total:.2f} s {unit}, {wall:.2f} s wall, peak RSS {rss:.0f} MiB; "
           f"load {tuple(round(x, 2) for x in os.getloadavg())}")
-    print(f"{'stage':36s} {'CPU s':>8s} {'share':>6s} {'ms/sample':>10s}")
+    print(f"{'stage':36s} {'wall s' if gpu else 'CPU s':>8s} {'share':>6s} {'ms/sample':>10s}")
     for k, v in spent.most_common():
         print(f"{k:36s} {v:8.2f} {100 * v / total:5.1f}% {v / n * 1000:10.0f}")
 
