@@ -167,6 +167,32 @@ def test_bad_input_exits_2_with_one_line_and_writes_nothing(
     assert _snapshot(files.root) == before
 
 
+@pytest.mark.parametrize("command", ["analyze", "prune"])
+@pytest.mark.parametrize(("device", "says"), [
+    ("cuda", "--device cuda: torch sees no CUDA GPU (torch "),
+    ("cuda:1", "--device cuda:1: torch sees no CUDA GPU"),
+    ("gpu", "--device gpu: not a torch device; use cpu or cuda"),
+    ("mps", "--device mps: onnxprune runs its torch side on cpu or cuda"),
+])
+def test_unusable_device_exits_2_with_the_fix(
+    command: str, device: str, says: str, files: Files, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.version, "cuda", "12.4")  # a CUDA build on a machine without GPU
+    before = _snapshot(files.root)
+    extra = ["-o", str(files.out), "--target-macs", "0.5"] if command == "prune" else []
+    code = _run([command, str(files.model), "--data", str(MODELS / "digits_calib.npz"),
+                 "--device", device, *extra])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1, err
+    assert err.startswith(f"onnxprune: error: {says}"), err
+    assert not device.startswith("cuda") or "; use --device cpu" in err  # the fix
+    assert _snapshot(files.root) == before
+
+
 @pytest.mark.parametrize("command", ["prune", "apply"])
 def test_valid_call_writes_the_output(
     command: str, files: Files, capsys: pytest.CaptureFixture[str]

@@ -32,6 +32,7 @@ from onnxprune.data import Dataset, load_data
 from onnxprune.defaults import RANDOM_SAMPLES
 from onnxprune.errors import InputError
 from onnxprune.model import Model
+from onnxprune.shim.dtypes import torch_device
 from onnxprune.shim.module import Shim
 
 log = logging.getLogger(__name__)
@@ -105,6 +106,7 @@ def analyze(
 
     """
     _check_options(objective, directions, batch_size, energy_eps, rel_tol)
+    torch_device(device)
     data = _checked_data(model, data, objective, seed)
     batch_size, data = _batching(model, data, batch_size, device)
     obj, stats = _gather(model, data, objective, directions, seed, batch_size, device, progress,

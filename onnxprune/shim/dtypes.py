@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import numpy as np
 import torch
 
-from onnxprune.errors import UnsupportedOpError
+from onnxprune.errors import InputError, UnsupportedOpError
 
 __all__ = ["FLOAT_DTYPES", "exact_fp32", "numpy_dtype", "to_torch", "torch_dtype"]
 
@@ -71,6 +71,31 @@ def to_torch(value: object, *, device: torch.device | str | None = None) -> torc
     else:
         t = torch.from_numpy(np.array(arr, copy=True, order="C"))
     return t.to(device) if device is not None else t
+
+
+def torch_device(name: str | torch.device) -> torch.device:
+    """Return the torch device ``name`` (``--device``) if this torch can use it.
+
+    Raises:
+        InputError: an unknown device, or CUDA where torch sees none.
+
+    """
+    try:
+        dev = torch.device(name)
+    except (RuntimeError, TypeError):
+        raise InputError(f"--device {name}: not a torch device; use cpu or cuda (cuda:N for "
+                         "the N-th GPU)") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        why = ("this torch is built without CUDA" if torch.version.cuda is None
+               else "torch sees no CUDA GPU")
+        raise InputError(f"--device {name}: {why} (torch {torch.__version__}); use --device cpu, "
+                         "or install a CUDA build of torch on a machine with a GPU")
+    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+        raise InputError(f"--device {name}: torch sees {torch.cuda.device_count()} GPU(s); use "
+                         f"cuda:0 to cuda:{torch.cuda.device_count() - 1}")
+    if dev.type not in ("cpu", "cuda"):
+        raise InputError(f"--device {name}: onnxprune runs its torch side on cpu or cuda")
+    return dev
 
 
 @contextlib.contextmanager
