@@ -52,8 +52,9 @@ pass, so a larger ``batch_size`` is lowered to fit (the results do not depend on
 size)."""
 GPU_SHARE = 0.25
 """On a GPU, the share of its free memory that one batch's activations may take instead. The
-CPU budget there cut a 320x320 detector to one sample per pass, and the shim's per-node Python
-work then made an H100 no faster than this 2-core CPU (54 s against 80 s for PP-OCR det)."""
+CPU budget there held PP-OCR det and rec to one sample per pass, and the shim's per-node Python
+work then made an H100 no faster than a 2-core CPU; with this share rec's analysis of 64 lines
+went from 19.0 s to 3.9 s there (``benchmarks/results/gpu_2026-11-28``)."""
 
 
 

@@ -10,7 +10,8 @@ import torch
 
 from onnxprune.errors import InputError, UnsupportedOpError
 
-__all__ = ["FLOAT_DTYPES", "exact_fp32", "numpy_dtype", "to_torch", "torch_dtype"]
+__all__ = ["FLOAT_DTYPES", "exact_fp32", "numpy_dtype", "to_torch", "torch_device",
+           "torch_dtype"]
 
 # TensorProto.DataType values (kept numeric so this module needs no protobuf import).
 _ONNX_TO_TORCH: dict[int, torch.dtype] = {
