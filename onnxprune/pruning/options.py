@@ -17,7 +17,6 @@ from onnxprune.pruning import grid
 from onnxprune.pruning.compensation import RIDGE
 from onnxprune.pruning.criteria import CRITERIA, NEEDS_ANALYSIS
 from onnxprune.pruning.mixup import ALPHA as MIX
-from onnxprune.shim.dtypes import torch_device
 
 
 @dataclass(frozen=True)
@@ -197,7 +196,10 @@ class PruneOptions:
                              "for --allocation hierarchical/global")
 
     def _check_values(self) -> None:
-        torch_device(self.device)
+        if self.device != "cpu":  # torch loads only where it is asked for
+            from onnxprune.shim.dtypes import torch_device
+
+            torch_device(self.device)
         if self.allocation not in alloc_mod.ALLOCATIONS:
             raise InputError(f"unknown allocation '{self.allocation}'; choose one of "
                              f"{', '.join(alloc_mod.ALLOCATIONS)}")
