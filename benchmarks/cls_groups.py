@@ -15,7 +15,7 @@ import argparse
 from dataclasses import replace
 
 import numpy as np
-from cls_margin import probabilities
+from cls_margin import probabilities, setup
 
 
 def main() -> None:
@@ -26,21 +26,15 @@ def main() -> None:
 
     import onnxprune
     from onnxprune.analysis import analyze
-    from onnxprune.data import Dataset
     from onnxprune.pruning import recovery
     from onnxprune.pruning.options import PruneOptions
-    from onnxprune.testing import realdata
 
     name = "ppocr_cls"
-    path = realdata.model_path(name)
-    spec = realdata.SPECS[name]
-    model = onnxprune.load(path, input_shapes={spec.input_name: (1, *spec.shape)})
-    cal = Dataset(inputs=realdata.load(name, "calib", None, seed=0).feeds())
-    ev = realdata.load(name, "eval", args.eval, seed=0)
-    a0 = probabilities(str(path), ev.x).argmax(1)
+    model, cal, ev, p0 = setup(args.eval)
+    a0 = p0.argmax(1)
 
     def agreement(m: bytes) -> float:
-        return float(np.mean(probabilities(m, ev.x).argmax(1) == a0))
+        return float(np.mean(probabilities(m, ev).argmax(1) == a0))
 
     an = analyze(model, cal, estimate=False)
     res = onnxprune.prune(model, data=cal, analysis=an, target_macs=args.target, seed=0)

@@ -9,6 +9,7 @@ Label-free default pipeline (256 calibration lines), onnxruntime CPU, batch 1.
 from __future__ import annotations
 
 import argparse
+from typing import Any
 
 import numpy as np
 
@@ -25,12 +26,9 @@ def probabilities(model: bytes | str, x: np.ndarray) -> np.ndarray:
     return np.concatenate([s.run(None, {name: x[i:i + 1]})[0] for i in range(len(x))])
 
 
-def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--targets", nargs="+", type=float, default=[0.7, 0.5])
-    p.add_argument("--eval", type=int, default=1000)
-    args = p.parse_args()
-
+def setup(n_eval: int) -> tuple[Any, Any, np.ndarray, np.ndarray]:
+    """PP-OCR cls as loaded for pruning, its calibration Dataset, the evaluation lines and the
+    original's probabilities on them."""
     import onnxprune
     from onnxprune.data import Dataset
     from onnxprune.testing import realdata
@@ -38,16 +36,27 @@ def main() -> None:
     path = realdata.model_path("ppocr_cls")
     spec = realdata.SPECS["ppocr_cls"]
     model = onnxprune.load(path, input_shapes={spec.input_name: (1, *spec.shape)})
-    calib = realdata.load("ppocr_cls", "calib", None, seed=0)
-    ev = realdata.load("ppocr_cls", "eval", args.eval, seed=0)
-    p0 = probabilities(str(path), ev.x)
+    calib = Dataset(inputs=realdata.load("ppocr_cls", "calib", None, seed=0).feeds())
+    ev = realdata.load("ppocr_cls", "eval", n_eval, seed=0).x
+    return model, calib, ev, probabilities(str(path), ev)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--targets", nargs="+", type=float, default=[0.7, 0.5])
+    p.add_argument("--eval", type=int, default=1000)
+    args = p.parse_args()
+
+    import onnxprune
+
+    model, calib, ev, p0 = setup(args.eval)
     a0, margin = p0.argmax(1), np.abs(p0[:, 1] - p0[:, 0])
-    print(f"ppocr_cls, {len(calib)} calibration lines, {len(ev.x)} evaluation lines")
+    print(f"ppocr_cls, {len(calib)} calibration lines, {len(ev)} evaluation lines")
     print("| MACs kept | original's margin | lines | agreement | mean abs change of p_180 |")
     print("|---|---|---|---|---|")
     for t in args.targets:
-        res = onnxprune.prune(model, target_macs=t, data=Dataset(inputs=calib.feeds()), seed=0)
-        p1 = probabilities(res.model.SerializeToString(), ev.x)
+        res = onnxprune.prune(model, target_macs=t, data=calib, seed=0)
+        p1 = probabilities(res.model.SerializeToString(), ev)
         a1 = p1.argmax(1)
         print(f"| {t} | all | {len(a0)} | {np.mean(a0 == a1):.3f} | "
               f"{np.mean(np.abs(p0[:, 1] - p1[:, 1])):.3f} |")
