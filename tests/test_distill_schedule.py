@@ -79,3 +79,34 @@ def test_a_worse_end_falls_back_and_a_diverging_run_stops(setup, monkeypatch) ->
     _scripted(monkeypatch, [1.0, 2.0, 2.0, 2.0, 0.9, 2.0, 2.0, 2.0, 0.95])
     _, rep = D.distill(original, pruned, data, epochs=8)
     assert rep.stopped == "epochs done" and rep.loss_after == 0.95
+
+
+def _batch_one(m: onnx.ModelProto) -> onnx.ModelProto:
+    fixed = onnx.ModelProto()
+    fixed.CopyFrom(m)
+    for v in [*fixed.graph.input, *fixed.graph.output]:
+        v.type.tensor_type.shape.dim[0].dim_value = 1
+    return fixed
+
+
+@pytest.mark.parametrize("asked, steps", [(1, 56), (8, 7), (12, 5)])
+def test_a_fixed_batch_graph_sums_gradients_over_the_asked_batch(setup, monkeypatch, asked,
+                                                                 steps) -> None:
+    # A graph fixed at batch 1 (PicoDet's export, MTCNN's) runs one sample at a time; its
+    # Adam steps must still see about ``batch_size`` samples, not one noisy sample each.
+    original, pruned, data = setup
+    original, pruned = _batch_one(original), _batch_one(pruned)
+    counted: list[int] = []
+    real_step = D.Adam.step
+
+    def step(self):  # type: ignore[no-untyped-def]
+        counted.append(1)
+        real_step(self)
+
+    monkeypatch.setattr(D.Adam, "step", step)
+    _scripted(monkeypatch, [1.0, 0.5])
+    tuned, rep = D.distill(original, pruned, data, epochs=1, batch_size=asked, mix=0.0)
+    # 64 samples, every 8th held out: 56 trained, ceil(56 / asked) steps (the last may be short)
+    assert len(data) == 64 and sum(counted) == steps and rep.epochs == pytest.approx(1.0)
+    w0, w1 = _weights(pruned), _weights(tuned)
+    assert any(not np.array_equal(w0[k], w1[k]) for k in w0)

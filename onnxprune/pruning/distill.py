@@ -11,7 +11,10 @@ output against the labels. Adam (peak learning rate 1e-4 by default: on the digi
 pruned to 30 % of its MACs and compensated, 1e-3 first *raised* the loss from 0.025 to 2.5
 in one epoch, 1e-4 lowered it steadily) with a cosine decay to 0 over the budget (the time
 or the epochs, whichever is further spent), seeded shuffling, for ``epochs`` passes or
-``seconds`` of wall time, whichever ends first.
+``seconds`` of wall time, whichever ends first. A graph exported with a fixed batch (PicoDet,
+MTCNN: batch 1) runs that many samples at a time and sums the gradients of several runs into
+each step, so every step still sees about ``batch_size`` samples (one Adam step per sample,
+as before, moved every weight by about the learning rate on one sample's noise).
 
 Label-free, each training sample is mixed with a random other one and the teacher runs on the
 mixed batch (``mix``: Beta(α, α) weights, :mod:`onnxprune.pruning.mixup`): with a few hundred
@@ -131,7 +134,11 @@ def distill(
         raise InputError("supervised distillation needs labels: pass --labels or store "
                          "'labels' in the .npz")
     torch.manual_seed(seed)
+    asked_batch = batch_size
     batch_size = _batch(pruned, batch_size)
+    # A graph with a fixed batch runs a few samples at a time: their gradients are summed
+    # over ``accum`` runs per step, so every Adam step still sees about ``asked_batch``.
+    accum = max(1, asked_batch // batch_size)
     start = time.perf_counter()
     student = Shim(pruned, device=device)
     params = _trainable(student)
@@ -156,21 +163,28 @@ def distill(
     epoch = 0
     while not stopped:
         order = rng.permutation(n)
+        pending = 0
         for i in range(0, n - n % batch_size if _fixed(pruned) else n, batch_size):
             idx = order[i:i + batch_size]
-            opt.lr = lr * _decay(time.perf_counter() - start, limit, done, epochs)
             if mixer.active:  # the teacher answers on the very inputs the student sees
                 feeds = mixer.feeds(idx)
                 with torch.no_grad():
                     targets = asked.measure(feeds)
-                run.loss(feeds, targets).backward()
+                (run.loss(feeds, targets) / accum).backward()
             else:
-                run.loss(*_pick(train, t_train, idx)).backward()
-            opt.step()
+                (run.loss(*_pick(train, t_train, idx)) / accum).backward()
+            pending += 1
             done += len(idx) / n
             now = time.perf_counter()
-            if now - start >= limit or now >= next_check:
+            last = now - start >= limit or now >= next_check
+            if pending == accum or last:
+                opt.lr = lr * _decay(now - start, limit, done, epochs)
+                opt.step()
+                pending = 0
+            if last:
                 break
+        if pending:  # the epoch's last few runs: a (smaller) step of their own
+            opt.step()
         epoch_end = done >= epoch + 1 - 1e-9
         epoch = int(done + 1e-9)
         now = time.perf_counter()
