@@ -82,6 +82,7 @@ class Case:
     ref: Any  # the original's decisions on the eval set
     charset: list[str] | None
     base_rates: dict[str, Any]
+    more: Any = None  # --distill-data: a larger calibration-split set for distillation alone
 
 
 # ----------------------------------------------------------------------------- methods
@@ -128,7 +129,8 @@ def _method_options(method: str, args: argparse.Namespace
         if not args.distill:
             return None, "run with --distill SECONDS"
         if "distill_time" in params:
-            return {"distill_time": float(args.distill)}, f"distill_time={args.distill}s"
+            more = f", distill_data={args.distill_data}" if args.distill_data else ""
+            return {"distill_time": float(args.distill)}, f"distill_time={args.distill}s{more}"
         return {"distill_epochs": args.distill_epochs}, (
             f"distill_epochs={args.distill_epochs} (prune() has no distill_time)"
         )
@@ -161,6 +163,8 @@ def run_onnxprune(case: Case, target: float, opts: dict[str, Any], analysis: Any
     kw = dict(opts)
     if analysis is not None:
         kw["analysis"] = analysis
+    if case.more is not None and kw.get("distill_time") is not None:
+        kw["distill_data"] = case.more
     res = onnxprune.prune(case.model, target_macs=target, data=case.calib, seed=args.seed, **kw)
     report = getattr(res, "distillation", None)
     story = dataclasses.asdict(report) if dataclasses.is_dataclass(report) else {}
@@ -236,7 +240,11 @@ def load_case(name: str, args: argparse.Namespace) -> Case:
     ref = T.decide(name, T.run(path, ev.x, threads=args.threads), charset=charset)
     data = Dataset(inputs=calib.feeds(), source=f"realdata {name} calib n={len(calib)}")
     rates = T.base_rates(name, ref, ev.meta)
-    return Case(name, model, data, ev.x, ref, charset, rates)
+    more = None
+    if args.distill_data and "distill" in args.methods:  # the calib split: disjoint from eval
+        big = realdata.load(name, "calib", args.distill_data, seed=args.seed)
+        more = Dataset(inputs=big.feeds(), source=f"realdata {name} calib n={len(big)}")
+    return Case(name, model, data, ev.x, ref, charset, rates, more)
 
 
 def evaluate(case: Case, model: bytes, args: argparse.Namespace) -> Any:
@@ -384,6 +392,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--eval", type=int, default=None, help="evaluation samples (default per model)")
     ap.add_argument("--distill", type=float, default=0.0, metavar="SECONDS",
                     help="add the 'distill' method with this time budget")
+    ap.add_argument("--distill-data", type=int, default=0, metavar="N",
+                    help="distil on N calibration-split samples (the analysis keeps --calib)")
     ap.add_argument("--distill-epochs", type=int, default=2,
                     help="epochs when prune() has no distill_time option (default 2)")
     ap.add_argument("--fresh-analysis", action="store_true", help="no shared analysis")

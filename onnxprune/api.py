@@ -26,7 +26,14 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from onnxprune import ir, metrics
-from onnxprune.loading import DataLike, ModelLike, PreprocessLike, ShapesLike, load_with_data
+from onnxprune.loading import (
+    DataLike,
+    ModelLike,
+    PreprocessLike,
+    ShapesLike,
+    load_distill_data,
+    load_with_data,
+)
 from onnxprune.model import Model
 from onnxprune.pruning import pipeline
 from onnxprune.pruning.options import PruneOptions
@@ -47,6 +54,7 @@ def prune(
     samples: int | None = None,
     analysis: AnalysisResult | None = None,
     options: PruneOptions | None = None,
+    distill_data: DataLike | None = None,
     **option_values: Any,
 ) -> PruneResult:
     """Prune a model to a target (or by a uniform ratio) and verify the result.
@@ -61,6 +69,9 @@ def prune(
         samples: use at most this many samples.
         analysis: a ready analysis of the model (skips running it).
         options: a :class:`PruneOptions`; keyword arguments override its fields.
+        distill_data: more unlabelled samples (same forms as ``data``, same input shapes)
+            for distillation alone: the analysis stays on ``data``, distillation gains
+            from thousands of samples (default: distil on ``data``).
         **option_values: any :class:`PruneOptions` field: ``target_macs=0.5`` keeps half
             the MACs, ``ratio=0.3`` removes 30% of every group's channels.
 
@@ -75,8 +86,10 @@ def prune(
     """
     loaded, dataset = load_with_data(model, data, preprocess=preprocess, labels=labels,
                                      input_shapes=input_shapes, samples=samples)
+    more = None if distill_data is None else load_distill_data(loaded, distill_data,
+                                                                preprocess=preprocess)
     return pipeline.prune(loaded, data=dataset, analysis=analysis, options=options,
-                          **option_values)
+                          distill_data=more, **option_values)
 
 
 def analyze(

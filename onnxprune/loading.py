@@ -84,6 +84,29 @@ def load_with_data(
     return loaded, dataset
 
 
+def load_distill_data(model: Model, data: DataLike, *, preprocess: PreprocessLike = None
+                      ) -> Dataset:
+    """Load more unlabelled samples for distillation only, validated for ``model``'s inputs.
+
+    Raises:
+        InputError: the samples do not fit the model's (concrete) inputs.
+
+    """
+    try:
+        found = _dataset(data, ir.io_specs(model.proto), model.input_shapes,
+                         Preprocess.of(preprocess), None, None)
+    except InputError as e:  # name the flag: --data loads through the same checks
+        raise InputError(f"--distill-data: {e}") from e
+    for name, shape in model.input_shapes.items():
+        got = found.inputs.get(name)
+        if got is None or tuple(got.shape[1:]) != tuple(shape[1:]):
+            have = "missing" if got is None else "x".join(map(str, got.shape[1:]))
+            want = "x".join(map(str, shape[1:]))
+            raise InputError(f"--distill-data: input '{name}' is {have} per sample but the "
+                             f"model runs {want}; give samples shaped like --data")
+    return found
+
+
 def _shapes(value: ShapesLike) -> dict[str, tuple[int, ...]]:
     if value is None:
         return {}

@@ -22,10 +22,12 @@ from onnxprune.commands.common import (
     load_model_and_data,
     output_path,
     plural,
+    preprocess_of,
     write,
 )
 from onnxprune.defaults import OBJECTIVES
 from onnxprune.errors import CannotPruneError, InputError
+from onnxprune.loading import load_distill_data
 from onnxprune.model import Model
 from onnxprune.pruning import grid, prune
 from onnxprune.pruning.allocation import ALLOCATIONS
@@ -96,6 +98,9 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
                    help=f"label-free distillation mixes each sample with a random other one "
                    f"(weight ~ Beta(A, A)) and asks the original about the mix ({MIX:g}; 0: "
                    "train on the samples as they are)")
+    p.add_argument("--distill-data", metavar="FILE.npz|FILE.npy|DIR",
+                   help="more unlabelled samples for distillation alone, shaped like --data "
+                   "(the analysis keeps to --data; distillation gains from thousands)")
     p.add_argument("--steps", type=int, default=1, metavar="K",
                    help="reach the target in K steps, re-analysing in between")
     p.add_argument("--check", action="store_true",
@@ -179,10 +184,16 @@ def run(args: argparse.Namespace) -> int:
                          "positive speed-up, e.g. --min-speedup 1.0")
     if args.check and not has_data:
         raise InputError("--check compares outputs on data: pass --data FILE.npz")
+    options = options_from(args)
+    if args.distill_data is not None and not options.distils:
+        raise InputError("--distill-data is only read by distillation: add --distill-time 5m "
+                         "(or --distill-epochs N), or drop --distill-data")
     model, data = load_model_and_data(args)
+    more = None if args.distill_data is None else load_distill_data(
+        model, args.distill_data, preprocess=preprocess_of(args))
     if args.progress:
         logging.getLogger("onnxprune").setLevel(logging.INFO)
-    result = prune(model, data=data, options=options_from(args))
+    result = prune(model, data=data, options=options, distill_data=more)
     if result.check is not None:
         enforce(result.check, args.output, force=args.force)
     with tempfile.TemporaryDirectory(prefix="onnxprune-original-",

@@ -61,7 +61,7 @@ PATIENCE = 4
 
 @dataclass(frozen=True)
 class DistillReport:
-    """Held-out loss before and after, epochs, trained tensors and wall time."""
+    """Held-out loss before and after, epochs, trained tensors, samples and wall time."""
 
     epochs: float
     loss_before: float
@@ -71,6 +71,8 @@ class DistillReport:
     supervised: bool
     stopped: str = ""
     mixed: bool = False
+    samples: int = 0
+    """Samples trained on (the held-out slice not counted)."""
 
     def line(self) -> str:
         """One line for the prune report."""
@@ -79,7 +81,7 @@ class DistillReport:
             f", {self.stopped}" if self.stopped else "")
         return (f"distillation: {self.epochs:.3g} epoch(s), held-out {kind} "
                 f"{self.loss_before:.4g} -> {self.loss_after:.4g} ({self.tensors} tensors "
-                f"trained, {self.seconds:.1f} s{stop})")
+                f"trained on {self.samples} samples, {self.seconds:.1f} s{stop})")
 
 
 def distill(
@@ -217,7 +219,7 @@ def distill(
     model = student.to_onnx(pruned)
     report = DistillReport(round(done, 3), before, best if loss_now > before else loss_now,
                            len(params),
-                           time.perf_counter() - start, labels, stopped, mixer.active)
+                           time.perf_counter() - start, labels, stopped, mixer.active, n)
     log.info(report.line())
     return model, report
 

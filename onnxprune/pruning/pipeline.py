@@ -84,6 +84,7 @@ def prune(
     data: Dataset | None = None,
     analysis: AnalysisResult | None = None,
     options: PruneOptions | None = None,
+    distill_data: Dataset | None = None,
     **option_values: object,
 ) -> PruneResult:
     """Prune a model to a target (or by a uniform ratio) and verify the result.
@@ -91,6 +92,8 @@ def prune(
     Args:
         model: a loaded model (``onnxprune.load``).
         data: calibration samples (``onnxprune.data.load_data``).
+        distill_data: more unlabelled samples for distillation alone (default: ``data``'s fit
+            part); the analysis, refinement and fidelity check keep to ``data``.
         analysis: a ready analysis of ``model`` (skips running it; single-step only).
         options: the options (:class:`PruneOptions`); keyword arguments override its fields.
         **option_values: any :class:`PruneOptions` field, e.g. ``target_macs=0.5``.
@@ -114,6 +117,12 @@ def prune(
         raise InputError(
             "distillation and --steps re-analysis need the calibration data itself: pass data"
         )
+    if distill_data is not None and not opts.distils:
+        raise InputError("--distill-data is only read by distillation: add --distill-time 5m "
+                         "(or --distill-epochs N), or drop --distill-data")
+    if distill_data is not None and opts.distill_labels:
+        raise InputError("--distill-data is label-free: drop --labels (supervised distillation "
+                         "trains on --data and its labels)")
     check_something_prunable(model)
     mode = mode_line(opts, data, analysis)
     if "data-free" in mode:  # the one surprise: said before the work, not only in the summary
@@ -128,7 +137,8 @@ def prune(
     else:
         result = _target_steps(model, opts, fit, analysis, teacher)
     if opts.distils and fit is not None:
-        result = distil(model, result, fit, opts, teacher)
+        result = distil(model, result, fit if distill_data is None else distill_data, opts,
+                        teacher)
     recovery = replace(result.plan.recovery, compensation=bool(opts.compensate),
                        refinement=bool(opts.compensate and opts.refine and fit is not None),
                        distill_epochs=opts.distill_epochs or int(bool(opts.distill_time)),
