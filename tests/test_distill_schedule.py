@@ -110,3 +110,37 @@ def test_a_fixed_batch_graph_sums_gradients_over_the_asked_batch(setup, monkeypa
     assert len(data) == 64 and sum(counted) == steps and rep.epochs == pytest.approx(1.0)
     w0, w1 = _weights(pruned), _weights(tuned)
     assert any(not np.array_equal(w0[k], w1[k]) for k in w0)
+
+
+def test_a_held_out_check_on_a_time_budget_waits_for_the_step_in_progress(setup, monkeypatch
+                                                                         ) -> None:
+    # A slow fixed-batch model reaches a held-out check (every tenth of the budget) in the
+    # middle of accumulating a step: the step must still sum the asked batch, not be cut short.
+    original, pruned, data = setup
+    original, pruned = _batch_one(original), _batch_one(pruned)
+    clock = iter(range(10**6))  # one "second" per reading: checks fall mid-step
+
+    class FakeTime:
+        @staticmethod
+        def perf_counter() -> float:
+            return float(next(clock))
+
+    runs, sizes = [0], []
+    real_step, real_loss = D.Adam.step, D._Run.loss
+
+    def step(self):  # type: ignore[no-untyped-def]
+        sizes.append(runs[0])
+        runs[0] = 0
+        real_step(self)
+
+    def loss(self, feeds, targets):  # type: ignore[no-untyped-def]
+        runs[0] += 1
+        return real_loss(self, feeds, targets)
+
+    monkeypatch.setattr(D, "time", FakeTime)
+    monkeypatch.setattr(D.Adam, "step", step)
+    monkeypatch.setattr(D._Run, "loss", loss)
+    _scripted(monkeypatch, [1.0, 0.5])
+    _, rep = D.distill(original, pruned, data, seconds=150.0, batch_size=8, mix=0.0)
+    assert rep.stopped == "time budget spent" and len(sizes) > 10
+    assert all(k == 8 for k in sizes[:-1]) and 1 <= sizes[-1] <= 8  # only the last is short
