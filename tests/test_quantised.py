@@ -15,7 +15,7 @@ import pytest
 import onnxprune
 from onnxprune.cli import main
 from onnxprune.report import inspect
-from onnxprune.shim.testing import run_ort, run_shim
+from onnxprune.shim.testing import ort_saturates_u8s8, run_ort, run_reference, run_shim
 from onnxprune.surgery import apply_plan
 from onnxprune.testing import export_onnx, oracle
 from onnxprune.testing.archs import get_spec
@@ -87,6 +87,11 @@ def test_shim_runs_the_quantised_model_like_onnxruntime(
     model = onnx.load(path)
     feeds = oracle.random_feeds(onnxprune.load(path), seed=3)
     (want,), (got,) = run_ort(model, feeds), run_shim(model, feeds)
+    if kind == "dynamic" and ort_saturates_u8s8():
+        # Here onnxruntime's uint8 x int8 kernels clip pair sums to int16 (a CPU without VNNI:
+        # off by 0.010 of 0.20 on vgg_bn); the shim keeps the spec's exact int32 sums, so the
+        # spec's own evaluator is the oracle (measured: equal within 3e-8).
+        (want,) = run_reference(model, feeds)
     # Float sums in another order could flip a rounding: allow one step of the output's
     # quantisation on a few elements (measured: equal, or 3e-8 for the dynamic ResNet).
     step = _output_step(model) or float(np.abs(want).max()) / 127

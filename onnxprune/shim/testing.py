@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import functools
 import re
 import zlib
 from collections.abc import Mapping
@@ -18,10 +19,13 @@ __all__ = [
     "OpCase",
     "assert_matches_ort",
     "assert_op_case",
+    "case_feeds",
     "describe_ort_error",
     "free_batch",
     "model_from_text",
+    "ort_saturates_u8s8",
     "run_ort",
+    "run_reference",
     "run_shim",
 ]
 
@@ -162,7 +166,8 @@ class OpCase:
     tol: float = 1e-5
 
 
-def _case_feeds(model: ir.ModelProto, case: OpCase) -> dict[str, np.ndarray]:
+def case_feeds(model: ir.ModelProto, case: OpCase) -> dict[str, np.ndarray]:
+    """The feeds ``assert_op_case`` runs ``case`` on: its own, then seeded normal floats."""
     rng = np.random.default_rng(zlib.crc32(case.id.encode()))
     feeds = dict(case.feeds)
     for v in model.graph.input:
@@ -177,4 +182,28 @@ def _case_feeds(model: ir.ModelProto, case: OpCase) -> dict[str, np.ndarray]:
 def assert_op_case(case: OpCase) -> float:
     """Assert the shim matches onnxruntime on ``case`` within ``case.tol``; return the error."""
     model = model_from_text(case.opset, case.inputs, case.outputs, case.body)
-    return assert_matches_ort(model, _case_feeds(model, case), rtol=case.tol, atol=case.tol)
+    return assert_matches_ort(model, case_feeds(model, case), rtol=case.tol, atol=case.tol)
+
+
+@functools.cache
+def ort_saturates_u8s8() -> bool:
+    """Whether onnxruntime's uint8 x int8 integer kernels clip to int16 on this CPU.
+
+    Without VNNI, onnxruntime's MLAS multiplies uint8 by int8 with ``vpmaddubsw``, which
+    saturates each sum of two neighbouring products to int16 (255*127 + 255*127 comes back as
+    32767, not 64770); its quantisation docs recommend ``reduce_range`` (7-bit weights) on such
+    CPUs. The shim computes the ONNX spec's exact int32 sums, so where this returns True
+    onnxruntime is not an oracle for MatMulInteger, ConvInteger, QLinearConv or QLinearMatMul
+    with int8 weights: compare with :func:`run_reference` instead.
+    """
+    model = model_from_text(10, "uint8[4,8] A, int8[8,4] B", "int32 Y", "Y = MatMulInteger(A, B)")
+    feeds = {"A": np.full((4, 8), 255, np.uint8), "B": np.full((8, 4), 127, np.int8)}
+    (y,) = run_ort(model, feeds)
+    return not np.all(y == 255 * 127 * 8)
+
+
+def run_reference(model: ir.ModelProto, feeds: Mapping[str, np.ndarray]) -> list[np.ndarray]:
+    """Run ``model`` with ONNX's reference evaluator: the spec's arithmetic, slow, for tests."""
+    from onnx.reference import ReferenceEvaluator
+
+    return [np.asarray(y) for y in ReferenceEvaluator(model).run(None, dict(feeds))]
