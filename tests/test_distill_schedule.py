@@ -144,3 +144,46 @@ def test_a_held_out_check_on_a_time_budget_waits_for_the_step_in_progress(setup,
     _, rep = D.distill(original, pruned, data, seconds=150.0, batch_size=8, mix=0.0)
     assert rep.stopped == "time budget spent" and len(sizes) > 10
     assert all(k == 8 for k in sizes[:-1]) and 1 <= sizes[-1] <= 8  # only the last is short
+
+
+def test_the_held_out_slice_is_capped_and_spread_over_the_data() -> None:
+    from onnxprune.data import Dataset
+    from onnxprune.pruning.training import HELD_MAX, split
+
+    x = np.arange(1024, dtype=np.float32)[:, None]
+    for unit in (1, 4):
+        train, held = split(Dataset({"x": x}), unit)
+        got = held.inputs["x"][:, 0].astype(int)
+        assert len(got) == HELD_MAX and len(train) == 1024 - HELD_MAX
+        assert got.min() < 64 and got.max() > 900  # spread, not the first 64
+        assert not set(got) & set(train.inputs["x"][:, 0].astype(int))
+        if unit > 1:  # whole batches of a fixed-batch graph
+            assert all(np.array_equal(b, b[0] + np.arange(unit)) for b in got.reshape(-1, unit))
+    train, held = split(Dataset({"x": x[:128]}), 1)
+    assert len(held) == 16 and len(train) == 112  # small sets: every 8th, as before
+
+
+def test_costly_held_out_checks_are_spaced_to_a_tenth_of_the_budget(setup, monkeypatch) -> None:
+    # One check costs 40 "seconds" of a 300 s budget: checking every tenth (30 s) would spend
+    # most of the budget measuring. Checks are spaced to take at most about a tenth of it.
+    original, pruned, data = setup
+    now = [0.0]
+
+    class FakeTime:
+        @staticmethod
+        def perf_counter() -> float:
+            now[0] += 0.5
+            return now[0]
+
+    checks = []
+
+    def fake(self, data, targets, batch):  # type: ignore[no-untyped-def]
+        now[0] += 40.0
+        checks.append(now[0])
+        return 1.0 - 0.01 * len(checks)
+
+    monkeypatch.setattr(D, "time", FakeTime)
+    monkeypatch.setattr(D._Run, "epoch_loss", fake)
+    _, rep = D.distill(original, pruned, data, seconds=300.0, mix=0.0)
+    assert rep.stopped == "time budget spent"
+    assert len(checks) == 2  # the start and the end: 40 s each is already a quarter

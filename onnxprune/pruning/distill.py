@@ -21,8 +21,9 @@ mixed batch (``mix``: Beta(α, α) weights, :mod:`onnxprune.pruning.mixup`): wit
 samples the student otherwise memorises them (training loss ~0, held-out no better).
 
 A held-out slice of the calibration data (every 8th sample, at least one, never mixed) is
-never trained on: the loss there is measured after every epoch (every tenth of a time
-budget, once the step in progress is complete), printed as a plain progress line. The final
+never trained on (at most ``HELD_MAX`` samples): the loss there is measured after every epoch
+(every tenth of a time budget, or less often where one check costs more than a hundredth of
+it, once the step in progress is complete), printed as a plain progress line. The final
 weights are written back into the ONNX initializers when their held-out loss is no worse
 than the start's, else the best weights measured (possibly the starting ones); training
 stops early after ``PATIENCE`` measurements in a row worse than the start. So distillation
@@ -58,6 +59,8 @@ log = logging.getLogger(__name__)
 LR = 1e-4
 BATCH = 32
 PATIENCE = 4
+CHECK_SHARE = 0.1
+"""On a time budget, the held-out checks take at most about this share of it."""
 """Held-out measurements in a row worse than the start before distillation stops."""
 
 @dataclass(frozen=True)
@@ -158,10 +161,13 @@ def distill(
     n = len(train)
     run = _Run(student, measures, labels)
     asked = _Run(teacher, measures, labels)  # the teacher, on the mixed inputs
+    t_check = time.perf_counter()
     before = run.epoch_loss(held, t_held, batch_size)
+    t_check = time.perf_counter() - t_check
     best, best_state, stale, done, stopped = before, snapshot(params), 0, 0.0, ""
     limit = float("inf") if seconds is None else seconds
-    every = limit / 10 if seconds is not None else float("inf")
+    # every tenth of a time budget, but the checks take at most about CHECK_SHARE of it
+    every = max(limit / 10, t_check / CHECK_SHARE) if seconds is not None else float("inf")
     next_check = start + every
     epoch = 0
     while not stopped:
