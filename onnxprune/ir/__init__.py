@@ -13,14 +13,15 @@ enforces. One module per job:
 - ``edit``: setting node inputs' constants by node name (replaying recorded recovery);
 - ``proto``: the message type names, tensors <-> numpy, node attributes, element types;
 - ``build``: making models (ONNX text syntax, nodes, value infos, graphs);
-- ``checker``: the ONNX checker, also on large models without their weights.
+- ``checker``: the ONNX checker, also on large models without their weights; the reference
+  evaluator.
 """
 
 from __future__ import annotations
 
 from onnxprune.ir import limits
 from onnxprune.ir.build import make_graph, make_model, make_node, make_value_info, parse_model
-from onnxprune.ir.checker import CheckerError, check_light, check_model
+from onnxprune.ir.checker import CheckerError, check_light, check_model, run_reference
 from onnxprune.ir.edit import node_inputs, set_node_inputs
 from onnxprune.ir.graph import from_graph, peek_constant, to_graph
 from onnxprune.ir.limits import (
@@ -116,6 +117,7 @@ __all__ = [
     "peek_constant",
     "plain_value",
     "resolve_input_shapes",
+    "run_reference",
     "save_external",
     "save_model",
     "set_node_inputs",

@@ -1,4 +1,7 @@
-"""The ONNX checker, on models in memory, on files, and on large models without their weights."""
+"""The ONNX checker, on models in memory, on files, and on large models without their weights.
+
+Also the ONNX reference evaluator, the spec's own arithmetic (tests use it as an oracle).
+"""
 
 from __future__ import annotations
 
@@ -6,6 +9,7 @@ import os
 import tempfile
 from pathlib import Path
 
+import numpy as np
 import onnx
 
 from onnxprune.ir import limits
@@ -41,3 +45,10 @@ def check_light(model: onnx.ModelProto, *, full_check: bool = True) -> None:
         path.write_bytes(light_copy(model).SerializeToString())
         (Path(folder) / limits.STRIPPED).touch()
         onnx.checker.check_model(str(path), full_check=full_check)
+
+
+def run_reference(model: onnx.ModelProto, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+    """Run ``model`` with ONNX's reference evaluator: the spec's arithmetic, slow, for tests."""
+    from onnx.reference import ReferenceEvaluator
+
+    return [np.asarray(y) for y in ReferenceEvaluator(model).run(None, dict(feeds))]
