@@ -187,3 +187,32 @@ def test_costly_held_out_checks_are_spaced_to_a_tenth_of_the_budget(setup, monke
     _, rep = D.distill(original, pruned, data, seconds=300.0, mix=0.0)
     assert rep.stopped == "time budget spent"
     assert len(checks) == 2  # the start and the end: 40 s each is already a quarter
+
+
+def test_spread_takes_whole_blocks_evenly_and_small_data_whole() -> None:
+    from onnxprune.data import Dataset
+    from onnxprune.pruning.training import spread
+
+    x = np.arange(1000, dtype=np.float32)[:, None]
+    got = spread(Dataset({"x": x}), 256).inputs["x"][:, 0].astype(int)
+    assert len(got) == 256 and got[0] == 0 and got[-1] == 999 and len(set(got)) == 256
+    got = spread(Dataset({"x": x}), 256, unit=4).inputs["x"][:, 0].astype(int)
+    assert len(got) == 256 and all(np.array_equal(b, b[0] + np.arange(4)) and b[0] % 4 == 0
+                                   for b in got.reshape(-1, 4))
+    assert len(spread(Dataset({"x": x[:100]}), 256)) == 100
+
+
+def test_output_scales_are_calibrated_on_a_bounded_sample(setup, monkeypatch) -> None:
+    original, pruned, data = setup
+    seen = []
+    real = D.output_measures
+
+    def spy(shim, sample, batch, weights):  # type: ignore[no-untyped-def]
+        seen.append(len(sample))
+        return real(shim, sample, batch, weights)
+
+    monkeypatch.setattr(D, "output_measures", spy)
+    monkeypatch.setattr(D, "MEASURED_MAX", 16)
+    _scripted(monkeypatch, [1.0, 0.5])
+    D.distill(original, pruned, data, epochs=1)
+    assert seen == [16] and len(data) == 64

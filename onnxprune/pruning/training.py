@@ -37,6 +37,15 @@ def split(data: Dataset, unit: int) -> tuple[Dataset, Dataset]:
     return subset(data, train_idx), subset(data, held_idx)
 
 
+def spread(data: Dataset, most: int, unit: int = 1) -> Dataset:
+    """At most ``most`` samples of ``data``, whole blocks of ``unit`` spread evenly over it."""
+    blocks, keep = len(data) // unit, max(1, most // unit)
+    if blocks <= keep:
+        return data
+    pick = np.linspace(0, blocks - 1, keep).round().astype(int)
+    return subset(data, (pick[:, None] * unit + np.arange(unit)).ravel())
+
+
 def subset(data: Dataset, idx: np.ndarray) -> Dataset:
     """Return the samples ``idx`` of ``data`` (inputs and labels)."""
     labels = None if data.labels is None else data.labels[idx]
