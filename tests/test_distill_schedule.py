@@ -14,6 +14,7 @@ import onnxprune
 from onnxprune import ir
 from onnxprune.data import load_data
 from onnxprune.pruning import distill as D
+from onnxprune.pruning.training import cosine
 
 MODELS = Path(__file__).resolve().parents[1] / "models"
 
@@ -44,10 +45,10 @@ def _scripted(monkeypatch, losses: list[float]) -> None:
 
 
 def test_cosine_decay() -> None:
-    assert D._decay(0.0, 10.0, 0.0, 0) == pytest.approx(1.0)
-    assert D._decay(5.0, 10.0, 0.0, 0) == pytest.approx(0.5)
-    assert D._decay(1.0, math.inf, 3.0, 4) == pytest.approx(0.5 * (1 + math.cos(0.75 * math.pi)))
-    assert D._decay(20.0, 10.0, 0.0, 0) == pytest.approx(0.0)  # past the budget: 0, not up
+    assert cosine(0.0, 10.0, 0.0, 0) == pytest.approx(1.0)
+    assert cosine(5.0, 10.0, 0.0, 0) == pytest.approx(0.5)
+    assert cosine(1.0, math.inf, 3.0, 4) == pytest.approx(0.5 * (1 + math.cos(0.75 * math.pi)))
+    assert cosine(20.0, 10.0, 0.0, 0) == pytest.approx(0.0)  # past the budget: 0, not up
 
 
 def test_the_end_state_is_kept_when_no_worse_than_the_start(setup, monkeypatch) -> None:

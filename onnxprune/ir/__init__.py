@@ -62,6 +62,7 @@ from onnxprune.ir.shapes import (
 )
 from onnxprune.ir.specs import (
     TensorSpec,
+    fixed_batch,
     io_specs,
     parse_input_shapes,
     resolve_input_shapes,
@@ -91,6 +92,7 @@ __all__ = [
     "check_model",
     "data_type",
     "file_metadata",
+    "fixed_batch",
     "from_array",
     "from_graph",
     "heavy",

@@ -42,6 +42,14 @@ def io_specs(model: onnx.ModelProto, *, outputs: bool = False) -> list[TensorSpe
     return specs
 
 
+def fixed_batch(model: onnx.ModelProto) -> int | None:
+    """The batch a graph input fixes (its leading dim, the first such input's), else None."""
+    for s in io_specs(model):
+        if s.shape and isinstance(s.shape[0], int) and s.shape[0] > 0:
+            return int(s.shape[0])
+    return None
+
+
 def parse_input_shapes(text: Sequence[str] | None) -> dict[str, tuple[int, ...]]:
     """Parse ``name:1,3,224,224`` items (one per input) into a mapping.
 

@@ -35,7 +35,6 @@ first 30 s of 300.)
 from __future__ import annotations
 
 import logging
-import math
 import sys
 import time
 from collections.abc import Mapping
@@ -46,12 +45,11 @@ import torch
 
 from onnxprune import ir
 from onnxprune.analysis.measure import OutputMeasure, measured, output_measures
-from onnxprune.channels.rules import weight_op
 from onnxprune.data import Dataset
 from onnxprune.errors import InputError
 from onnxprune.progress import note
 from onnxprune.pruning.mixup import ALPHA, Mixer
-from onnxprune.pruning.training import Adam, snapshot, split, spread
+from onnxprune.pruning.training import Adam, cosine, snapshot, split, spread, trainable
 from onnxprune.shim.module import Shim
 
 log = logging.getLogger(__name__)
@@ -143,20 +141,22 @@ def distill(
                          "'labels' in the .npz")
     torch.manual_seed(seed)
     asked_batch = batch_size
-    batch_size = _batch(pruned, batch_size)
+    fixed = ir.fixed_batch(pruned)
+    batch_size = fixed or batch_size
+    unit = batch_size if fixed else 1  # a fixed-batch graph takes whole batches only
     # A graph with a fixed batch runs a few samples at a time: their gradients are summed
     # over ``accum`` runs per step, so every Adam step still sees about ``asked_batch``.
     accum = max(1, asked_batch // batch_size)
     start = time.perf_counter()
     student = Shim(pruned, device=device)
-    params = _trainable(student)
+    params = trainable(student)
     if not params:
         raise InputError("the pruned model has no trainable weights for distillation")
-    train, held = split(data, batch_size if _fixed(pruned) else 1)
+    train, held = split(data, unit)
     teacher = teacher if teacher is not None else Shim(original, device=device)
     # the outputs' calibration spread: MEASURED_MAX samples suffice; all 1024 pages of a
     # detector's --distill-data took ~170 s of a 300 s budget (170 ms a page at one thread)
-    sample = spread(data, MEASURED_MAX, batch_size if _fixed(pruned) else 1)
+    sample = spread(data, MEASURED_MAX, unit)
     measures = () if labels else output_measures(teacher, sample, batch_size, output_weights or {})
     mixer = Mixer(train.inputs, 0.0 if labels else mix, seed)
     t_train = None if labels or mixer.active else _teacher(teacher, train, batch_size, measures)
@@ -178,7 +178,7 @@ def distill(
     while not stopped:
         order = rng.permutation(n)
         pending = 0
-        for i in range(0, n - n % batch_size if _fixed(pruned) else n, batch_size):
+        for i in range(0, n - n % unit, batch_size):
             idx = order[i:i + batch_size]
             if mixer.active:  # the teacher answers on the very inputs the student sees
                 feeds = mixer.feeds(idx)
@@ -192,7 +192,7 @@ def distill(
             now = time.perf_counter()
             spent = now - start >= limit
             if pending == accum or spent:
-                opt.lr = lr * _decay(now - start, limit, done, epochs)
+                opt.lr = lr * cosine(now - start, limit, done, epochs)
                 opt.step()
                 pending = 0
             # a held-out check waits for the step in progress: forcing a step at every check
@@ -236,38 +236,6 @@ def distill(
                            time.perf_counter() - start, labels, stopped, mixer.active, n)
     log.info(report.line())
     return model, report
-
-
-def _decay(elapsed: float, limit: float, done: float, epochs: int) -> float:
-    """Cosine learning-rate factor over the budget spent (time or epochs, whichever is ahead)."""
-    spent = max(elapsed / limit if math.isfinite(limit) else 0.0,
-                done / epochs if epochs else 0.0)
-    return 0.5 * (1.0 + math.cos(math.pi * min(1.0, spent)))
-
-
-def _trainable(shim: Shim) -> list[torch.nn.Parameter]:
-    names: list[str] = []
-    for step in shim.plan.steps:
-        wop = weight_op(step.op_type, step.domain)  # its rule lists the trainable inputs
-        for i in wop.trainable if wop is not None else ():
-            if i < len(step.inputs) and step.inputs[i] in shim.params:
-                names.append(step.inputs[i])
-    frozen = set(getattr(shim, "frozen", ()))  # statistics, scales: never trained
-    chosen = dict.fromkeys(n for n in names if n not in frozen)
-    for name, p in shim.params.items():
-        p.requires_grad_(name in chosen and p.numel() > 1)
-    return [shim.params[n] for n in chosen if shim.params[n].requires_grad]
-
-
-def _fixed(model: ir.ModelProto) -> bool:
-    return any(s.shape and isinstance(s.shape[0], int) and s.shape[0] > 0
-               for s in ir.io_specs(model))
-
-
-def _batch(model: ir.ModelProto, batch_size: int) -> int:
-    fixed = [s.shape[0] for s in ir.io_specs(model)
-             if s.shape and isinstance(s.shape[0], int) and s.shape[0] > 0]
-    return int(fixed[0]) if fixed else batch_size
 
 
 @torch.no_grad()

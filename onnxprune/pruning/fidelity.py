@@ -30,9 +30,7 @@ def output_fidelity(original: ir.ModelProto, pruned: ir.ModelProto, data: Datase
 
     ``teacher`` is ``original`` as a shim on ``device`` when the caller has one.
     """
-    fixed = [s.shape[0] for s in ir.io_specs(original)
-             if s.shape and isinstance(s.shape[0], int) and s.shape[0] > 0]
-    batch_size = int(fixed[0]) if fixed else batch_size
+    batch_size = ir.fixed_batch(original) or batch_size
     data = data.take(min(len(data), SAMPLES) // batch_size * batch_size)
     if not len(data):
         return ()

@@ -101,7 +101,7 @@ def refine(model: Model, cg: ChannelGraph, plan: Mapping[int, Sequence[int]],
         sim.set_gate(space.tensor, space.axis, gate)
     state = _State(sim, report.updates)
     rng = np.random.default_rng(seed)
-    feeds = [b for b, _ in data.batches(_batch(model))]
+    feeds = [b for b, _ in data.batches(ir.fixed_batch(model.proto) or BATCH)]
     try:
         with torch.no_grad():
             _walk(sim, orig, feeds, targets, state, rng, cg, ridge)
@@ -112,13 +112,6 @@ def refine(model: Model, cg: ChannelGraph, plan: Mapping[int, Sequence[int]],
     report.updates[:] = state.result()
     refitted = {f"{u.node} ({u.op})" for u in state.refits}
     report.skipped[:] = [s for s in report.skipped if s.split(": ", 1)[0] not in refitted]
-
-
-def _batch(model: Model) -> int:
-    """A model whose inputs fix the batch dim runs exactly that many samples per pass."""
-    fixed = [s.shape[0] for s in ir.io_specs(model.proto)
-             if s.shape and isinstance(s.shape[0], int) and s.shape[0] > 0]
-    return int(fixed[0]) if fixed else BATCH
 
 
 def _targets(cg: ChannelGraph, kept: Mapping[Space, np.ndarray]) -> dict[str, _Target]:

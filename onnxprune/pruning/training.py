@@ -1,11 +1,16 @@
-"""The small training kit of distillation: the held-out split, weight snapshots, Adam."""
+"""The small training kit of distillation: the held-out split, the trainable weights, weight
+snapshots, the cosine decay, Adam."""
 
 from __future__ import annotations
+
+import math
 
 import numpy as np
 import torch
 
+from onnxprune.channels.rules import weight_op
 from onnxprune.data import Dataset
+from onnxprune.shim.module import Shim
 
 HOLD_OUT = 8
 """Every HOLD_OUT-th calibration sample is held out for early stopping."""
@@ -50,6 +55,31 @@ def subset(data: Dataset, idx: np.ndarray) -> Dataset:
     """Return the samples ``idx`` of ``data`` (inputs and labels)."""
     labels = None if data.labels is None else data.labels[idx]
     return Dataset({k: v[idx] for k, v in data.inputs.items()}, labels, data.source)
+
+
+def trainable(shim: Shim) -> list[torch.nn.Parameter]:
+    """The weights distillation moves (their rules list them), set to require grad; no others.
+
+    Running statistics and scales the shim marks frozen, and scalars, never train.
+    """
+    names: list[str] = []
+    for step in shim.plan.steps:
+        wop = weight_op(step.op_type, step.domain)  # its rule lists the trainable inputs
+        for i in wop.trainable if wop is not None else ():
+            if i < len(step.inputs) and step.inputs[i] in shim.params:
+                names.append(step.inputs[i])
+    frozen = set(getattr(shim, "frozen", ()))  # statistics, scales: never trained
+    chosen = dict.fromkeys(n for n in names if n not in frozen)
+    for name, p in shim.params.items():
+        p.requires_grad_(name in chosen and p.numel() > 1)
+    return [shim.params[n] for n in chosen if shim.params[n].requires_grad]
+
+
+def cosine(elapsed: float, limit: float, done: float, epochs: int) -> float:
+    """Cosine learning-rate factor over the budget spent (time or epochs, whichever is ahead)."""
+    spent = max(elapsed / limit if math.isfinite(limit) else 0.0,
+                done / epochs if epochs else 0.0)
+    return 0.5 * (1.0 + math.cos(math.pi * min(1.0, spent)))
 
 
 def snapshot(params: list[torch.nn.Parameter]) -> list[torch.Tensor]:
