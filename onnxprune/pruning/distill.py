@@ -57,11 +57,11 @@ log = logging.getLogger(__name__)
 LR = 1e-4
 BATCH = 32
 PATIENCE = 4
+"""Held-out measurements in a row worse than the start before distillation stops."""
 CHECK_SHARE = 0.1
+"""On a time budget, the held-out checks take at most about this share of it."""
 MEASURED_MAX = 256
 """The outputs' scales are calibrated on at most this many samples, spread over the data."""
-"""On a time budget, the held-out checks take at most about this share of it."""
-"""Held-out measurements in a row worse than the start before distillation stops."""
 
 @dataclass(frozen=True)
 class DistillReport:
