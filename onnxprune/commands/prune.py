@@ -30,7 +30,7 @@ from onnxprune.errors import CannotPruneError, InputError
 from onnxprune.loading import load_distill_data
 from onnxprune.model import Model
 from onnxprune.pruning import grid, prune
-from onnxprune.pruning.allocation import ALLOCATIONS
+from onnxprune.pruning.allocation import ALLOCATIONS, ENERGY_POWER
 from onnxprune.pruning.compensation import RIDGE
 from onnxprune.pruning.criteria import CRITERIA
 from onnxprune.pruning.mixup import ALPHA as MIX
@@ -71,6 +71,10 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--allocation", choices=ALLOCATIONS, default=None,
                    help="how many channels per group: hierarchical (default with data), "
                    "uniform, global")
+    p.add_argument("--energy-power", type=float, default=ENERGY_POWER, metavar="A",
+                   help="how much a group's total estimated loss weighs when the hierarchical "
+                   "allocation compares groups: 0 = every group alike, 1 = the absolute "
+                   f"estimate (default {ENERGY_POWER:g})")
     p.add_argument("--criterion", choices=sorted(CRITERIA), default=None,
                    help="which channels: effective (default with data), taylor, l1 (default "
                    "without data), l2, random")
@@ -140,7 +144,8 @@ def options_from(args: argparse.Namespace) -> PruneOptions:
     return PruneOptions(
         ratio=args.ratio, target_macs=args.target_macs, target_params=args.target_params,
         target_latency=args.target_latency, threads=args.threads, provider=args.provider,
-        criterion=args.criterion, allocation=args.allocation, objective=args.objective,
+        criterion=args.criterion, allocation=args.allocation, energy_power=args.energy_power,
+        objective=args.objective,
         output_weights=tuple(args.output_weight),
         compensate=False if args.no_compensation else None, refine=not args.no_refine,
         ridge=args.ridge, distill_epochs=args.distill_epochs, distill_time=args.distill_time,

@@ -8,12 +8,18 @@ Allocations (DESIGN.md §2.4):
 - ``hierarchical``: greedy on the estimated loss increase per unit of cost saved. Shrinking a
   group from ``w`` to ``w'`` discards the eigenvalues ``λ_{w'+1..w}`` of its Gram matrix. The
   currency is the *share* of the group's spectral energy discarded, ``Σ_{i>w'} λ_i / Σ λ_i``,
-  not its absolute value ``½·Σ λ_i / N`` (DESIGN.md §2.4): gradient magnitudes differ by
-  orders between layers, and the absolute currency emptied the layers with small gradients.
-  Measured on the digits ResNet and a plainly trained digits CNN (test accuracy after
-  compensation, no fine-tuning; ``benchmarks/digits_compare.py`` models): at 30 % of the MACs
+  times the group's total estimated loss ``E = ½·Σ λ_i / N`` to the power
+  ``energy_power`` (``ENERGY_POWER``). At power 0 every group counts alike; at power 1 it is
+  the absolute estimate (DESIGN.md §2.4).
+  With the old raw-output objective the absolute currency emptied the layers with small
+  gradients (gradient magnitudes differ by orders between layers): measured on the digits
+  ResNet and a plainly trained digits CNN (test accuracy after compensation, no fine-tuning;
+  ``benchmarks/digits_compare.py`` models), the share gave at 30 % of the MACs
   0.9611 → 0.9907 and 0.9759 → 0.9852, at 20 % 0.8741 → 0.9926 and 0.9333 → 0.9870; at 50 %
   equal within one test image. (Energy share per row, DESIGN's ``/M``, was worse than both.)
+  With the output-aware objective (every output standardised) the totals are in the task's
+  units, and on the trained real models the pure share over-prunes groups the outputs depend
+  on: ENERGY_POWER_EVIDENCE
   First pass: no group goes below its effective rank; only when the target is still not met
   does a second pass go past it, and the groups that did are reported with how far.
 - ``uniform``: the same ratio in every group (bisected to meet the target).
@@ -35,12 +41,15 @@ from onnxprune.pruning.cost_model import CostModel, Pricing
 from onnxprune.pruning.landing import land
 
 __all__ = [  # CostModel and Pricing live in cost_model.py; callers reach them here too
-    "ALLOCATIONS", "METRICS", "TOLERANCE", "Allocation", "CostModel", "GroupBudget", "Pricing",
+    "ALLOCATIONS", "ENERGY_POWER", "METRICS", "TOLERANCE", "Allocation", "CostModel",
+    "GroupBudget", "Pricing",
     "Widths", "check_target", "global_ranking", "hierarchical", "uniform", "unreachable",
     "widths_for",
 ]
 
 ALLOCATIONS = ("hierarchical", "uniform", "global")
+ENERGY_POWER = 0.5
+"""Default power of a group's total estimated loss in the hierarchical currency (see above)."""
 METRICS = ("macs", "params")
 
 

@@ -38,6 +38,9 @@ class PruneOptions:
             ``l1`` (default without data), ``l2``, ``random``.
         allocation: how many per group: ``hierarchical`` (default with data), ``uniform``,
             ``global``.
+        energy_power: how much a group's total estimated loss weighs when the hierarchical
+            allocation compares groups (``pruning/allocation.py``): 0 counts the share of each
+            group's spectral energy discarded (every group alike), 1 the absolute estimate.
         objective: objective of the analysis (``output-aware`` by default).
         output_weights: (graph output, energy weight) pairs of the ``output-aware``
             objective, distillation loss and fidelity line (others weigh 1).
@@ -77,6 +80,7 @@ class PruneOptions:
     target_latency: float | None = None
     criterion: str | None = None
     allocation: str | None = None
+    energy_power: float = alloc_mod.ENERGY_POWER
     objective: str = "output-aware"
     output_weights: tuple[tuple[str, float], ...] = ()
     compensate: bool | None = None
@@ -209,6 +213,10 @@ class PruneOptions:
         if self.round_to != grid.AUTO and (not isinstance(self.round_to, int)
                                            or self.round_to < 1):
             raise InputError(f"--round-to {self.round_to}: use 'auto' or an integer >= 1")
+        if not 0.0 <= self.energy_power <= 1.0:
+            raise InputError(f"--energy-power {self.energy_power:g}: must be between 0 (every "
+                             f"group alike) and 1 (the absolute estimate), e.g. "
+                             f"{alloc_mod.ENERGY_POWER:g}")
         if self.min_channels < 1:
             raise InputError("--min-channels must be at least 1")
         if self.metric == "latency" and self.steps > 1:

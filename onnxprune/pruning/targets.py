@@ -148,7 +148,7 @@ def _allocate(model: Model, target: float, opts: PruneOptions, analysis: Analysi
         budgets = []
         for gid, wd in allowed.items():
             a = ga(gid)
-            b = budget(gid, wd, a, analysis.samples)
+            b = budget(gid, wd, a, analysis.samples, opts.energy_power)
             if b is None:
                 notes.append(f"group {gid}: {a.status if a else 'not analysed'}; left unpruned")
             else:
@@ -202,24 +202,32 @@ def _plan(model: Model, target: float, opts: PruneOptions, analysis: AnalysisRes
         }
     method = {"target": target, "metric": opts.metric, "allocation": opts.allocation,
               "criterion": opts.criterion, "round_to": round_to,
+              "energy_power": opts.energy_power,
               "min_channels": opts.min_channels, "estimate": round(result.estimate, 6)}
     return make_plan(cg, keep, method=method, info=info), result
 
 
-def budget(gid: int, wd: alloc_mod.Widths, a: GroupAnalysis | None, samples: int
-            ) -> alloc_mod.GroupBudget | None:
-    """Build a group's allocation budget from its spectrum, or None when it cannot be used."""
+def budget(gid: int, wd: alloc_mod.Widths, a: GroupAnalysis | None, samples: int,
+           power: float = alloc_mod.ENERGY_POWER) -> alloc_mod.GroupBudget | None:
+    """Build a group's allocation budget from its spectrum, or None when it cannot be used.
+
+    Each direction's loss is its share of the group's spectral energy times the group's total
+    estimated loss (over the directions the data shows) to the power ``power``
+    (``allocation.ENERGY_POWER``).
+    """
     if a is None or a.status not in USABLE or a.singular_values is None or a.rank is None:
         return None
     lam = np.asarray(a.singular_values, dtype=np.float64) ** 2 / (2.0 * max(1, samples))
+    measured = float(lam.sum())  # the group's estimated loss, over the directions the data shows
     lam = np.pad(lam, (0, max(0, wd.size - lam.size)))[: wd.size]
     trusted = a.capacity >= wd.size
     if not trusted and a.capacity > 0:
         # Directions the data cannot show: assume each costs as much as the last one seen.
         cut = min(a.capacity, wd.size)
         lam[cut:] = lam[cut - 1]
-    # The currency is the *share* of the group's gradient energy discarded (see allocation).
-    lam = lam / max(float(lam.sum()), np.finfo(float).tiny)
+    # The currency is the share of the group's gradient energy discarded, weighed by the
+    # group's measured total to the power `power` (see allocation).
+    lam = lam / max(float(lam.sum()), np.finfo(float).tiny) * measured ** power
     cap = wd.at_least(a.rank) if trusted else wd.size
     return alloc_mod.GroupBudget(gid, wd, lam, cap, a.rank)
 
