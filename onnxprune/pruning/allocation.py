@@ -18,8 +18,17 @@ Allocations (DESIGN.md §2.4):
   0.9611 → 0.9907 and 0.9759 → 0.9852, at 20 % 0.8741 → 0.9926 and 0.9333 → 0.9870; at 50 %
   equal within one test image. (Energy share per row, DESIGN's ``/M``, was worse than both.)
   With the output-aware objective (every output standardised) the totals are in the task's
-  units, and on the trained real models the pure share over-prunes groups the outputs depend
-  on: ENERGY_POWER_EVIDENCE
+  units, and the pure share over-prunes groups the outputs depend on. Measured on the trained
+  real models (``benchmarks/real_quality.py --set energy_power=P``, task metric vs the
+  original at 0.7 / 0.5 of the MACs, power 0 / 0.5 / 1): PP-OCRv4 det 0.923 / 0.910,
+  0.963 / 0.921, 0.954 / 0.878; PP-OCR cls (1000 lines) 0.894 / 0.828, 0.919 / 0.823,
+  0.915 / 0.842; PP-OCRv4 rec (200 lines) 0.875 / 0.755, 0.865 / 0.765, 0.875 / 0.785;
+  PicoDet 0.953 / 0.892 at 0, 0.948 / 0.894 at 0.5; MTCNN R/O-Net equal at 0 and 0.5; the
+  digits ResNet (``benchmarks/digits_default.py``) 0.9944 / 0.9907 at 0, 0.9963 / 0.9944 at
+  0.5, and 0.9944 / 0.9759 at 1 (power 1 empties small-energy groups at 0.3 of the MACs).
+  Power 0.5 is the default: it gains most where the share was wrong (det and cls at 0.7)
+  and costs nothing measurable elsewhere
+  (``benchmarks/results/energy_power_2026-11-29.md``).
   First pass: no group goes below its effective rank; only when the target is still not met
   does a second pass go past it, and the groups that did are reported with how far.
 - ``uniform``: the same ratio in every group (bisected to meet the target).
