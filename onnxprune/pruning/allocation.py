@@ -98,7 +98,7 @@ class GroupBudget:
     """What the hierarchical allocation knows of one group.
 
     ``losses[i]`` is the estimated loss of the (i+1)-th eigen-direction (its share of the
-    group's spectral energy);
+    group's spectral energy, times the group's total to the power ``ENERGY_POWER``);
     ``cap`` is the first-pass floor (the effective rank, allowed width), ``None`` when the
     group may not be pruned at all (no signal).
     """

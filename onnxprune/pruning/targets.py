@@ -101,6 +101,8 @@ def _affordable_grid(model: Model, target: float, opts: PruneOptions, analysis: 
     decisions fell from 0.995 (exact widths) to 0.84 at 0.7 of the MACs. So the loss (the
     share of spectral energy discarded, summed over groups) is compared with the exact widths'
     and the coarsest grid within ``GRID_SLACK`` of it is used; wide nets keep the block grid.
+    This loss stays in shares, whatever ``energy_power`` the allocation itself used:
+    ``GRID_SLACK`` was set in those units.
     """
     fine = _allocate(model, target, opts, analysis, 1, cost)
     if abs(fine.estimate - target) > alloc_mod.TOLERANCE:
