@@ -210,12 +210,12 @@ def _plan(model: Model, target: float, opts: PruneOptions, analysis: AnalysisRes
 
 
 def budget(gid: int, wd: alloc_mod.Widths, a: GroupAnalysis | None, samples: int,
-           power: float = alloc_mod.ENERGY_POWER) -> alloc_mod.GroupBudget | None:
+           power: float) -> alloc_mod.GroupBudget | None:
     """Build a group's allocation budget from its spectrum, or None when it cannot be used.
 
     Each direction's loss is its share of the group's spectral energy times the group's total
     estimated loss (over the directions the data shows) to the power ``power``
-    (``allocation.ENERGY_POWER``).
+    (``PruneOptions.energy_power``, default ``allocation.ENERGY_POWER``).
     """
     if a is None or a.status not in USABLE or a.singular_values is None or a.rank is None:
         return None
