@@ -52,3 +52,9 @@ class Dataset:
         labels = None if self.labels is None else self.labels[:n]
         return Dataset({k: v[:n] for k, v in self.inputs.items()}, labels, self.source,
                        self.validated)
+
+    def subset(self, index: np.ndarray) -> Dataset:
+        """Return the samples at ``index`` (in that order)."""
+        labels = None if self.labels is None else self.labels[index]
+        return Dataset({k: v[index] for k, v in self.inputs.items()}, labels, self.source,
+                       self.validated)

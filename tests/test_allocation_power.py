@@ -21,7 +21,8 @@ SAMPLES = 8
 def _analysis(singular_values: np.ndarray) -> SimpleNamespace:
     """What ``budget`` reads of a group's analysis: a full-rank, trusted spectrum."""
     n = len(singular_values)
-    return SimpleNamespace(status="ok", singular_values=singular_values, rank=n, capacity=4 * n)
+    return SimpleNamespace(status="ok", singular_values=singular_values, rank=n, capacity=4 * n,
+                           loss_scale=None)
 
 
 def _spectrum(total: float, n: int = 8) -> np.ndarray:

@@ -45,6 +45,8 @@ class GroupAnalysis:
         activation_mean: mean input activation of each channel over the consumers.
         taylor: mean |∂ℓ/∂m_c| per channel (first-order Taylor score).
         taylor_gram: Σ t tᵀ of the per-sample gate gradients (C×C).
+        loss_scale: the group's loss scale measured by pruning it alone
+            (``pruning/probe.py``); ``None``: the allocation estimates it.
 
     """
 
@@ -66,6 +68,7 @@ class GroupAnalysis:
     activation_mean: np.ndarray | None = field(default=None, repr=False)
     taylor: np.ndarray | None = field(default=None, repr=False)
     taylor_gram: np.ndarray | None = field(default=None, repr=False)
+    loss_scale: float | None = None
 
     @property
     def analysed(self) -> bool:
@@ -147,6 +150,7 @@ class AnalysisResult:
         objective: the objective used; ``directions`` its rows per sample.
         samples: number of samples analysed.
         energy_eps: ε of the energy rank; ``rel_tol`` τ of the threshold rank.
+        probed: groups whose loss scale was measured (``pruning/probe.py``).
 
     """
 
@@ -157,6 +161,7 @@ class AnalysisResult:
     samples: int
     energy_eps: float
     rel_tol: float
+    probed: int = 0
 
     def group(self, gid: int) -> GroupAnalysis:
         """Return the analysis of group ``gid``."""

@@ -90,6 +90,10 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--no-refine", action="store_true",
                    help="one-shot compensation from the analysis only (no sequential refit "
                    "on the pruned upstream activations)")
+    p.add_argument("--probe", action="store_true",
+                   help="measure each group pruned alone (compensated and refined) before the "
+                   "final allocation, and price the groups by that measured loss (slower: one "
+                   "refinement pass per pruned group)")
     p.add_argument("--ridge", type=float, default=RIDGE, help=argparse.SUPPRESS)
     p.add_argument("--distill-epochs", type=int, default=0, metavar="N",
                    help="fine-tune the pruned model to match the original for N epochs")
@@ -148,6 +152,7 @@ def options_from(args: argparse.Namespace) -> PruneOptions:
         objective=args.objective,
         output_weights=tuple(args.output_weight),
         compensate=False if args.no_compensation else None, refine=not args.no_refine,
+        probe=args.probe,
         ridge=args.ridge, distill_epochs=args.distill_epochs, distill_time=args.distill_time,
         distill_lr=args.distill_lr, distill_mix=args.distill_mix,
         distill_labels=args.labels is not None, round_to=args.round_to,

@@ -47,6 +47,10 @@ class PruneOptions:
         compensate: fold dropped channels into kept ones (default: on when data is given).
         refine: refit each compensated consumer, in topological order, on the already
             pruned upstream model's activations against the original's consumer output.
+        probe: before the final allocation, prune each group alone at a first allocation's
+            width (compensated and refined) and measure its output error, so the allocation
+            prices the groups by measured loss (``pruning/probe.py``; hierarchical
+            ``--target-macs/params`` only; one refinement pass per pruned group).
         ridge: compensation ridge relative to the Gram's mean diagonal.
         distill_epochs: epochs of distillation against the original (0: none).
         distill_time: seconds of distillation (an alternative to epochs; both: first hit).
@@ -85,6 +89,7 @@ class PruneOptions:
     output_weights: tuple[tuple[str, float], ...] = ()
     compensate: bool | None = None
     refine: bool = True
+    probe: bool = False
     ridge: float = RIDGE
     distill_epochs: int = 0
     distill_time: float | None = None

@@ -19,6 +19,7 @@ from onnxprune.calibration import calibration_warnings
 from onnxprune.check import check, split_holdout
 from onnxprune.errors import CannotPruneError, InputError
 from onnxprune.model import Model
+from onnxprune.pruning import allocation as alloc_mod
 from onnxprune.pruning import grid, latency, latency_target, replay
 from onnxprune.pruning.compose import compose
 from onnxprune.pruning.latency_cost import LatencyCost
@@ -219,7 +220,7 @@ def _target_steps(model: Model, opts: PruneOptions, data: Dataset | None,
             analysis, teacher = None, None  # the teacher is the original's
         if opts.needs_analysis and analysis is None:
             analysis = _analyse(current, data, opts, teacher)
-        plan, allocation = target_plan(current, rel, opts, analysis)
+        plan, allocation = _probed_plan(current, rel, opts, analysis, data, teacher)
         result = finish(current, plan, opts, analysis, allocation, notes, data, teacher)
         composed = plan if composed is None else compose(composed, plan, model)
         if step < opts.steps:  # the verified step's model and shapes, not loaded again
@@ -233,6 +234,25 @@ def _target_steps(model: Model, opts: PruneOptions, data: Dataset | None,
     achieved = metric_of(result.after, opts.metric) / total
     line = f"{opts.metric} kept {achieved:.3f} (target {opts.target:.3f})"
     return replace(result, notes=(*result.notes, line))
+
+
+def _probed_plan(model: Model, target: float, opts: PruneOptions,
+                 analysis: AnalysisResult | None, data: Dataset | None, teacher: Teacher | None
+                 ) -> tuple[Plan, alloc_mod.Allocation]:
+    """The target's plan, allocated again on measured loss scales (``pruning/probe.py``)."""
+    if not (opts.probe and opts.allocation == "hierarchical" and opts.compensate
+            and analysis is not None and data is not None):
+        return target_plan(model, target, opts, analysis)
+    from onnxprune.pruning import probe  # torch
+
+    first, _ = target_plan(model, target, opts, analysis, guard=False)
+    analysis = probe.calibrate(model, analysis, first, opts, data,
+                               None if teacher is None else teacher.shim())
+    plan, allocation = target_plan(model, target, opts, analysis)
+    allocation.notes.append(
+        f"loss scales measured on {analysis.probed} group(s), each pruned alone at a first "
+        "allocation's width (--probe)")
+    return plan, allocation
 
 
 def _latency_step(model: Model, opts: PruneOptions, data: Dataset | None,

@@ -32,7 +32,7 @@ def metric_of(cost: metrics.Cost, metric: str) -> int:
 
 
 def target_plan(model: Model, target: float, opts: PruneOptions, analysis: AnalysisResult | None,
-                cost: alloc_mod.Pricing | None = None,
+                cost: alloc_mod.Pricing | None = None, *, guard: bool = True,
                 ) -> tuple[Plan, alloc_mod.Allocation]:
     """Allocate widths to reach ``target`` (of this model) and pick the channels.
 
@@ -54,7 +54,7 @@ def target_plan(model: Model, target: float, opts: PruneOptions, analysis: Analy
     if opts.round_to == grid.AUTO and opts.allocation == "hierarchical" and analysis is not None:
         landed_step, landed = step, result
         step, result = _affordable_grid(model, target, opts, analysis, cost, grids, step, result)
-        if (step != landed_step and grid_guard.enabled()
+        if (step != landed_step and guard and grid_guard.enabled()
                 and abs(landed.estimate - target) <= alloc_mod.TOLERANCE):
             return _guarded(model, target, opts, analysis, (step, result),
                             (landed_step, landed))
@@ -200,11 +200,14 @@ def _plan(model: Model, target: float, opts: PruneOptions, analysis: AnalysisRes
             **({"rank": a.rank, "rank_threshold": a.rank_threshold, "max_rate": a.max_rate,
                 "status": a.status,
                 "energy_kept": energy_kept(a, width)} if a is not None and a.rank else {}),
+            **({"loss_scale": round(a.loss_scale, 9)}
+               if a is not None and a.loss_scale is not None else {}),
             **({"past_rank": True} if gid in result.past_rank else {}),
         }
     method = {"target": target, "metric": opts.metric, "allocation": opts.allocation,
               "criterion": opts.criterion, "round_to": round_to,
               "energy_power": opts.energy_power,
+              "probed": analysis.probed if analysis is not None else 0,
               "min_channels": opts.min_channels, "estimate": round(result.estimate, 6)}
     return make_plan(cg, keep, method=method, info=info), result
 
@@ -220,7 +223,6 @@ def budget(gid: int, wd: alloc_mod.Widths, a: GroupAnalysis | None, samples: int
     if a is None or a.status not in USABLE or a.singular_values is None or a.rank is None:
         return None
     lam = np.asarray(a.singular_values, dtype=np.float64) ** 2 / (2.0 * max(1, samples))
-    measured = float(lam.sum())  # the group's estimated loss, over the directions the data shows
     lam = np.pad(lam, (0, max(0, wd.size - lam.size)))[: wd.size]
     trusted = a.capacity >= wd.size
     if not trusted and a.capacity > 0:
@@ -228,10 +230,19 @@ def budget(gid: int, wd: alloc_mod.Widths, a: GroupAnalysis | None, samples: int
         cut = min(a.capacity, wd.size)
         lam[cut:] = lam[cut - 1]
     # The currency is the share of the group's gradient energy discarded, weighed by the
-    # group's measured total to the power `power` (see allocation).
-    lam = lam / max(float(lam.sum()), np.finfo(float).tiny) * measured ** power
+    # group's measured total to the power `power` (see allocation), or by the scale a probe
+    # measured pruning the group alone (pruning/probe.py).
+    scale = estimated_weight(a, samples, power) if a.loss_scale is None else a.loss_scale
+    lam = lam / max(float(lam.sum()), np.finfo(float).tiny) * scale
     cap = wd.at_least(a.rank) if trusted else wd.size
     return alloc_mod.GroupBudget(gid, wd, lam, cap, a.rank)
+
+
+def estimated_weight(a: GroupAnalysis, samples: int, power: float) -> float:
+    """A group's weight in the allocation without measurement: its estimated loss over the
+    directions the data shows, ``½·Σs²/N``, to ``power``."""
+    lam = np.asarray(a.singular_values, dtype=np.float64) ** 2 / (2.0 * max(1, samples))
+    return float(lam.sum()) ** power
 
 
 def energy_kept(a: GroupAnalysis, width: int) -> float:
