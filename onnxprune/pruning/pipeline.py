@@ -249,9 +249,12 @@ def _probed_plan(model: Model, target: float, opts: PruneOptions,
     analysis = probe.calibrate(model, analysis, first, opts, data,
                                None if teacher is None else teacher.shim())
     plan, allocation = target_plan(model, target, opts, analysis)
+    pruned = sum(0 < len(g.keep) < g.size for g in first.groups)
     allocation.notes.append(
-        f"loss scales measured on {analysis.probed} group(s), each pruned alone at a first "
-        "allocation's width (--probe)")
+        f"--probe: {analysis.probed} of the {pruned} group(s) a first allocation prunes "
+        "measured, each pruned alone at that width; the rest (under "
+        f"{probe.MIN_SHARE:g} of their energy dropped there, or not buildable alone) keep the "
+        "estimate, converted")
     return plan, allocation
 
 
