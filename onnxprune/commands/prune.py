@@ -91,9 +91,9 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
                    help="one-shot compensation from the analysis only (no sequential refit "
                    "on the pruned upstream activations)")
     p.add_argument("--probe", action="store_true",
-                   help="measure each group pruned alone (compensated and refined) before the "
-                   "final allocation, and price the groups by that measured loss (slower: one "
-                   "refinement pass per pruned group)")
+                   help="with --target-macs/--target-params: measure each group pruned alone "
+                   "(compensated and refined) before the final allocation, and price the groups "
+                   "by that measured loss (slower: one refinement pass per pruned group)")
     p.add_argument("--ridge", type=float, default=RIDGE, help=argparse.SUPPRESS)
     p.add_argument("--distill-epochs", type=int, default=0, metavar="N",
                    help="fine-tune the pruned model to match the original for N epochs")
