@@ -57,7 +57,7 @@ def test_the_probe_measures_the_group_pruned_alone_as_the_prune_would() -> None:
     first, _ = target_plan(model, 0.5, opts, an, guard=False)
     probed = probe.calibrate(model, an, first, opts, data)
     g = next(g for g in first.groups if 0 < len(g.keep) < g.size)
-    share = probe.energy_share(an.group(g.id), len(g.keep))
+    share = probe.energy_share(an.group(g.id), g.size, len(g.keep), an.samples)
     # The same group pruned alone by the pipeline (compensation and refinement), measured
     # independently on the probe's samples in the output-aware measure.
     alone = finish(model, make_plan(model.groups, {g.id: list(g.keep)}), opts, an, None, [],

@@ -40,7 +40,7 @@ from onnxprune.model import Model
 from onnxprune.pruning.compensation import plan_updates, write_updates
 from onnxprune.pruning.options import PruneOptions
 from onnxprune.pruning.refine import refine
-from onnxprune.pruning.targets import estimated_weight
+from onnxprune.pruning.targets import direction_shares, estimated_weight
 from onnxprune.shim.module import Shim
 from onnxprune.surgery import apply_plan
 
@@ -57,17 +57,15 @@ MIN_SHARE = 1e-4
 """Below this share of energy discarded a probe measures round-off, not a scale."""
 
 
-def energy_share(a: GroupAnalysis, width: int) -> float:
-    """Share of the group's spectral energy discarded at ``width``."""
-    lam = np.asarray(a.singular_values, dtype=np.float64) ** 2
-    total = float(lam.sum())
-    return float(lam[width:].sum()) / total if total > 0 else 0.0
+def energy_share(a: GroupAnalysis, size: int, width: int, samples: int) -> float:
+    """Share of the group's energy discarded at ``width``, as the allocation counts it."""
+    return float(direction_shares(a, size, samples)[width:].sum())
 
 
 def calibrate(model: Model, analysis: AnalysisResult, plan: Plan, opts: PruneOptions,
               data: Dataset, teacher: Shim | None = None) -> AnalysisResult:
     """Return ``analysis`` with every usable group's ``loss_scale`` set (see the module doc)."""
-    probes = [(g.id, list(g.keep)) for g in plan.groups if 0 < len(g.keep) < g.size]
+    probes = [(g.id, g.size, list(g.keep)) for g in plan.groups if 0 < len(g.keep) < g.size]
     groups = {g.id: g for g in analysis.groups}
     batch = ir.fixed_batch(model.proto) or BATCH
     take = min(len(data), SAMPLES)
@@ -79,9 +77,10 @@ def calibrate(model: Model, analysis: AnalysisResult, plan: Plan, opts: PruneOpt
     ref = _measure(ref_shim, measures, probe_data, batch)
     measured_scales: dict[int, float] = {}
     with progress.task(f"probes: {len(probes)} group(s) pruned alone"):
-        for gid, keep in probes:
+        for gid, size, keep in probes:
             a = groups.get(gid)
-            share = energy_share(a, len(keep)) if a is not None and a.rank else 0.0
+            share = (energy_share(a, size, len(keep), analysis.samples)
+                     if a is not None and a.rank else 0.0)
             if share < MIN_SHARE:
                 continue
             try:

@@ -222,20 +222,29 @@ def budget(gid: int, wd: alloc_mod.Widths, a: GroupAnalysis | None, samples: int
     """
     if a is None or a.status not in USABLE or a.singular_values is None or a.rank is None:
         return None
-    lam = np.asarray(a.singular_values, dtype=np.float64) ** 2 / (2.0 * max(1, samples))
-    lam = np.pad(lam, (0, max(0, wd.size - lam.size)))[: wd.size]
-    trusted = a.capacity >= wd.size
-    if not trusted and a.capacity > 0:
-        # Directions the data cannot show: assume each costs as much as the last one seen.
-        cut = min(a.capacity, wd.size)
-        lam[cut:] = lam[cut - 1]
     # The currency is the share of the group's gradient energy discarded, weighed by the
     # group's measured total to the power `power` (see allocation), or by the scale a probe
     # measured pruning the group alone (pruning/probe.py).
     scale = estimated_weight(a, samples, power) if a.loss_scale is None else a.loss_scale
-    lam = lam / max(float(lam.sum()), np.finfo(float).tiny) * scale
+    lam = direction_shares(a, wd.size, samples) * scale
+    trusted = a.capacity >= wd.size
     cap = wd.at_least(a.rank) if trusted else wd.size
     return alloc_mod.GroupBudget(gid, wd, lam, cap, a.rank)
+
+
+def direction_shares(a: GroupAnalysis, size: int, samples: int) -> np.ndarray:
+    """Each of the ``size`` directions' share of the group's spectral energy (summing to 1).
+
+    Directions the data cannot show (past ``a.capacity``) are assumed to cost as much as the
+    last one seen. (The energies are ``½·s²/N`` before normalising, as they always were, so
+    that the allocation's arithmetic, and so its ties, stay as they were.)
+    """
+    lam = np.asarray(a.singular_values, dtype=np.float64) ** 2 / (2.0 * max(1, samples))
+    lam = np.pad(lam, (0, max(0, size - lam.size)))[:size]
+    if a.capacity < size and a.capacity > 0:
+        cut = min(a.capacity, size)
+        lam[cut:] = lam[cut - 1]
+    return lam / max(float(lam.sum()), np.finfo(float).tiny)
 
 
 def estimated_weight(a: GroupAnalysis, samples: int, power: float) -> float:
