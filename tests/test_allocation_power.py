@@ -198,3 +198,12 @@ def test_cli_flag_reaches_the_options(flag: list[str]) -> None:
     cmd.register(parser.add_subparsers())
     args = parser.parse_args(["prune", "m.onnx", "-o", "o.onnx", "--target-macs", "0.5", *flag])
     assert cmd.options_from(args).probe is bool(flag)
+
+
+@pytest.mark.parametrize("kw", [dict(target_latency=0.5), dict(ratio=0.3),
+                                dict(target_macs=0.5, allocation="uniform"),
+                                dict(target_macs=0.5, compensate=False)],
+                         ids=["latency", "ratio", "uniform", "no-compensation"])
+def test_probe_where_it_cannot_act_is_refused_with_the_fix(kw: dict) -> None:
+    with pytest.raises(InputError, match="--probe .*drop --probe"):
+        PruneOptions(probe=True, **kw).resolved(has_data=True)

@@ -176,6 +176,11 @@ class PruneOptions:
         opts = replace(self, allocation=allocation, criterion=criterion, compensate=compensate,
                        exclude=tuple(self.exclude))
         opts._check_values()
+        if opts.probe and (opts.metric is None or opts.target_latency is not None
+                           or allocation != "hierarchical" or not compensate):
+            raise InputError("--probe measures groups for the hierarchical allocation of "
+                             "--target-macs/--target-params with compensation; drop --probe, "
+                             "or use --target-macs with --data")
         if opts.needs_analysis and not has_data:
             need = [w for w, on in (
                 (f"--allocation {allocation}", allocation == "hierarchical"),
