@@ -414,6 +414,9 @@ DRIVER = textwrap.dedent("""
     from onnxprune import ir, surgery
     from onnxprune.cli import main
 
+    # A runner started as a background job ignores SIGINT, and so would this child: restore
+    # Python's handler, as a foreground shell gives it.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     point, argv = sys.argv[1], sys.argv[2:]
     def interrupt():
         os.kill(os.getpid(), signal.SIGINT)
@@ -503,11 +506,12 @@ def test_sigint_leaves_no_partial_output(
 # test sends SIGINT from outside at that moment (no sleeps, so a loaded machine cannot move
 # the signal to another stage).
 WAITING_DRIVER = textwrap.dedent("""
-    import pathlib, sys, time
+    import pathlib, signal, sys, time
     from onnxprune import ir, surgery
     from onnxprune.commands import common
     from onnxprune.cli import main
 
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # as in DRIVER
     point, argv = sys.argv[1], sys.argv[2:]
     def wait_before(owner, name):
         f = getattr(owner, name)
